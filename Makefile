@@ -1,0 +1,33 @@
+# Two set-up commands for a new machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# Installed before the project so that the `train` extra never pulls a CUDA build of torch.
+TORCH ?= torch==2.13.0
+EXTRAS ?= cpu,train,test,eval
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/deepsmote demo --out demo-output --overwrite
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-output

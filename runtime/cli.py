@@ -1,0 +1,82 @@
+"""The ``deepsmote`` command line.
+
+Runtime commands import no torch. Commands that need torch (``train``, ``export``,
+``evaluate``) live in ``deepsmote.training`` and are imported only when called, with an install
+hint when torch is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .errors import DeepSMOTEError
+
+# name -> "module:attribute"; imported on first use only.
+_LAZY_COMMANDS = {
+    "train": ("deepsmote.training.commands:train", "train an encoder/decoder and export a bundle"),
+    "export": ("deepsmote.training.commands:export", "export a training checkpoint as a bundle"),
+    "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA with a bundle (torch-free)"),
+    "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
+    "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
+    "demo": ("deepsmote.runtime.commands.demo:demo", "train, export and generate on the embedded dataset"),
+}
+_TORCH_HINT = "this command needs the training extra: pip install torch==2.13.0 && pip install 'deepsmote[train]'"
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported when invoked, so `generate` never loads torch."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        target, _ = _LAZY_COMMANDS[cmd_name]
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in {"torch", "onnx", "onnxscript", "matplotlib"}:
+                raise click.ClickException(f"{_TORCH_HINT} (missing module '{exc.name}')") from None
+            raise
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help lists every command without importing torch.
+        rows = [(name, help_text) for name, (_, help_text) in sorted(_LAZY_COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log details (provider used, timings).")
+@click.version_option(package_name="deepsmote")
+def cli(verbose: bool) -> None:
+    """DeepSMOTE oversampling of imbalanced image data."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: one-line errors and a non-zero exit for bad input."""
+    try:
+        return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
+    except DeepSMOTEError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

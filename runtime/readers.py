@@ -1,0 +1,353 @@
+"""Torch-free readers for the three DATA forms: ImageFolder, NPZ and IDX.
+
+Every reader returns a :class:`LabelledImages` with uint8 images in the input's own layout,
+(N, H, W) for grayscale or (N, H, W, C) for colour, and integer labels indexing ``classes``.
+Sizes are checked against headers before anything large is allocated, and a corrupt,
+truncated or mismatched file raises :class:`DeepSMOTEError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DeepSMOTEError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+_IDX_UINT8_MAGIC = 0x00000800
+_IDX_LABELS_MAGIC = 0x00000801
+_READ_CHUNK = 1 << 22
+# An image side larger than this is not a DeepSMOTE input; refusing it early stops
+# decompression bombs before Pillow allocates their pixels.
+MAX_IMAGE_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images with their labels.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        uint8, shape (N, H, W) or (N, H, W, C).
+    labels : np.ndarray
+        int64, shape (N,), values in ``range(len(classes))``.
+    classes : tuple of str
+        Class names in label order.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The model's (C, H, W) for these images."""
+        channels = 1 if self.images.ndim == 3 else self.images.shape[3]
+        return (channels, self.images.shape[1], self.images.shape[2])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per class, shape (len(classes),)."""
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+
+def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:
+    """Read DATA in any supported form.
+
+    Parameters
+    ----------
+    path : path-like
+        An ImageFolder directory (``path/<class>/*.png|jpg``), a directory of ``.npz`` shards,
+        an ``.npz`` file with ``images`` and ``labels``, or an IDX images file (``.gz`` or raw).
+    labels : path-like, optional
+        The IDX labels file; by default found by name next to the images file.
+
+    Returns
+    -------
+    LabelledImages
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeepSMOTEError(
+            f"{path}: no such file or directory; give an ImageFolder directory, an .npz or an IDX file"
+        )
+    if labels is not None and not _is_idx_name(path):
+        raise DeepSMOTEError(f"--labels is only for IDX images files, not {path}")
+    if path.is_dir():
+        if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+            return read_image_folder(path)
+        shards = sorted(path.glob("*.npz"))
+        if shards:
+            return _concatenate([read_npz(p) for p in shards], path)
+        raise DeepSMOTEError(f"{path}: directory has neither class subdirectories nor .npz files")
+    if path.suffix == ".npz":
+        return read_npz(path)
+    if _is_idx_name(path) or _has_idx_magic(path):
+        return read_idx(path, labels)
+    raise DeepSMOTEError(f"{path}: unknown data format; give an ImageFolder directory, an .npz or an IDX file")
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+
+def _is_idx_name(path: Path) -> bool:
+    return "idx3" in path.name or path.name.endswith((".idx", ".idx.gz"))
+
+
+def _has_idx_magic(path: Path) -> bool:
+    try:
+        with _open_maybe_gzip(path) as f:
+            head = f.read(4)
+    except (OSError, EOFError):
+        return False
+    return len(head) == 4 and head[:2] == b"\x00\x00" and head[2] == 0x08
+
+
+def _open_maybe_gzip(path: Path):
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _gzip_size_mod32(path: Path) -> int | None:
+    """The uncompressed size modulo 2**32 from a gzip trailer, or None for a raw file."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return None
+        f.seek(0, os.SEEK_END)
+        if f.tell() < 18:
+            raise DeepSMOTEError(f"{path}: truncated gzip file")
+        f.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def _read_idx_array(path: Path, magic: int) -> np.ndarray:
+    """Read one IDX file after checking its header against the file's real size."""
+    ndim = magic & 0xFF
+    with _open_maybe_gzip(path) as f:
+        try:
+            head = f.read(4 + 4 * ndim)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
+        if len(head) < 4 or struct.unpack(">I", head[:4])[0] != magic:
+            found = head[:4].hex() if len(head) >= 4 else "too short"
+            raise DeepSMOTEError(f"{path}: not an IDX file of the expected kind (magic {found}, expected {magic:08x})")
+        if len(head) < 4 + 4 * ndim:
+            raise DeepSMOTEError(f"{path}: truncated IDX header")
+        dims = struct.unpack(f">{ndim}I", head[4:])
+        expected = int(np.prod(dims, dtype=np.uint64))
+        total = len(head) + expected
+        gz_size = _gzip_size_mod32(path)
+        real = gz_size if gz_size is not None else path.stat().st_size
+        if real != (total % 2**32 if gz_size is not None else total):
+            raise DeepSMOTEError(
+                f"{path}: header says {dims} ({total} bytes) but the file holds {real} bytes; "
+                "the file is truncated or corrupt"
+            )
+        buffer = bytearray()
+        try:
+            while len(buffer) < expected:
+                chunk = f.read(min(_READ_CHUNK, expected - len(buffer)))
+                if not chunk:
+                    break
+                buffer += chunk
+            trailing = f.read(1)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
+    if len(buffer) != expected or trailing:
+        raise DeepSMOTEError(f"{path}: header says {dims} but the data is {'longer' if trailing else 'shorter'}")
+    return np.frombuffer(bytes(buffer), dtype=np.uint8).reshape(dims)
+
+
+def _labels_path_for(images: Path) -> Path:
+    name = images.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    if name == images.name:
+        raise DeepSMOTEError(f"{images}: cannot derive the labels file name; give it with --labels")
+    for candidate in (name, name.removesuffix(".gz"), name + ".gz"):
+        if (images.parent / candidate).exists():
+            return images.parent / candidate
+    raise DeepSMOTEError(f"{images}: labels file {images.parent / name} not found; give it with --labels")
+
+
+def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:
+    """Read an IDX images file (magic 0x803, uint8, (N, H, W) or (N, H, W, C)) and its labels.
+
+    Returns
+    -------
+    LabelledImages
+        Class names are the label values as strings, sorted numerically.
+    """
+    path = Path(path)
+    # 0x0803 is (N, H, W); 0x0804 is (N, H, W, C).
+    images = _read_idx_array(path, _IDX_UINT8_MAGIC | _idx_ndim(path))
+    labels_path = Path(labels) if labels is not None else _labels_path_for(path)
+    if not labels_path.exists():
+        raise DeepSMOTEError(f"{labels_path}: labels file not found")
+    values = _read_idx_array(labels_path, _IDX_LABELS_MAGIC)
+    if values.shape[0] != images.shape[0]:
+        raise DeepSMOTEError(f"{labels_path}: {values.shape[0]} labels for {images.shape[0]} images in {path}")
+    return _from_label_values(images, values, path)
+
+
+def _idx_ndim(path: Path) -> int:
+    with _open_maybe_gzip(path) as f:
+        try:
+            head = f.read(4)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (3, 4):
+        raise DeepSMOTEError(f"{path}: not an IDX uint8 images file (magic {head.hex() or 'empty'})")
+    return head[3]
+
+
+# --- NPZ -------------------------------------------------------------------------------------
+
+
+def _npz_member_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one member, checked against its stored size before it is read."""
+    name = f"{key}.npy"
+    if name not in archive.namelist():
+        raise DeepSMOTEError(f"{path}: missing array '{key}'; an .npz DATA needs 'images' and 'labels'")
+    info = archive.getinfo(name)
+    with archive.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+        except (ValueError, OSError) as exc:
+            raise DeepSMOTEError(f"{path}: '{key}' is not a valid array ({exc})") from None
+        header_len = member.tell()
+    if dtype.hasobject:
+        raise DeepSMOTEError(f"{path}: '{key}' holds Python objects; only plain arrays are read (no pickles)")
+    need = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+    if info.file_size != header_len + need:
+        raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape} but holds {info.file_size - header_len} bytes")
+    return shape, dtype
+
+
+def read_npz(path: str | os.PathLike) -> LabelledImages:
+    """Read an ``.npz`` with ``images`` uint8 (N, H, W[, C]) and ``labels`` (N,).
+
+    Labels may be integers or strings; class names are their sorted distinct values.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            image_shape, image_dtype = _npz_member_header(archive, "images", path)
+            label_shape, _ = _npz_member_header(archive, "labels", path)
+    except zipfile.BadZipFile as exc:
+        raise DeepSMOTEError(f"{path}: not a valid .npz ({exc})") from None
+    if image_dtype != np.uint8:
+        raise DeepSMOTEError(
+            f"{path}: 'images' must be uint8, got {image_dtype}; convert with (x * 255).astype(np.uint8)"
+        )
+    if len(image_shape) not in (3, 4) or (len(image_shape) == 4 and image_shape[3] not in (1, 3)):
+        raise DeepSMOTEError(
+            f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {image_shape}"
+        )
+    if label_shape != (image_shape[0],):
+        raise DeepSMOTEError(
+            f"{path}: 'labels' has shape {label_shape}, expected ({image_shape[0]},) to match 'images'"
+        )
+    with np.load(path, allow_pickle=False) as data:
+        images, values = data["images"], data["labels"]
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    return _from_label_values(images, values, path)
+
+
+# --- ImageFolder -----------------------------------------------------------------------------
+
+
+def read_image_folder(path: str | os.PathLike) -> LabelledImages:
+    """Read ``path/<class>/*.png|jpg|jpeg``; class names are the sorted directory names.
+
+    Files with other suffixes and empty class directories are skipped with a warning. All
+    images must share one size; grayscale images are kept as (H, W), and if any image has
+    colour every image is converted to RGB (N, H, W, 3).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(path)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    pixels: list[np.ndarray] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    skipped: list[Path] = []
+    size: tuple[int, int] | None = None
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        skipped += [p for p in files if p not in images]
+        if not images:
+            warnings.warn(f"{class_dir}: no images; class '{class_dir.name}' skipped", stacklevel=2)
+            continue
+        label = len(classes)
+        classes.append(class_dir.name)
+        for file in images:
+            try:
+                with Image.open(file) as image:
+                    if max(image.size) > MAX_IMAGE_SIDE:
+                        raise DeepSMOTEError(
+                            f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"
+                        )
+                    if size is not None and image.size != size:
+                        raise DeepSMOTEError(
+                            f"{file}: size {image.size[0]}x{image.size[1]} differs from {size[0]}x{size[1]}; "
+                            "resize all images to one size"
+                        )
+                    size = image.size
+                    colour = image.mode not in ("1", "L", "I", "I;16", "F")
+                    pixels.append(np.asarray(image.convert("RGB" if colour else "L"), dtype=np.uint8))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise DeepSMOTEError(f"{file}: unreadable image ({exc}); remove or replace it") from None
+            labels.append(label)
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} non-image files, e.g. {skipped[0]}", stacklevel=2)
+    if not pixels:
+        raise DeepSMOTEError(f"{root}: no images found; expected {root}/<class>/*.png|jpg")
+    if any(p.ndim == 3 for p in pixels):
+        pixels = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in pixels]
+    return LabelledImages(np.stack(pixels), np.asarray(labels, dtype=np.int64), tuple(classes))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _from_label_values(images: np.ndarray, values: np.ndarray, path: Path) -> LabelledImages:
+    if images.shape[0] == 0:
+        raise DeepSMOTEError(f"{path}: holds no images")
+    if values.dtype.kind not in "iuU":
+        raise DeepSMOTEError(f"{path}: labels must be integers or strings, got {values.dtype}")
+    distinct, labels = np.unique(values, return_inverse=True)
+    names = [str(v) for v in distinct]
+    # One class order for every source: numbers numerically, then names alphabetically.
+    order = sorted(range(len(names)), key=lambda i: _natural_key(names[i]))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return LabelledImages(np.ascontiguousarray(images), rank[labels.ravel()], tuple(names[i] for i in order))
+
+
+def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
+    names = sorted({name for part in parts for name in part.classes}, key=_natural_key)
+    index = {name: i for i, name in enumerate(names)}
+    shapes = {part.images.shape[1:] for part in parts}
+    if len(shapes) > 1:
+        raise DeepSMOTEError(f"{path}: .npz shards have different image shapes {sorted(shapes)}")
+    labels = [np.asarray([index[p.classes[i]] for i in range(len(p.classes))])[p.labels] for p in parts]
+    return LabelledImages(
+        np.concatenate([p.images for p in parts]), np.concatenate(labels).astype(np.int64), tuple(names)
+    )
+
+
+def _natural_key(name: str) -> tuple[int, int | str]:
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)

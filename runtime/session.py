@@ -1,0 +1,90 @@
+"""The one place that builds onnxruntime sessions.
+
+``provider`` is ``auto`` (CUDA when onnxruntime-gpu can run it, else CPU), ``cpu`` or
+``cuda``. A provider that is asked for and missing is an error that lists the available ones,
+and the provider a session really runs on is read back, so a silent CUDA fallback is caught.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from .errors import DeepSMOTEError
+
+Provider = Literal["auto", "cpu", "cuda"]
+PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda")
+_ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_INSTALL_HINT = "install one of: pip install 'deepsmote[cpu]'  or  pip install 'deepsmote[gpu]'"
+
+log = logging.getLogger(__name__)
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime, or fail with the install hint."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DeepSMOTEError(f"onnxruntime is not installed; {_INSTALL_HINT}") from None
+    return onnxruntime
+
+
+def resolve_provider(provider: str) -> str:
+    """The onnxruntime provider name for ``provider``.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If ``provider`` is unknown, or asked for explicitly and not available.
+    """
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    if provider not in PROVIDERS:
+        raise DeepSMOTEError(f"provider must be one of {', '.join(PROVIDERS)}, got '{provider}'")
+    if provider == "auto":
+        return _ORT_NAMES["cuda"] if _ORT_NAMES["cuda"] in available else _ORT_NAMES["cpu"]
+    wanted = _ORT_NAMES[provider]
+    if wanted not in available:
+        hint = " (install deepsmote[gpu], i.e. onnxruntime-gpu, and a CUDA driver)" if provider == "cuda" else ""
+        raise DeepSMOTEError(f"Provider {wanted} is not available{hint}. Available providers: {available}")
+    return wanted
+
+
+def create_session(model: bytes, provider: str = "auto", threads: int | None = None) -> tuple[Any, str]:
+    """Build an ``InferenceSession`` from serialized ONNX bytes.
+
+    Parameters
+    ----------
+    model : bytes
+        The ONNX graph. Loading from bytes means no external-data file can be resolved.
+    provider : {'auto', 'cpu', 'cuda'}
+        Where to run.
+    threads : int, optional
+        Intra-op threads; onnxruntime's default (all cores) when None.
+
+    Returns
+    -------
+    session : onnxruntime.InferenceSession
+    used : str
+        The provider the session actually runs on, read back from the session.
+    """
+    ort = import_onnxruntime()
+    wanted = resolve_provider(provider)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    providers = [wanted] if wanted == _ORT_NAMES["cpu"] else [wanted, _ORT_NAMES["cpu"]]
+    try:
+        session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise DeepSMOTEError(f"onnxruntime cannot load the graph: {str(exc).splitlines()[0]}") from None
+    used = session.get_providers()[0]
+    if used != wanted:
+        if provider == "cuda":
+            raise DeepSMOTEError(f"asked for {wanted} but onnxruntime fell back to {used}; check the CUDA install")
+        log.warning("onnxruntime fell back from %s to %s", wanted, used)
+    log.info("onnxruntime session on %s", used)
+    return session, used
