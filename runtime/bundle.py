@@ -2,8 +2,8 @@
 
 A bundle is a directory with ``encoder.onnx``, ``decoder.onnx`` and ``deepsmote.json``
 (GUIDE §2). The runtime treats it as untrusted: the manifest is type-checked, each ONNX file
-must match its sha256, and the graphs are handed to onnxruntime as bytes, so no file outside
-the bundle can be pulled in through external-data references.
+must match its sha256, graphs with external-data references are refused (onnxruntime would
+resolve them against the working directory), and the graphs reach onnxruntime as bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DeepSMOTEError
+from .onnx_scan import MalformedModel, external_data_locations
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "deepsmote.json"
@@ -165,6 +166,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         if sha256_bytes(data) != manifest["files"][name]:
             raise DeepSMOTEError(
                 f"{file}: sha256 does not match the manifest; the file was modified or corrupted, re-export the bundle"
+            )
+        try:
+            external = external_data_locations(data)
+        except MalformedModel as exc:
+            raise DeepSMOTEError(f"{file}: not a valid ONNX file ({exc})") from None
+        if external:
+            raise DeepSMOTEError(
+                f"{file}: weights stored as external data ({external[0]!r}); the runtime loads only "
+                "self-contained graphs, re-export with the weights inline"
             )
         graphs.append(data)
     return Bundle(bundle, manifest, graphs[0], graphs[1])

@@ -13,7 +13,7 @@ import numpy as np
 from deepsmote.runtime.readers import read_idx
 
 SOURCE = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets/fashion-mnist")
-TARGET = Path(__file__).parent / "fmnist-mini"
+TARGET = Path(__file__).parent.parent / "data" / "fmnist-mini"
 TRAIN_COUNTS = (400, 200, 100, 75, 50, 35, 20, 10, 6, 4)
 TEST_PER_CLASS = 20
 

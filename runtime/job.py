@@ -1,0 +1,149 @@
+"""A generation job on disk: DATA and a bundle in, synthetic shards and ``summary.json`` out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .bundle import load_bundle
+from .errors import DeepSMOTEError
+from .outdir import OutputDir
+from .plan import DEFAULT_SHARD_SIZE, Shard
+from .readers import LabelledImages
+from .sampler import DeepSMOTE
+from .strategy import new_sample_counts
+from .writers import make_writer
+
+ENGINES = ("local", "ray")
+
+
+def _data_fingerprint(data: LabelledImages) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((data.images.shape, data.classes)).encode())
+    digest.update(np.ascontiguousarray(data.images).data)
+    digest.update(np.ascontiguousarray(data.labels).data)
+    return digest.hexdigest()
+
+
+def generate_dataset(
+    bundle: str | os.PathLike,
+    data: LabelledImages,
+    out: str | os.PathLike,
+    *,
+    sampling_strategy: str | Mapping[str, int] = "auto",
+    k_neighbors: int = 5,
+    seed: int = 0,
+    fmt: str = "imagefolder",
+    provider: str = "auto",
+    batch_size: int = 256,
+    threads: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    engine: str = "local",
+    engine_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate the synthetic samples of ``data`` into ``out``, resuming an interrupted job.
+
+    Parameters
+    ----------
+    bundle : path-like
+        The model bundle.
+    data : LabelledImages
+        The real images, uint8 (N, H, W[, C]).
+    out : path-like
+        Output directory; created, resumed, or refused (see :class:`OutputDir`).
+    sampling_strategy : str or dict
+        A strategy name or ``{class name: count after resampling}``.
+    engine : {'local', 'ray'}
+        Where shards run; ``engine_options`` go to the engine (Ray: ``address``, ``workers``).
+
+    Returns
+    -------
+    dict
+        The summary, also written to ``out/summary.json``.
+    """
+    start = time.perf_counter()
+    if engine not in ENGINES:
+        raise DeepSMOTEError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
+    loaded = load_bundle(bundle)
+    if data.image_shape != loaded.image_shape:
+        raise DeepSMOTEError(
+            f"DATA images are {'x'.join(map(str, data.image_shape))} (CxHxW) but the bundle was trained on "
+            f"{'x'.join(map(str, loaded.image_shape))}; use a bundle trained on this kind of image"
+        )
+    counts = data.class_counts()
+    new = new_sample_counts(sampling_strategy, counts, data.classes)
+    settings = {
+        "bundle": loaded.fingerprint,
+        "data": _data_fingerprint(data),
+        "new_counts": new.tolist(),
+        "k_neighbors": k_neighbors,
+        "seed": seed,
+        "format": fmt,
+        "shard_size": shard_size,
+    }
+    output = OutputDir(Path(out), settings, overwrite)
+    output.check()
+    writer = make_writer(fmt, Path(out), data.classes)
+    targets = {c: int(counts[c] + new[c]) for c in range(len(counts))}
+    sampler = DeepSMOTE(loaded, targets, k_neighbors, seed, provider, batch_size, threads, shard_size).fit(
+        data.images, data.labels
+    )
+    fitted = time.perf_counter()
+    with output:
+        todo = [s for s in sampler.shards_ if not output.is_done(s)]
+        done_before = sum(s.count for s in sampler.shards_) - sum(s.count for s in todo)
+        with tqdm(total=int(new.sum()), initial=done_before, unit="img", desc="generate", disable=not progress) as bar:
+
+            def advance(shard: Shard) -> None:
+                bar.update(shard.count)
+
+            if engine == "local":
+                from .engines.local import run_local
+
+                run_local(sampler, todo, writer, output, advance)
+            else:
+                from .engines.ray import run_ray
+
+                run_ray(sampler, todo, fmt, data.classes, output, advance, **dict(engine_options or {}))
+        generated = time.perf_counter()
+        made = int(new.sum()) - done_before
+        summary = {
+            "deepsmote_version": version("deepsmote"),
+            "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
+            "classes": list(data.classes),
+            "counts": {
+                name: {"original": int(counts[c]), "synthetic": int(new[c]), "total": int(counts[c] + new[c])}
+                for c, name in enumerate(data.classes)
+            },
+            "neighbors_used": {
+                data.classes[c]: latents.n_neighbors for c, latents in enumerate(sampler.latents_) if latents
+            },
+            "seed": seed,
+            "k_neighbors": k_neighbors,
+            "format": fmt,
+            "shard_size": shard_size,
+            "shards": {"total": len(sampler.shards_), "skipped_as_done": len(sampler.shards_) - len(todo)},
+            "engine": engine,
+            "provider": sampler.provider_,
+            "threads": threads,
+            "batch_size": batch_size,
+            "timings_s": {
+                "load_and_fit": round(fitted - start, 3),
+                "generate": round(generated - fitted, 3),
+                "total": round(generated - start, 3),
+            },
+            "images_generated_this_run": made,
+            "images_per_s": round(made / max(generated - fitted, 1e-9), 1),
+        }
+        output.write_json("summary.json", summary)
+    return summary

@@ -1,0 +1,65 @@
+"""The caller's image layout and dtype, kept from input to output of the Python API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DeepSMOTEError
+from .pixels import from_model, to_model
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How a caller's X maps onto the model's (N, C, H, W) in [-1, 1].
+
+    Integer images are read as 0..255; float images as 0..1. X may be (N, H, W) for one
+    channel, (N, H, W, C), or flattened (N, H*W*C) in H, W, C order.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    image_shape: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, x: np.ndarray, image_shape: tuple[int, int, int]) -> ImageLayout:
+        """Check ``x`` against the model's (C, H, W) and record its layout."""
+        channels, height, width = image_shape
+        accepted = {(height, width) if channels == 1 else None, (height, width, channels), (height * width * channels,)}
+        if x.ndim < 2 or tuple(x.shape[1:]) not in accepted:
+            raise DeepSMOTEError(
+                f"X has shape {x.shape}; the bundle's images are {channels}x{height}x{width}, so X must be "
+                f"(N, {height}, {width}, {channels}){f' or (N, {height}, {width})' if channels == 1 else ''} "
+                f"or flattened (N, {height * width * channels})"
+            )
+        if x.dtype.kind not in "uif":
+            raise DeepSMOTEError(f"X must hold integer (0..255) or float (0..1) pixels, got dtype {x.dtype}")
+        return cls(tuple(x.shape[1:]), x.dtype, image_shape)
+
+    @property
+    def scale(self) -> float:
+        """Pixel value that maps to 1.0 in the model."""
+        return 255.0 if self.dtype.kind in "ui" else 1.0
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """X (n, *shape) to float32 (n, C, H, W) in [-1, 1]."""
+        channels, height, width = self.image_shape
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if lo < 0 or hi > self.scale or not np.isfinite([lo, hi]).all():
+            raise DeepSMOTEError(
+                f"X values must lie in [0, {self.scale:g}] for dtype {self.dtype}, got [{lo:g}, {hi:g}]"
+            )
+        nhwc = x.reshape(len(x), height, width, channels)
+        if self.dtype.kind in "ui":
+            # The same arithmetic as the CLI, so both give the same bytes.
+            return to_model(nhwc.astype(np.uint8))
+        return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(2.0) - np.float32(1.0)
+
+    def from_model(self, x: np.ndarray) -> np.ndarray:
+        """float32 (n, C, H, W) in [-1, 1] back to the caller's shape and dtype."""
+        if self.dtype.kind in "ui":
+            out = from_model(x, grayscale_2d=False).astype(self.dtype)
+        else:
+            out = ((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(0.5)).transpose(0, 2, 3, 1).astype(self.dtype)
+        return np.ascontiguousarray(out.reshape(len(x), *self.shape))

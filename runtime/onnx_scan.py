@@ -1,0 +1,130 @@
+"""Find external-data references in a serialized ONNX model without the ``onnx`` package.
+
+onnxruntime resolves external data of a model loaded from bytes against the working
+directory, so a bundle could make it read files that are not part of the bundle. The
+runtime keeps its dependencies light, so this walks the protobuf wire format along the
+schema paths that can hold a tensor (GUIDE §2: refuse paths outside the bundle; the runtime
+refuses external data altogether and names the path it found).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+# Field numbers from onnx.proto, checked against the onnx package's descriptors in tests.
+_MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 7, 20, 25
+_TRAINING_GRAPHS = (1, 2)
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_FUNCTION_NODE = 7
+_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
+_EXTERNAL = 1
+
+
+class MalformedModel(ValueError):
+    """The bytes are not a well-formed protobuf message."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise MalformedModel("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+    """(field number, wire type, value) of each field; value is bytes for length-delimited."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+            yield number, wire, value
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise MalformedModel("length past the end")
+            yield number, wire, data[pos : pos + length]
+            pos += length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise MalformedModel(f"unsupported wire type {wire}")
+    if pos != len(data):
+        raise MalformedModel("truncated field")
+
+
+def _children(data: bytes, numbers: tuple[int, ...]) -> Iterator[bytes]:
+    for number, wire, value in _fields(data):
+        if wire == 2 and number in numbers:
+            yield value  # type: ignore[misc]
+
+
+def _tensor(data: bytes) -> Iterator[str]:
+    external = False
+    locations = []
+    for number, wire, value in _fields(data):
+        if number == _TENSOR_DATA_LOCATION and wire == 0:
+            external = value == _EXTERNAL
+        elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
+            entry = {n: v for n, w, v in _fields(value) if w == 2}  # type: ignore[arg-type]
+            if entry.get(_ENTRY_KEY) == b"location":
+                locations.append(entry.get(_ENTRY_VALUE, b"").decode("utf-8", "replace"))
+    if external or locations:
+        yield from locations or ["<no location>"]
+
+
+def _sparse(data: bytes) -> Iterator[str]:
+    for tensor in _children(data, (_SPARSE_VALUES, _SPARSE_INDICES)):
+        yield from _tensor(tensor)
+
+
+def _nodes(nodes: Iterator[bytes]) -> Iterator[str]:
+    for node in nodes:
+        for attribute in _children(node, (_NODE_ATTRIBUTE,)):
+            for number, wire, value in _fields(attribute):
+                if wire != 2:
+                    continue
+                if number in (_ATTR_TENSOR, _ATTR_TENSORS):
+                    yield from _tensor(value)  # type: ignore[arg-type]
+                elif number in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                    yield from _graph(value)  # type: ignore[arg-type]
+                elif number in (_ATTR_SPARSE, _ATTR_SPARSES):
+                    yield from _sparse(value)  # type: ignore[arg-type]
+
+
+def _graph(data: bytes) -> Iterator[str]:
+    for tensor in _children(data, (_GRAPH_INITIALIZER,)):
+        yield from _tensor(tensor)
+    for sparse in _children(data, (_GRAPH_SPARSE_INITIALIZER,)):
+        yield from _sparse(sparse)
+    yield from _nodes(_children(data, (_GRAPH_NODE,)))
+
+
+def external_data_locations(model: bytes) -> list[str]:
+    """Locations of every tensor stored as external data in a serialized ModelProto.
+
+    Raises
+    ------
+    MalformedModel
+        If the bytes are not a well-formed protobuf message.
+    """
+    found: list[str] = []
+    for graph in _children(model, (_MODEL_GRAPH,)):
+        found += _graph(graph)
+    for info in _children(model, (_MODEL_TRAINING_INFO,)):
+        for graph in _children(info, _TRAINING_GRAPHS):
+            found += _graph(graph)
+    for function in _children(model, (_MODEL_FUNCTIONS,)):
+        found += _nodes(_children(function, (_FUNCTION_NODE,)))
+    return found

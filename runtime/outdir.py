@@ -1,0 +1,167 @@
+"""The output directory of a generation job: its settings, its lock, and which shards are done.
+
+A job writes ``.deepsmote-job.json`` (the settings that fix the output bytes) before any
+shard. A rerun with the same settings resumes, skipping shards marked done; other settings
+are refused unless ``overwrite``. A directory with content that no job wrote is never
+touched. A lock stops two jobs writing into the same directory at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .errors import DeepSMOTEError
+from .plan import Shard
+from .writers import TMP_SUFFIX
+
+JOB_FILE = ".deepsmote-job.json"
+LOCK_FILE = ".deepsmote.lock"
+DONE_DIR = ".deepsmote-done"
+
+
+class OutputDir:
+    """Context manager that prepares, locks and tracks a job's output directory.
+
+    Parameters
+    ----------
+    path : Path
+        OUT.
+    settings : dict
+        JSON-serialisable settings that determine the output bytes.
+    overwrite : bool
+        Replace a previous job's output made with other settings.
+    """
+
+    def __init__(self, path: Path, settings: dict[str, Any], overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.settings = json.loads(json.dumps(settings))
+        self.overwrite = overwrite
+        self.resumed = False
+        self._created = False
+        self._lock: int | None = None
+
+    def check(self) -> None:
+        """Refuse, without writing anything, an OUT that this job may not use."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DeepSMOTEError(f"--out {self.path} is a file; give a directory")
+        if not self.path.exists():
+            return
+        job_file = self.path / JOB_FILE
+        if not job_file.exists():
+            foreign = [p.name for p in self.path.iterdir() if p.name not in {LOCK_FILE, DONE_DIR}]
+            if foreign:
+                raise DeepSMOTEError(
+                    f"--out {self.path} is not empty and was not made by deepsmote generate "
+                    f"(holds {foreign[0]!r}); choose a new or empty directory"
+                )
+            return
+        previous = self._previous_settings()
+        if previous != self.settings and not self.overwrite:
+            changed = sorted(k for k in {*self.settings, *previous} if previous.get(k) != self.settings.get(k))
+            raise DeepSMOTEError(
+                f"--out {self.path} holds a job made with other settings (differs in: {', '.join(changed)}); "
+                "pass --overwrite to replace it, or choose another --out"
+            )
+
+    def __enter__(self) -> OutputDir:
+        self.check()
+        self._created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeepSMOTEError(f"cannot create --out {self.path}: {exc.strerror}") from None
+        try:
+            self._acquire_lock()
+            self._prepare()
+        except BaseException:
+            self.__exit__(None, None, None)
+            self._discard_if_empty()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._release_lock()
+        if kind is not None:
+            self._discard_if_empty()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _previous_settings(self) -> dict[str, Any]:
+        try:
+            previous = json.loads((self.path / JOB_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return previous if isinstance(previous, dict) else {}
+
+    def _discard_if_empty(self) -> None:
+        # A directory this run created and finished no shard in is removed whole: a failed
+        # run leaves nothing behind. Finished shards are kept for the rerun.
+        done = self.path / DONE_DIR
+        if self._created and self.path.exists() and not (done.exists() and any(done.iterdir())):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _prepare(self) -> None:
+        job_file = self.path / JOB_FILE
+        if job_file.exists():
+            if self._previous_settings() == self.settings:
+                self.resumed = True
+                self._remove_partials()
+                return
+            self._clear()
+        (self.path / DONE_DIR).mkdir(exist_ok=True)
+        tmp = job_file.with_name(job_file.name + TMP_SUFFIX)
+        tmp.write_text(json.dumps(self.settings, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, job_file)
+
+    def _clear(self) -> None:
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _remove_partials(self) -> None:
+        for partial in self.path.rglob(f"*{TMP_SUFFIX}"):
+            partial.unlink()
+
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DeepSMOTEError(
+                f"--out {self.path} is in use by another deepsmote job; wait for it or choose another --out"
+            ) from None
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
+
+    # --- shards --------------------------------------------------------------------------------
+
+    def is_done(self, shard: Shard) -> bool:
+        """Whether ``shard`` was completed by this job or an interrupted run of it."""
+        return (self.path / DONE_DIR / shard.name).exists()
+
+    def mark_done(self, shard: Shard) -> None:
+        """Record ``shard`` as complete; call after its files are in place."""
+        (self.path / DONE_DIR / shard.name).touch()
+
+    def write_json(self, name: str, content: dict[str, Any]) -> None:
+        """Write ``OUT/name`` atomically."""
+        target = self.path / name
+        tmp = target.with_name(target.name + TMP_SUFFIX)
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)

@@ -1,0 +1,220 @@
+"""The DeepSMOTE over-sampler, with imbalanced-learn's conventions (GUIDE §4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .errors import DeepSMOTEError
+from .layout import ImageLayout
+from .models import Models, open_models
+from .plan import DEFAULT_SHARD_SIZE, Shard, draw_shard, plan_shards
+from .strategy import new_sample_counts
+from .synthesis import ClassLatents, fit_class, synthesize
+
+SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
+
+
+class DeepSMOTE:
+    """Over-sample minority classes by SMOTE in a trained autoencoder's latent space.
+
+    Parameters
+    ----------
+    bundle : str or path-like
+        A model bundle directory (``deepsmote train`` makes one).
+    sampling_strategy : str, float, dict or callable, default 'auto'
+        imbalanced-learn's meaning: ``'auto'`` (= ``'not majority'``), ``'minority'``,
+        ``'not minority'``, ``'all'``, a float (two classes), ``{class: count after}``, or a
+        callable ``y -> dict``.
+    k_neighbors : int, default 5
+        Neighbours within a class to interpolate towards.
+    random_state : int or None, default None
+        Seed; the same seed gives the same bytes whatever ``batch_size`` or thread count.
+    provider : {'auto', 'cpu', 'cuda'}, default 'auto'
+        onnxruntime execution provider.
+    batch_size : int, default 256
+        Codes decoded per onnxruntime call.
+    n_threads : int or None, default None
+        Threads for onnxruntime and the numba kernels; all cores when None.
+    shard_size : int, default 1000
+        Samples drawn from one seed; part of what fixes the output bytes.
+
+    Attributes
+    ----------
+    sampling_strategy_ : dict
+        Class → number of synthetic samples, for the classes that get any.
+    classes_ : np.ndarray
+        The distinct labels, in the order used for seeding.
+    provider_ : str
+        The onnxruntime provider the sessions run on.
+    seed_ : int
+        The seed used (drawn once when ``random_state`` is None).
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike | Bundle,
+        sampling_strategy: SamplingStrategy = "auto",
+        k_neighbors: int = 5,
+        random_state: int | None = None,
+        provider: str = "auto",
+        batch_size: int = 256,
+        n_threads: int | None = None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+    ) -> None:
+        self.bundle = bundle
+        self.sampling_strategy = sampling_strategy
+        self.k_neighbors = k_neighbors
+        self.random_state = random_state
+        self.provider = provider
+        self.batch_size = batch_size
+        self.n_threads = n_threads
+        self.shard_size = shard_size
+
+    # --- fitting -----------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        for name in ("k_neighbors", "batch_size", "shard_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise DeepSMOTEError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_threads is not None and (not isinstance(self.n_threads, int) or self.n_threads < 1):
+            raise DeepSMOTEError(f"n_threads must be a positive integer or None, got {self.n_threads!r}")
+        if self.random_state is not None and (
+            isinstance(self.random_state, bool)
+            or not isinstance(self.random_state, int | np.integer)
+            or self.random_state < 0
+        ):
+            raise DeepSMOTEError(f"random_state must be a non-negative integer or None, got {self.random_state!r}")
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> DeepSMOTE:
+        """Encode the classes that will grow and find their neighbours.
+
+        Parameters
+        ----------
+        X : np.ndarray
+            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+        y : np.ndarray
+            Labels, shape (N,).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, y = np.asarray(X), np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise DeepSMOTEError(f"y must have shape ({len(X)},) to match X, got {y.shape}")
+        if len(X) == 0:
+            raise DeepSMOTEError("X is empty")
+        self.bundle_: Bundle = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
+        self.layout_ = ImageLayout.of(X, self.bundle_.image_shape)
+        self.classes_, labels = np.unique(y, return_inverse=True)
+        labels = labels.ravel()
+        counts = np.bincount(labels, minlength=len(self.classes_))
+        new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), y)
+        self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
+        self.seed_ = (
+            int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**63)
+        )
+        self.models_ = open_models(self.bundle_, self.provider, self.n_threads)
+        self.provider_ = self.models_.provider
+        _set_numba_threads(self.n_threads)
+        self.latents_: list[ClassLatents | None] = [
+            fit_class(self.models_, self.layout_.to_model(X[labels == c]), self.k_neighbors, str(self.classes_[c]))
+            if new[c] > 0
+            else None
+            for c in range(len(self.classes_))
+        ]
+        self.shards_: list[Shard] = plan_shards(new, self.shard_size)
+        self._X, self._y = X, y
+        return self
+
+    # --- sampling ----------------------------------------------------------------------------
+
+    def synthesize_shard(self, shard: Shard) -> np.ndarray:
+        """The model-space images of one shard.
+
+        Returns
+        -------
+        np.ndarray
+            float32, shape (shard.count, C, H, W), values in [-1, 1].
+        """
+        latents = self.latents_[shard.class_index]
+        if latents is None:
+            raise ValueError(f"class {shard.class_index} was not fitted for growth")
+        draws = draw_shard(self.seed_, shard, len(latents.codes), latents.n_neighbors)
+        return synthesize(self._models(), latents, draws, self.batch_size)
+
+    def iter_synthetic(
+        self, X: np.ndarray | None = None, y: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield the synthetic samples one shard at a time, for jobs larger than memory.
+
+        Parameters
+        ----------
+        X, y : np.ndarray, optional
+            Fit on these first; omit them after :meth:`fit`.
+
+        Yields
+        ------
+        X_new : np.ndarray
+            Shape (m, *X.shape[1:]), X's dtype.
+        y_new : np.ndarray
+            Shape (m,), y's dtype.
+        """
+        if X is not None or y is not None:
+            self.fit(X, y)
+        elif not hasattr(self, "shards_"):
+            raise DeepSMOTEError("call fit(X, y) first, or pass X and y")
+        for shard in self.shards_:
+            images = self.layout_.from_model(self.synthesize_shard(shard))
+            yield images, np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype)
+
+    def fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the originals followed by the synthetic samples.
+
+        Parameters
+        ----------
+        X : np.ndarray
+            Shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+        y : np.ndarray
+            Shape (N,).
+
+        Returns
+        -------
+        X_resampled : np.ndarray
+            Shape (N + M, *X.shape[1:]), X's dtype.
+        y_resampled : np.ndarray
+            Shape (N + M,), y's dtype.
+        """
+        parts = list(self.iter_synthetic(X, y))
+        X_new = [p[0] for p in parts]
+        y_new = [p[1] for p in parts]
+        return np.concatenate([self._X, *X_new]), np.concatenate([self._y, *y_new])
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def _models(self) -> Models:
+        if getattr(self, "models_", None) is None:
+            self.models_ = open_models(self.bundle_, self.provider, self.n_threads)
+            _set_numba_threads(self.n_threads)
+        return self.models_
+
+    def __getstate__(self) -> dict[str, Any]:
+        # onnxruntime sessions do not pickle, and a worker needs neither the sessions nor the
+        # caller's data: it opens its own sessions on first use.
+        state = self.__dict__.copy()
+        state.update(models_=None, _X=None, _y=None)
+        return state
+
+
+def _set_numba_threads(n_threads: int | None) -> None:
+    if n_threads is not None:
+        import numba
+
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))

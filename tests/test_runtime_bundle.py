@@ -1,0 +1,175 @@
+"""Bundles are untrusted input: each defect is a one-line error, nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from deepsmote.runtime.bundle import MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.models import open_models
+from deepsmote.runtime.session import resolve_provider
+from onnx import TensorProto, helper
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+def edit_manifest(bundle: Path, **changes) -> None:
+    path = bundle / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del manifest[key]
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def rehash(bundle: Path) -> None:
+    edit_manifest(bundle, files={n: sha256_file(bundle / n) for n in ("encoder.onnx", "decoder.onnx")})
+
+
+def one_line_error(match: str, fn, *args) -> str:
+    with pytest.raises(DeepSMOTEError, match=match) as info:
+        fn(*args)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_valid_bundle_loads_and_opens(bundle):
+    models = open_models(load_bundle(bundle), "cpu")
+    assert models.provider == "CPUExecutionProvider"
+
+
+def test_tampered_onnx_fails_hash(bundle):
+    data = bytearray((bundle / "decoder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bundle / "decoder.onnx").write_bytes(bytes(data))
+    one_line_error("sha256 does not match", load_bundle, bundle)
+
+
+@pytest.mark.parametrize("field", ["format_version", "image_shape", "latent_dim", "classes", "files"])
+def test_missing_field(bundle, field):
+    edit_manifest(bundle, **{field: None})
+    one_line_error(f"'{field}' is missing", load_bundle, bundle)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("latent_dim", "16", "must be int"),
+        ("image_shape", [1, 28], "must be \\[C, H, W\\]"),
+        ("image_shape", [2, 28, 28], "1 or 3 channels"),
+        ("classes", [1, 2], "list of strings"),
+        ("pixel_range", [0, 1], "pixel_range"),
+        ("format_version", 99, "not supported"),
+        ("format_version", True, "must be int"),
+    ],
+)
+def test_mistyped_field(bundle, field, value, match):
+    edit_manifest(bundle, **{field: value})
+    one_line_error(match, load_bundle, bundle)
+
+
+def test_manifest_not_json(bundle):
+    (bundle / MANIFEST_NAME).write_text("{not json")
+    one_line_error("not valid JSON", load_bundle, bundle)
+
+
+def test_not_a_bundle(tmp_path):
+    one_line_error("not a deepsmote bundle", load_bundle, tmp_path)
+    one_line_error("not a bundle directory", load_bundle, tmp_path / "missing")
+
+
+def test_symlinked_onnx_is_refused(bundle, tmp_path):
+    target = tmp_path / "elsewhere.onnx"
+    shutil.move(bundle / "encoder.onnx", target)
+    (bundle / "encoder.onnx").symlink_to(target)
+    one_line_error("missing \\(or a link\\)", load_bundle, bundle)
+
+
+def test_latent_size_disagreeing_with_manifest(bundle):
+    manifest = json.loads((bundle / MANIFEST_NAME).read_text())
+    edit_manifest(bundle, latent_dim=manifest["latent_dim"] + 1)
+    one_line_error("has shape", open_models, load_bundle(bundle), "cpu")
+
+
+def identity_graph(path: Path, in_name: str, out_name: str, shape: list) -> None:
+    node = helper.make_node("Identity", [in_name], [out_name])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, shape)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_wrong_input_name(bundle):
+    identity_graph(bundle / "encoder.onnx", "pixels", "latent", ["N", 1, 28, 28])
+    rehash(bundle)
+    one_line_error("expected one input named 'image'", open_models, load_bundle(bundle), "cpu")
+
+
+def test_fixed_batch_axis(bundle):
+    manifest = json.loads((bundle / MANIFEST_NAME).read_text())
+    identity_graph(bundle / "decoder.onnx", "latent", "image", [4, manifest["latent_dim"]])
+    rehash(bundle)
+    one_line_error("fixed batch size 4", open_models, load_bundle(bundle), "cpu")
+
+
+@pytest.mark.parametrize("location", ["../../weights.bin", "/etc/passwd", "weights.bin"])
+def test_external_data_is_refused(bundle, location):
+    # onnxruntime resolves external data of a graph loaded from bytes against the working
+    # directory; the bundle check refuses every such reference before onnxruntime sees it.
+    model = onnx.load(bundle / "decoder.onnx")
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "64")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (bundle / "decoder.onnx").write_bytes(model.SerializeToString())
+    rehash(bundle)
+    message = one_line_error("external data", load_bundle, bundle)
+    assert location in message
+
+
+def test_missing_cuda_provider_lists_available():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    message = one_line_error("Provider CUDAExecutionProvider is not available", resolve_provider, "cuda")
+    assert "CPUExecutionProvider" in message
+
+
+def test_unknown_provider():
+    one_line_error("provider must be one of", resolve_provider, "tpu")
+
+
+def test_scanner_field_numbers_match_onnx_schema():
+    from deepsmote.runtime import onnx_scan as scan
+    from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
+
+    assert ModelProto.DESCRIPTOR.fields_by_name["graph"].number == scan._MODEL_GRAPH
+    assert GraphProto.DESCRIPTOR.fields_by_name["initializer"].number == scan._GRAPH_INITIALIZER
+    assert GraphProto.DESCRIPTOR.fields_by_name["node"].number == scan._GRAPH_NODE
+    assert AttributeProto.DESCRIPTOR.fields_by_name["t"].number == scan._ATTR_TENSOR
+    assert AttributeProto.DESCRIPTOR.fields_by_name["g"].number == scan._ATTR_GRAPH
+    assert TensorProto.DESCRIPTOR.fields_by_name["external_data"].number == scan._TENSOR_EXTERNAL_DATA
+    assert TensorProto.DESCRIPTOR.fields_by_name["data_location"].number == scan._TENSOR_DATA_LOCATION
+
+
+def test_garbage_onnx_is_a_clear_error(bundle):
+    (bundle / "encoder.onnx").write_bytes(b"\xff\xff\xff")
+    rehash(bundle)
+    one_line_error("not a valid ONNX file", load_bundle, bundle)

@@ -1,0 +1,272 @@
+"""`deepsmote generate` end to end on the embedded Fashion-MNIST subset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deepsmote.data import fmnist_mini
+from deepsmote.runtime import DeepSMOTE
+from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE, OutputDir
+from deepsmote.runtime.readers import read_dataset
+
+EXPECTED_NEW = [0, 200, 300, 325, 350, 365, 380, 390, 394, 396]
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "deepsmote.runtime.cli", *args], capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def npz_run(tiny_bundle, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "npz"
+    run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--format", "npz", "--quiet")
+    return out
+
+
+def test_npz_output_reads_back_as_data_and_balances(npz_run):
+    synthetic = read_dataset(npz_run)
+    counts = dict(zip(synthetic.classes, synthetic.class_counts().tolist(), strict=True))
+    assert counts == {str(c): n for c, n in enumerate(EXPECTED_NEW) if n}
+    assert synthetic.images.shape[1:] == (28, 28) and synthetic.images.dtype == np.uint8
+
+
+def test_summary_records_the_run(npz_run, tiny_bundle):
+    summary = json.loads((npz_run / "summary.json").read_text())
+    assert summary["counts"]["9"] == {"original": 4, "synthetic": 396, "total": 400}
+    assert summary["provider"] == "CPUExecutionProvider"
+    assert summary["seed"] == 0 and summary["format"] == "npz"
+    assert summary["neighbors_used"]["9"] == 3
+    assert {"load_and_fit", "generate", "total"} <= set(summary["timings_s"])
+
+
+def test_cli_and_api_give_the_same_images(npz_run, tiny_bundle):
+    data = read_dataset(fmnist_mini())
+    X_res, _ = DeepSMOTE(tiny_bundle, random_state=0).fit_resample(data.images, data.labels)
+    from_cli = read_dataset(npz_run)
+    order = np.argsort(from_cli.labels, kind="stable")
+    np.testing.assert_array_equal(from_cli.images[order], X_res[len(data.images) :])
+
+
+def test_imagefolder_output_reads_back_per_class(tiny_bundle, tmp_path):
+    out = tmp_path / "folder"
+    run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--strategy", '{"8": 20, "9": 30}')
+    back = read_dataset(out)
+    assert dict(zip(back.classes, back.class_counts().tolist(), strict=True)) == {"8": 14, "9": 26}
+
+
+def test_webdataset_output_reads_back_with_webdataset(tiny_bundle, tmp_path):
+    webdataset = pytest.importorskip("webdataset")
+    out = tmp_path / "wds"
+    run_cli(
+        "generate",
+        str(tiny_bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--format",
+        "webdataset",
+        "--strategy",
+        "minority",
+        "--shard-size",
+        "150",
+    )
+    shards = sorted(str(p) for p in out.glob("*.tar"))
+    assert len(shards) == 3
+    samples = list(webdataset.WebDataset(shards, shardshuffle=False).decode("l").to_tuple("png", "cls"))
+    assert len(samples) == 396
+    assert {cls for _, cls in samples} == {9}
+    assert samples[0][0].shape == (28, 28)
+
+
+@pytest.mark.parametrize("batch_size", ["1", "7", "256"])
+def test_output_bytes_do_not_depend_on_batch_size_or_threads(tiny_bundle, npz_run, tmp_path, batch_size):
+    out = tmp_path / "again"
+    threads = "1" if batch_size == "7" else "2"
+    run_cli(
+        "generate",
+        str(tiny_bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--format",
+        "npz",
+        "--batch-size",
+        batch_size,
+        "--threads",
+        threads,
+        "--quiet",
+    )
+    assert tree_digest(out) == tree_digest(npz_run)
+
+
+def test_killed_job_resumes_to_identical_bytes(tiny_bundle, tmp_path):
+    args = [str(tiny_bundle), str(fmnist_mini()), "--format", "imagefolder", "--shard-size", "50", "--quiet"]
+    run_cli("generate", *args, "--out", str(tmp_path / "straight"))
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepsmote.runtime.cli", "generate", *args, "--out", str(out), "--threads", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline and len(list((out / DONE_DIR).glob("*")) if (out / DONE_DIR).exists() else []) < 5
+    ):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list((out / DONE_DIR).iterdir()))
+    assert 5 <= done < 60, "the job should be killed part-way"
+    result = run_cli("generate", *args, "--out", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards"]["skipped_as_done"] >= 5, result.stdout
+    assert tree_digest(out) == tree_digest(tmp_path / "straight")
+    assert not list(out.rglob("*.partial"))
+
+
+# --- bad inputs: one line, non-zero exit, nothing left behind ---------------------------
+
+
+def assert_refused(result: subprocess.CompletedProcess, match: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert match in lines[0], lines[0]
+
+
+def test_foreign_non_empty_out_is_refused_and_untouched(tiny_bundle, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        result = run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), *extra, check=False)
+        assert_refused(result, "not made by deepsmote generate")
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
+
+
+def test_other_settings_are_refused_unless_overwrite(tiny_bundle, npz_run, tmp_path):
+    out = tmp_path / "s"
+    base = [
+        str(tiny_bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--format",
+        "npz",
+        "--quiet",
+        "--strategy",
+        "minority",
+    ]
+    run_cli("generate", *base)
+    before = tree_digest(out)
+    result = run_cli("generate", *base, "--seed", "5", check=False)
+    assert_refused(result, "differs in: seed")
+    assert tree_digest(out) == before
+    run_cli("generate", *base, "--seed", "5", "--overwrite")
+    assert tree_digest(out) != before
+
+
+def test_wrong_image_size_for_bundle(tiny_bundle, tmp_path):
+    data = tmp_path / "big.npz"
+    np.savez(data, images=np.zeros((10, 32, 32), np.uint8), labels=np.repeat([0, 1], 5))
+    out = tmp_path / "o"
+    assert_refused(
+        run_cli("generate", str(tiny_bundle), str(data), "--out", str(out), check=False), "trained on 1x28x28"
+    )
+    assert not out.exists()
+
+
+def test_class_with_one_sample_names_the_class(tiny_bundle, tmp_path):
+    data = tmp_path / "d.npz"
+    images = read_dataset(fmnist_mini()).images[:11]
+    np.savez(data, images=images, labels=np.array([0] * 10 + [1]))
+    out = tmp_path / "o"
+    assert_refused(
+        run_cli("generate", str(tiny_bundle), str(data), "--out", str(out), check=False), "class '1' has 1 sample"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--strategy", '{"42": 10}'], "not in the data"),
+        (["--strategy", "most"], "--strategy must be one of"),
+        (["--provider", "cuda"], "CUDAExecutionProvider is not available"),
+    ],
+)
+def test_bad_options(tiny_bundle, tmp_path, extra, match):
+    import onnxruntime
+
+    if "cuda" in extra and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "o"
+    assert_refused(
+        run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), *extra, check=False), match
+    )
+    assert not out.exists()
+
+
+def test_missing_bundle_and_data(tiny_bundle, tmp_path):
+    assert_refused(
+        run_cli("generate", str(tmp_path / "nobundle"), str(fmnist_mini()), "--out", str(tmp_path / "o"), check=False),
+        "not a bundle directory",
+    )
+    assert_refused(
+        run_cli("generate", str(tiny_bundle), str(tmp_path / "nodata.npz"), "--out", str(tmp_path / "o"), check=False),
+        "no such file",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_second_job_on_the_same_out_is_refused(tiny_bundle, tmp_path):
+    out = tmp_path / "locked"
+    with OutputDir(out, {"x": 1}):
+        result = run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), check=False)
+    assert_refused(result, "")
+    assert (out / LOCK_FILE).exists()
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    script = f"""
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+from deepsmote.runtime.cli import main
+from deepsmote.runtime import DeepSMOTE, read_dataset
+data = read_dataset({str(fmnist_mini())!r})
+X, y = DeepSMOTE({str(tiny_bundle)!r}, random_state=0).fit_resample(data.images, data.labels)
+assert sorted(set(__import__("numpy").bincount(y))) == [400], "not balanced"
+try:
+    main(["generate", {str(tiny_bundle)!r}, {str(fmnist_mini())!r}, "--out", {str(tmp_path / "o")!r}, "--quiet"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+loaded = [m for m in sys.modules if m.startswith("torch") and sys.modules[m] is not None]
+assert not loaded, loaded
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    assert read_dataset(tmp_path / "o").class_counts().sum() == sum(EXPECTED_NEW)
