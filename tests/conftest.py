@@ -1,0 +1,50 @@
+"""Fixtures shared by the test suite: the embedded FMNIST subset and a tiny trained bundle.
+
+Other test modules depend on the names ``fmnist_mini`` and ``tiny_bundle``; keep them stable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_WIDTH, TINY_LATENT = 8, 16
+
+
+@pytest.fixture(scope="session")
+def fmnist_mini() -> Path:
+    """The embedded IDX training images (900 FMNIST images, 400..4 per class); labels beside it."""
+    return ROOT / "data" / "fmnist-mini" / "train-images-idx3-ubyte.gz"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(fmnist_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle trained for 1 epoch (width 8, latent 16, seed 0) on ``fmnist_mini`` and exported.
+
+    Its run directory (``best.pt``, ``last.pt``, logs) lies beside it as ``<bundle>.run``, as
+    `deepsmote train` would leave it.
+    """
+    pytest.importorskip("torch", reason="tiny_bundle trains a model: needs the train extra")
+    import torch
+    from deepsmote.runtime.readers import read_dataset
+    from deepsmote.training.export import export_bundle
+    from deepsmote.training.trainer import TrainConfig, train
+
+    torch.set_num_threads(1)
+    bundle = tmp_path_factory.mktemp("tiny") / "bundle"
+    config = TrainConfig(epochs=1, width=TINY_WIDTH, latent_dim=TINY_LATENT, seed=0, device="cpu")
+    files = train(read_dataset(fmnist_mini), config, bundle.with_name("bundle.run"))
+    export_bundle(files.best, bundle)
+    return bundle
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    # Tiny models gain nothing from a second thread, and on a shared 2-core machine OpenMP
+    # threads spinning against other processes made training steps ten times slower. torch is
+    # never imported here: runtime tests check that they run without it.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)

@@ -1,0 +1,141 @@
+"""ONNX export: the bundle meets the contract and matches torch; failures leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from deepsmote.runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.models import open_models
+from deepsmote.runtime.pixels import to_model
+from deepsmote.runtime.readers import read_dataset
+from deepsmote.training import export as export_module
+from deepsmote.training.export import export_bundle
+from deepsmote.training.trainer import load_checkpoint, models_from_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_bundle: Path) -> Path:
+    return tiny_bundle.with_name(tiny_bundle.name + ".run") / "best.pt"
+
+
+def siblings(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+@pytest.mark.parametrize("batch", [1, 37])
+def test_onnxruntime_matches_torch(tiny_bundle, checkpoint, fmnist_mini, batch):
+    models = open_models(load_bundle(tiny_bundle), provider="cpu")
+    encoder, decoder = models_from_checkpoint(load_checkpoint(checkpoint))
+    x = to_model(read_dataset(fmnist_mini).images[100 : 100 + batch])
+    with torch.no_grad():
+        z = encoder(torch.from_numpy(x)).numpy()
+        y = decoder(torch.from_numpy(z)).numpy()
+    got_z = models.encode(x)
+    assert got_z.shape == (batch, 16)
+    np.testing.assert_allclose(got_z, z, rtol=0, atol=1e-4)
+    got_y = models.decode(z)
+    assert got_y.shape == (batch, 1, 28, 28)
+    np.testing.assert_allclose(got_y, y, rtol=0, atol=1e-4)
+
+
+def test_manifest(tiny_bundle, checkpoint):
+    manifest = json.loads((tiny_bundle / MANIFEST_NAME).read_text())
+    state = load_checkpoint(checkpoint)
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["image_shape"] == [1, 28, 28]
+    assert manifest["latent_dim"] == 16
+    assert manifest["classes"] == [str(c) for c in range(10)]
+    assert manifest["pixel_range"] == [-1, 1]
+    training = manifest["training"]
+    assert training["config"] == state["config"]
+    assert training["epochs_run"] == 1
+    assert training["final_losses"] == {k: state["history"][-1][k] for k in ("loss", "reconstruction", "penalty")}
+    assert training["best_loss"] == state["best_loss"]
+    assert training["logs"] == ["losses.jsonl", "losses.png"]
+    assert all((tiny_bundle / name).is_file() for name in training["logs"])
+    export = manifest["export"]
+    assert export["opset"] >= 17
+    assert export["exporter"] == "torch.onnx.export(dynamo=True)"
+    assert export["torch_version"] == torch.__version__
+    assert 0 <= export["max_abs_diff"] <= 1e-4
+    assert len(export["checks"]) == 5 and {c["batch"] for c in export["checks"]} == {1, 64}
+    assert manifest["files"] == {name: sha256_file(tiny_bundle / name) for name in ("encoder.onnx", "decoder.onnx")}
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "last"), [("encoder.onnx", "image", "latent"), ("decoder.onnx", "latent", "image")]
+)
+def test_graphs_are_self_contained_inference_graphs(tiny_bundle, name, first, last):
+    model = onnx.load(str(tiny_bundle / name), load_external_data=False)
+    assert [i.name for i in model.graph.input] == [first]
+    assert [o.name for o in model.graph.output] == [last]
+    for value in (*model.graph.input, *model.graph.output):
+        batch = value.type.tensor_type.shape.dim[0]
+        assert batch.dim_param and not batch.HasField("dim_value"), "batch axis must be symbolic"
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    # BatchNorm in inference form: never in training mode (the optimiser may also fold it away).
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization":
+            modes = [a.i for a in node.attribute if a.name == "training_mode"]
+            assert modes in ([], [0])
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_an_existing_bundle_is_refused_or_replaced(tiny_bundle, checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text("{}")
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(DeepSMOTEError, match="already exists; pass --overwrite"):
+        export_bundle(checkpoint, out)
+    assert siblings(out) == ["bundle"] and (out / "keep.txt").read_text() == "old"
+    export_bundle(checkpoint, out, overwrite=True)
+    assert siblings(out) == ["bundle"]
+    assert not (out / "keep.txt").exists()
+    assert load_bundle(out).manifest["files"] == load_bundle(tiny_bundle).manifest["files"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_overwrite_replaces_only_bundles(checkpoint, tmp_path, kind):
+    out = tmp_path / "precious"
+    if kind == "folder":
+        out.mkdir()
+        (out / "thesis.tex").write_text("mine")
+    else:
+        out.write_text("mine")
+    with pytest.raises(DeepSMOTEError, match="exists and is not a deepsmote bundle"):
+        export_bundle(checkpoint, out, overwrite=True)
+    assert siblings(out) == ["precious"]
+    assert (out / "thesis.tex" if kind == "folder" else out).read_text() == "mine"
+
+
+def test_a_failed_verification_lists_every_output_and_keeps_the_old_bundle(
+    tiny_bundle, checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    with pytest.raises(DeepSMOTEError) as error:
+        export_bundle(checkpoint, out, overwrite=True)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.count("encoder.onnx on") == 2 and message.count("decoder.onnx on") == 3
+    assert "no bundle was written" in message
+    # No temporary directory left, and the old bundle untouched.
+    assert siblings(out) == ["bundle"]
+    assert load_bundle(out).manifest == load_bundle(tiny_bundle).manifest
+
+
+def test_a_foreign_checkpoint_is_refused_before_anything_is_written(tmp_path):
+    foreign = tmp_path / "model.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(DeepSMOTEError, match="not a deepsmote checkpoint"):
+        export_bundle(foreign, tmp_path / "out" / "bundle")
+    assert siblings(foreign) == ["model.pt"]

@@ -1,0 +1,134 @@
+"""The encoder and decoder: the reference layers, parameter counts and shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.training.model import Decoder, Encoder, ModelConfig, build_models
+from torch import nn
+
+SHAPES = [(1, 28, 28), (3, 28, 28), (1, 32, 32), (3, 32, 32)]
+
+
+def n_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe(layers: nn.Sequential) -> list[tuple]:
+    """Each layer as (type, shape-defining arguments) for comparison with the reference."""
+    rows: list[tuple] = []
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            rows.append(
+                (
+                    type(layer).__name__,
+                    layer.in_channels,
+                    layer.out_channels,
+                    layer.kernel_size[0],
+                    layer.stride[0],
+                    layer.padding[0],
+                    layer.bias is not None,
+                )
+            )
+        elif isinstance(layer, nn.BatchNorm2d):
+            rows.append(("BatchNorm2d", layer.num_features))
+        elif isinstance(layer, nn.LeakyReLU):
+            rows.append(("LeakyReLU", layer.negative_slope))
+        elif isinstance(layer, nn.Linear):
+            rows.append(("Linear", layer.in_features, layer.out_features))
+        else:
+            rows.append((type(layer).__name__,))
+    return rows
+
+
+def test_parameter_counts_match_the_reference_at_paper_size():
+    # Hand-computed from DeepSMOTE_MNIST.py: convs 1024 + 131072 + 524288 + 2097152, BatchNorm
+    # 256 + 512 + 1024, fc 512*300 + 300; decoder fc 300*25088 + 25088, deconvs with bias
+    # 2097152 + 256, 524288 + 128, 2048 + 1, BatchNorm 512 + 256.
+    encoder, decoder = build_models(ModelConfig((1, 28, 28), width=64, latent_dim=300))
+    assert n_parameters(encoder) == 2_909_228
+    assert n_parameters(decoder) == 10_176_129
+
+
+def test_layers_are_the_reference_sequence_for_28x28():
+    encoder, decoder = build_models(ModelConfig((1, 28, 28), width=64, latent_dim=300))
+    assert describe(encoder.conv) == [
+        ("Conv2d", 1, 64, 4, 2, 1, False),
+        ("LeakyReLU", 0.2),
+        ("Conv2d", 64, 128, 4, 2, 1, False),
+        ("BatchNorm2d", 128),
+        ("LeakyReLU", 0.2),
+        ("Conv2d", 128, 256, 4, 2, 1, False),
+        ("BatchNorm2d", 256),
+        ("LeakyReLU", 0.2),
+        ("Conv2d", 256, 512, 4, 2, 1, False),
+        ("BatchNorm2d", 512),
+        ("LeakyReLU", 0.2),
+    ]
+    assert describe(nn.Sequential(encoder.fc)) == [("Linear", 512, 300)]
+    assert describe(decoder.fc) == [("Linear", 300, 512 * 7 * 7), ("ReLU",)]
+    assert describe(decoder.deconv) == [
+        ("ConvTranspose2d", 512, 256, 4, 1, 0, True),
+        ("BatchNorm2d", 256),
+        ("ReLU",),
+        ("ConvTranspose2d", 256, 128, 4, 1, 0, True),
+        ("BatchNorm2d", 128),
+        ("ReLU",),
+        ("ConvTranspose2d", 128, 1, 4, 2, 0, True),
+        ("Tanh",),
+    ]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_layers_for_32x32(channels):
+    encoder, decoder = build_models(ModelConfig((channels, 32, 32), width=8, latent_dim=16))
+    assert describe(encoder.conv)[0] == ("Conv2d", channels, 8, 4, 2, 1, False)
+    assert describe(encoder.conv)[-3] == ("Conv2d", 32, 64, 4, 1, 0, False)
+    assert describe(decoder.fc)[0] == ("Linear", 16, 64 * 8 * 8)
+    assert [row for row in describe(decoder.deconv) if row[0] == "ConvTranspose2d"] == [
+        ("ConvTranspose2d", 64, 32, 4, 2, 1, True),
+        ("ConvTranspose2d", 32, 16, 4, 2, 1, True),
+        ("ConvTranspose2d", 16, channels, 3, 1, 1, True),
+    ]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("batch", [1, 5])
+def test_shapes_round_trip(shape, batch):
+    encoder, decoder = build_models(ModelConfig(shape, width=8, latent_dim=16))
+    # Eval mode, as exported: BatchNorm in train mode cannot normalise one image at 1x1.
+    encoder.eval()
+    decoder.eval()
+    x = torch.rand(batch, *shape) * 2 - 1
+    with torch.no_grad():
+        z = encoder(x)
+        y = decoder(z)
+        assert encoder.conv(x).shape[2:] == (1, 1)
+    assert z.shape == (batch, 16)
+    assert y.shape == (batch, *shape)
+    assert y.abs().max() <= 1
+
+
+@pytest.mark.parametrize(("shape", "start"), [((1, 28, 28), 7), ((3, 32, 32), 8)])
+def test_decoder_start_is_derived_from_the_image_size(shape, start):
+    assert ModelConfig(shape).decoder_start == start
+    assert Decoder(ModelConfig(shape, width=8, latent_dim=16)).start == start
+
+
+def test_train_mode_batch_of_two_works():
+    encoder = Encoder(ModelConfig((1, 28, 28), width=8, latent_dim=16))
+    assert encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 16)
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"),
+    [((1, 64, 64), "64x64x1"), ((1, 28, 32), "28x32x1"), ((2, 28, 28), "28x28x2"), ((3, 16, 16), "16x16x3")],
+)
+def test_unsupported_sizes_are_one_line_errors(shape, named):
+    with pytest.raises(DeepSMOTEError) as error:
+        ModelConfig(shape)
+    message = str(error.value)
+    assert named in message
+    assert "28x28 or 32x32" in message
+    assert "\n" not in message

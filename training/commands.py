@@ -1,0 +1,95 @@
+"""`deepsmote train` and `deepsmote export`: the torch half of the CLI, imported only when called.
+
+Every check that can fail on the user's input runs before anything is written: an existing
+``--out`` is refused before training starts, and a failed export leaves no partial bundle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from deepsmote.runtime.readers import read_dataset
+
+from .export import export_bundle, refuse_existing
+from .loss import PENALTIES
+from .trainer import DEVICES, TrainConfig
+from .trainer import train as train_run
+
+_DEFAULTS = TrainConfig()
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
+@click.option("--labels", type=click.Path(path_type=Path), help="IDX labels file, if not found by name.")
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Epochs in total.")
+@click.option("--width", type=int, default=_DEFAULTS.width, show_default=True, help="Channels of the first conv.")
+@click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="Latent code size.")
+@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_DEFAULTS.lr, show_default=True, help="Adam learning rate.")
+@click.option("--penalty", type=click.Choice(PENALTIES), default=_DEFAULTS.penalty, show_default=True)
+@click.option("--penalty-weight", type=float, default=_DEFAULTS.penalty_weight, show_default=True)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, show_default=True)
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out; without --resume, start --run-dir over.")
+def train(
+    data: Path,
+    out: Path,
+    labels: Path | None,
+    epochs: int,
+    width: int,
+    latent_dim: int,
+    batch_size: int,
+    lr: float,
+    penalty: str,
+    penalty_weight: float,
+    seed: int,
+    device: str,
+    run_dir: Path | None,
+    resume: bool,
+    overwrite: bool,
+) -> None:
+    """Train an encoder/decoder on DATA and export the best epoch as the bundle --out.
+
+    DATA is an ImageFolder directory, an .npz with images and labels, or an IDX images file.
+    """
+    config = TrainConfig(
+        epochs=epochs,
+        width=width,
+        latent_dim=latent_dim,
+        batch_size=batch_size,
+        lr=lr,
+        penalty=penalty,  # type: ignore[arg-type]  # click.Choice has checked it
+        penalty_weight=penalty_weight,
+        seed=seed,
+        device=device,  # type: ignore[arg-type]
+    )
+    out = Path(os.path.abspath(out))
+    refuse_existing(out, overwrite)
+    dataset = read_dataset(data, labels)
+    files = train_run(
+        dataset, config, run_dir or out.with_name(out.name + ".run"), resume=resume, restart=overwrite and not resume
+    )
+    manifest = export_bundle(files.best, out, overwrite=overwrite)
+    click.echo(_summary(out, manifest))
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out once the new bundle is complete.")
+def export(checkpoint: Path, out: Path, overwrite: bool) -> None:
+    """Export CHECKPOINT (a run directory's best.pt or last.pt) as the bundle --out."""
+    click.echo(_summary(out, export_bundle(checkpoint, out, overwrite=overwrite)))
+
+
+def _summary(out: Path, manifest: dict) -> str:
+    training, export_info = manifest["training"], manifest["export"]
+    return (
+        f"wrote {out}: epoch {training['epochs_run']}, loss {training['final_losses']['loss']:.5f}, "
+        f"ONNX max_abs_diff {export_info['max_abs_diff']:.2e}"
+    )

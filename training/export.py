@@ -1,0 +1,282 @@
+"""Export a training checkpoint as a model bundle (GUIDE §2), verified against torch.
+
+Both graphs are exported in eval mode (BatchNorm with its running statistics) by
+``torch.onnx.export(dynamo=True)``, the torch.export-based exporter that is torch's default and
+whose ``dynamic_shapes`` give a symbolic batch axis; the TorchScript exporter is deprecated. Then
+onnxruntime runs them on the checkpoint's real images and on random codes, at the verification
+batch and at batch 1, and every output is compared with torch's. The bundle is assembled in a
+temporary directory beside the target, checked with the runtime's own loader, and renamed into
+place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from deepsmote.runtime.bundle import (
+    DECODER_FILE,
+    DECODER_INPUT,
+    DECODER_OUTPUT,
+    ENCODER_FILE,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    load_bundle,
+    sha256_file,
+)
+from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.models import open_models
+from deepsmote.runtime.session import create_session, import_onnxruntime
+from torch import nn
+
+from .trainer import LOG_FILE, PLOT_FILE, load_checkpoint, models_from_checkpoint
+
+OPSET = 18
+EXPORTER = "torch.onnx.export(dynamo=True)"
+TOLERANCE = 1e-4
+# Run logs copied from the checkpoint's run directory into the bundle when present.
+_LOG_FILES = (LOG_FILE, PLOT_FILE)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One ONNX-vs-torch comparison.
+
+    Attributes
+    ----------
+    graph : str
+        ``encoder.onnx`` or ``decoder.onnx``.
+    inputs : str
+        What was fed in, e.g. ``real images``.
+    batch : int
+        Batch size N.
+    max_abs_diff : float
+        Largest absolute difference over the output (inf if the shapes differ).
+    """
+
+    graph: str
+    inputs: str
+    batch: int
+    max_abs_diff: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether the difference is within :data:`TOLERANCE`."""
+        return self.max_abs_diff <= TOLERANCE
+
+
+def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
+    """Export ``checkpoint`` as the bundle directory ``out``.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A ``best.pt`` or ``last.pt`` written by :func:`deepsmote.training.trainer.train`.
+    out : path-like
+        The bundle directory to create.
+    overwrite : bool
+        Replace an existing bundle ``out``, only once the new bundle is complete and verified.
+
+    Returns
+    -------
+    dict
+        The manifest written to ``out/deepsmote.json``.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If ``out`` exists without ``overwrite``, the checkpoint is not ours, or an output differs
+        from torch by more than :data:`TOLERANCE`. Nothing is left at or beside ``out`` then.
+    """
+    out = Path(os.path.abspath(out))  # a name to put the temporary directory beside, also for "."
+    refuse_existing(out, overwrite)
+    state = load_checkpoint(checkpoint)
+    encoder, decoder = models_from_checkpoint(state)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(out, "tmp")
+    staging.mkdir()
+    try:
+        images = state["verification_images"].float()
+        _export_graph(encoder, images[:2], ENCODER_INPUT, ENCODER_OUTPUT, staging / ENCODER_FILE)
+        with torch.no_grad():
+            codes = encoder(images)
+        _export_graph(decoder, codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / DECODER_FILE)
+        checks = verify(encoder, decoder, staging, images)
+        logs = [name for name in _LOG_FILES if (Path(checkpoint).parent / name).is_file()]
+        for name in logs:
+            shutil.copyfile(Path(checkpoint).parent / name, staging / name)
+        manifest = _manifest(state, checks, logs, staging)
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        # The runtime's own checks: hashes, names, shapes, dynamic batch axis.
+        open_models(load_bundle(staging), provider="cpu")
+        _move_into_place(staging, out, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def refuse_existing(out: Path, overwrite: bool) -> None:
+    """Refuse an existing ``out`` unless ``overwrite``; the CLI calls this before training.
+
+    Even with ``overwrite`` only a bundle (or an empty directory) is replaced, so a mistyped
+    ``--out`` never deletes someone's files.
+    """
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise DeepSMOTEError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    if out.is_symlink() or not out.is_dir() or not ((out / MANIFEST_NAME).is_file() or not any(out.iterdir())):
+        raise DeepSMOTEError(
+            f"{out} exists and is not a deepsmote bundle; --overwrite replaces only bundles, so choose another --out"
+        )
+
+
+def verify(encoder: nn.Module, decoder: nn.Module, bundle_dir: Path, images: torch.Tensor) -> list[Check]:
+    """Compare onnxruntime with torch on real images and random codes.
+
+    Parameters
+    ----------
+    encoder, decoder : nn.Module
+        The exported modules, in eval mode.
+    bundle_dir : Path
+        Holds ``encoder.onnx`` and ``decoder.onnx``.
+    images : torch.Tensor
+        float32, shape (N, C, H, W), values in [-1, 1]: real training images.
+
+    Returns
+    -------
+    list of Check
+        Every comparison, all passed.
+
+    Raises
+    ------
+    DeepSMOTEError
+        Naming every comparison over :data:`TOLERANCE`, not just the first.
+    """
+    with torch.no_grad():
+        codes = encoder(images)
+    random_codes = torch.from_numpy(
+        np.random.default_rng(0).standard_normal((len(images), codes.shape[1]), dtype=np.float32)
+    )
+    cases = [
+        (encoder, ENCODER_FILE, ENCODER_INPUT, "real images", images),
+        (encoder, ENCODER_FILE, ENCODER_INPUT, "real images", images[:1]),
+        (decoder, DECODER_FILE, DECODER_INPUT, "codes of real images", codes),
+        (decoder, DECODER_FILE, DECODER_INPUT, "random N(0, 1) codes", random_codes),
+        (decoder, DECODER_FILE, DECODER_INPUT, "random N(0, 1) codes", random_codes[:1]),
+    ]
+    sessions = {
+        name: create_session((bundle_dir / name).read_bytes(), "cpu")[0] for name in (ENCODER_FILE, DECODER_FILE)
+    }
+    checks = []
+    for module, graph, input_name, description, x in cases:
+        with torch.no_grad():
+            expected = module(x).numpy()
+        got = sessions[graph].run(None, {input_name: x.numpy()})[0]
+        diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+        checks.append(Check(graph, description, len(x), diff))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        listed = "; ".join(f"{c.graph} on {c.batch} {c.inputs}: {c.max_abs_diff:.3g}" for c in failed)
+        raise DeepSMOTEError(
+            f"ONNX export differs from torch by more than {TOLERANCE:g} ({listed}); "
+            "no bundle was written, report this with the torch and onnxruntime versions"
+        )
+    return checks
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # The exporter warns about torch internals and optional torchvision ops, which say nothing
+    # about this model; failures still raise.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_graph(module: nn.Module, example: torch.Tensor, input_name: str, output_name: str, path: Path) -> None:
+    """Write ``module`` as ONNX with one dynamic batch axis and its weights inline."""
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(path, external_data=False)
+
+
+def _manifest(state: dict[str, Any], checks: list[Check], logs: list[str], bundle_dir: Path) -> dict[str, Any]:
+    history = state["history"]
+    final = {key: history[-1][key] for key in ("loss", "reconstruction", "penalty")}
+    return {
+        "format_version": FORMAT_VERSION,
+        "image_shape": list(state["image_shape"]),
+        "latent_dim": state["config"]["latent_dim"],
+        "classes": list(state["classes"]),
+        "pixel_range": [-1, 1],
+        "training": {
+            "config": state["config"],
+            # The weights exported are those after this many epochs (best.pt: the best epoch).
+            "epochs_run": state["epoch"],
+            "final_losses": final,
+            "best_loss": state["best_loss"],
+            "data_sha256": state["data_sha256"],
+            "logs": logs,
+        },
+        "export": {
+            "opset": OPSET,
+            "exporter": EXPORTER,
+            "torch_version": torch.__version__,
+            "onnxruntime_version": import_onnxruntime().__version__,
+            "tolerance": TOLERANCE,
+            "max_abs_diff": max(c.max_abs_diff for c in checks),
+            "checks": [asdict(c) for c in checks],
+        },
+        "files": {name: sha256_file(bundle_dir / name) for name in (ENCODER_FILE, DECODER_FILE)},
+    }
+
+
+def _move_into_place(staging: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished bundle to ``out``; an old ``out`` is removed only after that."""
+    if not (out.exists() or out.is_symlink()):
+        os.rename(staging, out)
+        return
+    refuse_existing(out, overwrite)  # ``out`` may have appeared while we exported; it is a bundle
+    old = _beside(out, "old")
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old)
+
+
+def _beside(out: Path, kind: str) -> Path:
+    """A fresh hidden name next to ``out``: ``.BUNDLE.tmp-1a2b3c4d``."""
+    return out.with_name(f".{out.name}.{kind}-{secrets.token_hex(4)}")
