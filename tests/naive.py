@@ -1,0 +1,86 @@
+"""Slow, obviously correct numpy references for the numba kernels in `deepsmote.kernels`.
+
+Each reference does the whole computation in the plainest way (full distance matrix, full stable
+sort, fancy indexing) so that a kernel test compares an optimised kernel with something that can
+be checked by eye.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sq_distances_diff(codes: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances Σ (a − b)², in float64, by differences.
+
+    Exact for integer-valued codes of modest size, and free of the cancellation of the GEMM form.
+
+    Parameters
+    ----------
+    codes : np.ndarray
+        Shape (n, d).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape (n, n).
+    """
+    x = np.asarray(codes, dtype=np.float64)
+    return np.stack([((x - row) ** 2).sum(axis=1) for row in x]) if len(x) else np.zeros((0, 0))
+
+
+def sq_distances_gemm32(codes: np.ndarray) -> np.ndarray:
+    """Squared distances ‖a‖² + ‖b‖² − 2a·b in float32, clamped at 0, as the kernel defines them.
+
+    Parameters
+    ----------
+    codes : np.ndarray
+        Shape (n, d).
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (n, n).
+    """
+    x = np.asarray(codes, dtype=np.float32)
+    sq = (x.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    dots = x @ x.T
+    return np.maximum((sq[:, None] + sq[None, :]) - (dots + dots), np.float32(0))
+
+
+def kneighbors(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows of each row of a distance matrix, ties to the smaller index.
+
+    Parameters
+    ----------
+    sq_dist : np.ndarray
+        Shape (n, n), any float dtype.
+    k : int
+        Neighbours wanted; ``min(k, n - 1)`` are returned.
+
+    Returns
+    -------
+    indices : np.ndarray
+        int64, shape (n, min(k, n - 1)).
+    sq_distances : np.ndarray
+        Same dtype as ``sq_dist``, shape (n, min(k, n - 1)).
+    """
+    n = sq_dist.shape[0]
+    k_eff = min(k, n - 1)
+    indices = np.empty((n, k_eff), dtype=np.int64)
+    for i in range(n):
+        # Self is removed by index, then a stable sort of the remaining (increasing) indices by
+        # distance leaves equal distances in index order.
+        others = np.delete(np.arange(n), i)
+        order = np.argsort(sq_dist[i, others], kind="stable")
+        indices[i] = others[order[:k_eff]]
+    return indices, np.take_along_axis(sq_dist, indices, axis=1)
+
+
+def interpolate(
+    codes: np.ndarray, neighbors: np.ndarray, base: np.ndarray, slot: np.ndarray, gap: np.ndarray
+) -> np.ndarray:
+    """SMOTE points ``codes[base] + gap * (codes[nb] - codes[base])`` in float32, shape (m, d)."""
+    x = np.asarray(codes, dtype=np.float32)
+    nb = np.asarray(neighbors)[base, slot]
+    return x[base] + np.asarray(gap, dtype=np.float32)[:, None] * (x[nb] - x[base])

@@ -1,0 +1,153 @@
+"""deepsmote.kernels.kneighbors against the numpy references in naive.py."""
+
+from __future__ import annotations
+
+import warnings
+
+import naive
+import numba
+import numpy as np
+import pytest
+from deepsmote.kernels import kneighbors
+
+
+def integer_codes(n: int, d: int, seed: int) -> np.ndarray:
+    """Small integer values, many exact ties and some duplicate rows: every distance is exact in float32."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-3, 4, size=(n, d)).astype(np.float32)
+    if n >= 4:
+        dup = rng.choice(n, size=n // 4, replace=False)
+        codes[dup] = codes[rng.integers(0, n, size=dup.size)]
+    return codes
+
+
+def knn_quiet(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return kneighbors(codes, k)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k"),
+    [(2, 3, 1), (2, 3, 5), (3, 1, 2), (5, 2, 4), (9, 4, 30), (130, 3, 5), (517, 2, 8), (1100, 4, 5), (2100, 5, 6)],
+)
+def test_exact_match_with_ties(n: int, d: int, k: int) -> None:
+    codes = integer_codes(n, d, seed=n * 31 + d)
+    indices, sq_dist = knn_quiet(codes, k)
+    ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_diff(codes), k)
+    assert indices.dtype == np.int64 and sq_dist.dtype == np.float32
+    assert indices.shape == sq_dist.shape == (n, min(k, n - 1))
+    np.testing.assert_array_equal(indices, ref_idx)
+    np.testing.assert_array_equal(sq_dist, ref_dist.astype(np.float32))
+
+
+def test_all_rows_equal_keeps_index_order() -> None:
+    # Every distance is 0: the neighbours are the other rows in increasing order, never self.
+    indices, sq_dist = kneighbors(np.full((6, 3), 0.7, dtype=np.float32), 3)
+    np.testing.assert_array_equal(indices, [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [0, 1, 2], [0, 1, 2]])
+    assert (sq_dist == 0).all()
+
+
+def test_self_excluded_despite_cancellation() -> None:
+    # Large offsets make ‖a‖² + ‖a‖² − 2a·a round away from 0, and near-duplicates round to 0 too.
+    rng = np.random.default_rng(3)
+    codes = (1e3 + rng.standard_normal((300, 16)) * 1e-3).astype(np.float32)
+    indices, sq_dist = kneighbors(codes, 5)
+    assert not (indices == np.arange(300)[:, None]).any()
+    assert (np.sort(indices, axis=1)[:, 1:] != np.sort(indices, axis=1)[:, :-1]).all()
+    assert (sq_dist >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "seed"), [(40, 8, 5, 0), (700, 32, 5, 1), (1300, 300, 5, 2), (2100, 16, 10, 3)]
+)
+def test_random_codes_match_float64_differences(n: int, d: int, k: int, seed: int) -> None:
+    # Continuous codes scaled to unit norm on average: distances are O(1), and near-ties closer
+    # than float32 rounding are vanishingly rare, so the indices must agree exactly.
+    codes = (np.random.default_rng(seed).standard_normal((n, d)) / np.sqrt(d)).astype(np.float32)
+    indices, sq_dist = kneighbors(codes, k)
+    ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_diff(codes), k)
+    np.testing.assert_array_equal(indices, ref_idx)
+    np.testing.assert_allclose(sq_dist, ref_dist, rtol=1e-6, atol=1e-6)
+
+
+def test_random_codes_match_gemm_form_reference() -> None:
+    codes = np.random.default_rng(4).standard_normal((1500, 64)).astype(np.float32)
+    indices, sq_dist = kneighbors(codes, 5)
+    ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_gemm32(codes), 5)
+    np.testing.assert_array_equal(indices, ref_idx)
+    np.testing.assert_allclose(sq_dist, ref_dist, rtol=1e-6)
+
+
+def test_converts_dtype_and_layout() -> None:
+    codes = integer_codes(50, 6, seed=5)
+    expected = kneighbors(codes, 4)
+    for other in (codes.astype(np.float64), np.asfortranarray(codes), codes.astype(np.int32)):
+        got = kneighbors(other, 4)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_k_at_least_n_warns_and_uses_n_minus_1() -> None:
+    codes = integer_codes(4, 3, seed=6)
+    with pytest.warns(UserWarning, match=r"k=4 >= n=4 .*using k=3"):
+        indices, sq_dist = kneighbors(codes, 4)
+    assert indices.shape == sq_dist.shape == (4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kneighbors(codes, 3)
+
+
+@pytest.mark.parametrize(
+    ("codes", "k", "match"),
+    [
+        (np.zeros((0, 3)), 1, "at least 2 rows"),
+        (np.zeros((1, 3)), 1, "at least 2 rows"),
+        (np.zeros(5), 1, "2-D"),
+        (np.zeros((2, 2, 2)), 1, "2-D"),
+        (np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0]]), 1, "NaN or inf"),
+        (np.array([[0.0, np.inf], [1.0, 0.0]]), 1, "NaN or inf"),
+        (np.array([[0.0, -np.inf], [1.0, 0.0]]), 1, "NaN or inf"),
+        (np.array([[0.0, 1e39], [1.0, 0.0]]), 1, "NaN or inf"),
+        (np.array([[0.0, 1e20], [1.0, 0.0]]), 1, "overflow"),
+        (np.zeros((3, 2)), 0, "positive integer"),
+        (np.zeros((3, 2)), -1, "positive integer"),
+        (np.zeros((3, 2)), 1.5, "positive integer"),
+        (np.zeros((3, 2)), True, "positive integer"),
+    ],
+)
+@pytest.mark.filterwarnings("error")
+def test_rejects_bad_input(codes: np.ndarray, k: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        kneighbors(codes, k)  # type: ignore[arg-type]
+
+
+def test_accepts_numpy_integer_k() -> None:
+    indices, _ = kneighbors(integer_codes(10, 2, seed=7), np.int64(3))
+    assert indices.shape == (10, 3)
+
+
+def test_same_bytes_for_any_thread_count() -> None:
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here")
+    codes = np.random.default_rng(8).standard_normal((1100, 40)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = kneighbors(codes, 5)
+        numba.set_num_threads(2)
+        two = kneighbors(codes, 5)
+    finally:
+        numba.set_num_threads(before)
+    assert one[0].tobytes() == two[0].tobytes()
+    assert one[1].tobytes() == two[1].tobytes()
+
+
+def test_same_bytes_for_any_blas_thread_count() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    codes = np.random.default_rng(9).standard_normal((1100, 40)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        one = kneighbors(codes, 5)
+    two = kneighbors(codes, 5)
+    assert one[0].tobytes() == two[0].tobytes()
+    assert one[1].tobytes() == two[1].tobytes()
