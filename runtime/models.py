@@ -1,8 +1,18 @@
-"""Encoder and decoder of a bundle, run by onnxruntime, with their signatures checked."""
+"""Encoder and decoder of a bundle, run by onnxruntime, with their signatures checked.
+
+On the CPU each session runs single-threaded and the batches of one call run concurrently on
+a pool of threads (onnxruntime releases the GIL and allows concurrent ``run`` calls). Measured
+on this project's 2-core machines, one single-threaded session per core spent ~20% less CPU
+per image than one session with two intra-op threads, whose threads synchronise inside every
+transposed convolution. Every batch is computed alone, so the result is the same bytes for any
+number of threads.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +25,7 @@ from .bundle import (
     Bundle,
 )
 from .errors import DeepSMOTEError
-from .session import create_session
+from .session import CPU_PROVIDER, create_session, resolve_provider
 
 
 @dataclass
@@ -28,12 +38,15 @@ class Models:
     encoder, decoder : onnxruntime.InferenceSession
     provider : str
         The onnxruntime provider the sessions run on.
+    pool : ThreadPoolExecutor or None
+        Runs batches concurrently (CPU); None runs them in turn (GPU).
     """
 
     bundle: Bundle
     encoder: Any
     decoder: Any
     provider: str
+    pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def encode(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Codes of images.
@@ -69,12 +82,20 @@ class Models:
         """
         return self._run(self.decoder, DECODER_INPUT, z, batch_size, self.bundle.image_shape)
 
-    @staticmethod
-    def _run(session: Any, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    def _run(self, session: Any, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]) -> np.ndarray:
         out = np.empty((x.shape[0], *item_shape), dtype=np.float32)
-        for start in range(0, x.shape[0], batch_size):
+
+        def run_batch(start: int) -> None:
             chunk = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
             out[start : start + len(chunk)] = session.run(None, {name: chunk})[0]
+
+        starts = range(0, x.shape[0], batch_size)
+        if self.pool is None or len(starts) == 1:
+            for start in starts:
+                run_batch(start)
+        else:
+            # list() re-raises the first error of any batch.
+            list(self.pool.map(run_batch, starts))
         return out
 
 
@@ -104,15 +125,26 @@ def _check_signature(session: Any, which: str, expect_in: tuple[str, tuple], exp
 def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = None) -> Models:
     """Build and check both sessions of ``bundle``.
 
+    Parameters
+    ----------
+    bundle : Bundle
+    provider : {'auto', 'cpu', 'cuda'}
+    threads : int, optional
+        CPU threads running batches concurrently; all cores when None.
+
     Raises
     ------
     DeepSMOTEError
         If a graph's names or shapes disagree with the manifest, or the provider is missing.
     """
-    encoder, used = create_session(bundle.encoder_bytes, provider, threads)
-    decoder, _ = create_session(bundle.decoder_bytes, provider, threads)
+    on_cpu = resolve_provider(provider) == CPU_PROVIDER
+    workers = (threads or os.cpu_count() or 1) if on_cpu else 1
+    session_threads = 1 if on_cpu else threads
+    encoder, used = create_session(bundle.encoder_bytes, provider, session_threads)
+    decoder, _ = create_session(bundle.decoder_bytes, provider, session_threads)
     image = ("N", *bundle.image_shape)
     latent = ("N", bundle.latent_dim)
     _check_signature(encoder, f"{bundle.path}/encoder.onnx", (ENCODER_INPUT, image), (ENCODER_OUTPUT, latent))
     _check_signature(decoder, f"{bundle.path}/decoder.onnx", (DECODER_INPUT, latent), (DECODER_OUTPUT, image))
-    return Models(bundle, encoder, decoder, used)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="deepsmote-ort") if workers > 1 else None
+    return Models(bundle, encoder, decoder, used, pool)

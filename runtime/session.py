@@ -14,7 +14,8 @@ from .errors import DeepSMOTEError
 
 Provider = Literal["auto", "cpu", "cuda"]
 PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda")
-_ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+CPU_PROVIDER = "CPUExecutionProvider"
+_ORT_NAMES = {"cpu": CPU_PROVIDER, "cuda": "CUDAExecutionProvider"}
 _INSTALL_HINT = "install one of: pip install 'deepsmote[cpu]'  or  pip install 'deepsmote[gpu]'"
 
 log = logging.getLogger(__name__)

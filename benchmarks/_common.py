@@ -1,0 +1,63 @@
+"""Shared set-up for the benchmarks: the data sets and a paper-size bundle, made once and cached."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from deepsmote.data import fmnist_mini
+from deepsmote.runtime.readers import LabelledImages, read_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache"
+FMNIST = ROOT.parent / "shared" / "datasets" / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
+
+
+def paper_train_set() -> LabelledImages:
+    """The paper's 100:1 FMNIST training set (first images of each class), or the embedded subset."""
+    if not FMNIST.exists():
+        print(f"note: {FMNIST} not found, using the embedded 900-image subset")
+        return read_dataset(fmnist_mini())
+    data = read_dataset(FMNIST)
+    keep = np.sort(np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in enumerate(PAPER_COUNTS)]))
+    return LabelledImages(data.images[keep], data.labels[keep], data.classes)
+
+
+def paper_bundle(width: int = 64, latent_dim: int = 300) -> Path:
+    """A bundle of the paper's architecture, trained one epoch on the embedded subset (cached).
+
+    Throughput does not depend on how well the weights are trained, only on the architecture.
+    """
+    bundle = CACHE / f"bundle-w{width}-z{latent_dim}"
+    if not bundle.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "deepsmote.runtime.cli", "train", str(fmnist_mini()), "--out", str(bundle),
+             "--epochs", "1", "--width", str(width), "--latent-dim", str(latent_dim), "--overwrite"],
+            check=True,
+        )
+        print(f"trained {bundle.name} in {time.perf_counter() - start:.0f} s")
+    return bundle
+
+
+def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def gemm_rate(size: int = 4096, repeats: int = 5) -> float:
+    """float32 GEMM rate of numpy's BLAS on this machine, GFLOP/s (median)."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    return 2 * size**3 / median_time(lambda: a @ a, repeats) / 1e9
