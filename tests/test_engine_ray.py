@@ -1,0 +1,255 @@
+"""The Ray engine: the local engine's bytes on 2 workers, a killed worker's shard redone once, resume, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deepsmote.data import fmnist_mini
+from deepsmote.runtime import DeepSMOTE, DeepSMOTEError, generate_dataset, read_dataset
+from deepsmote.runtime import job as job_module
+from deepsmote.runtime.engines.ray import INSTALL_HINT, ShardWorker
+from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE
+from deepsmote.runtime.plan import Shard
+
+try:
+    import ray
+except ImportError:  # the tests of the missing-Ray error and of option checks still run
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="needs the ray extra")
+
+# Four small classes in 25-sample shards (19 shards, 440 images): enough shards for two
+# workers to share, small enough for a fast test.
+STRATEGY = {"6": 120, "7": 120, "8": 120, "9": 120}
+SHARD_SIZE = 25
+KILLED = Shard(class_index=8, shard_index=2, count=SHARD_SIZE)
+
+
+def run_cli(*args: str, check: bool = True, prelude: str = "") -> subprocess.CompletedProcess:
+    code = f"import sys\n{prelude}\nfrom deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def cli_job(bundle: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "generate",
+        str(bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--strategy",
+        json.dumps(STRATEGY),
+        "--shard-size",
+        str(SHARD_SIZE),
+        "--quiet",
+        *extra,
+    ]
+
+
+def api_job(bundle: Path, out: Path, **options: Any) -> dict[str, Any]:
+    return generate_dataset(
+        bundle,
+        read_dataset(fmnist_mini()),
+        out,
+        sampling_strategy=STRATEGY,
+        shard_size=SHARD_SIZE,
+        progress=False,
+        **options,
+    )
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def local_reference(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The local engine's output for the test job."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    api_job(tiny_bundle, out)
+    return tree_digest(out)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray instance with 2 CPUs, shared by the tests of this module; yields its address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@needs_ray
+def test_cli_on_a_local_ray_with_2_workers_gives_the_local_bytes(tiny_bundle, local_reference, tmp_path):
+    out = tmp_path / "ray"
+    result = run_cli(*cli_job(tiny_bundle, out, "--engine", "ray", "--workers", "2"))
+    assert tree_digest(out) == local_reference
+    assert len(local_reference) == sum(n - c for n, c in zip(STRATEGY.values(), (20, 10, 6, 4), strict=True))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine"] == "ray" and summary["shards"] == {"total": 19, "skipped_as_done": 0}
+    # Only the command's own lines and the sampler's small-class warning: none of Ray's notices.
+    assert len(result.stdout.splitlines()) == 2, result.stdout
+    assert all("UserWarning" in line or line.startswith("  ") for line in result.stderr.splitlines()), result.stderr
+
+
+class DiesOnFirstTry(DeepSMOTE):
+    """A sampler whose worker process dies the first time it takes ``KILLED``; logs every attempt."""
+
+    def __init__(self, *args: Any, trace: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trace = trace
+
+    def synthesize_shard(self, shard: Shard) -> Any:
+        with open(self.trace, "a") as f:
+            f.write(f"{shard.name} {os.getpid()}\n")
+        if shard == KILLED and self.trace.read_text().split().count(shard.name) == 1:
+            os._exit(1)
+        return super().synthesize_shard(shard)
+
+
+class LoadsOnlyInTheDriver(DeepSMOTE):
+    """A sampler that fails to unpickle in any process but the one that made it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.home = os.getpid()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["home"] != os.getpid():
+            raise RuntimeError("this sampler only loads in the driver")
+        self.__dict__.update(state)
+
+
+@pytest.fixture
+def shipped_by_value() -> Iterator[None]:
+    """Ray's workers cannot import this test module: its samplers travel by value."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture
+def dying_sampler(monkeypatch, tmp_path, shipped_by_value) -> Path:
+    """Make generate_dataset build a DiesOnFirstTry; return its attempt log."""
+    trace = tmp_path / "attempts.txt"
+    trace.touch()
+    monkeypatch.setattr(job_module, "DeepSMOTE", lambda *a, **k: DiesOnFirstTry(*a, trace=trace, **k))
+    return trace
+
+
+@needs_ray
+def test_a_killed_workers_shard_is_redone_exactly_once(
+    ray_cluster, tiny_bundle, local_reference, dying_sampler, tmp_path
+):
+    out = tmp_path / "killed"
+    # The Python API with a Ray address: this module's local Ray.
+    summary = api_job(tiny_bundle, out, engine="ray", engine_options={"address": ray_cluster, "workers": 2})
+    attempts = [line.split() for line in dying_sampler.read_text().splitlines()]
+    runs = Counter(name for name, _ in attempts)
+    assert len(runs) == 19 and runs.pop(KILLED.name) == 2, "the killed shard runs once more"
+    assert set(runs.values()) == {1}, "every other shard runs once"
+    assert len({pid for name, pid in attempts if name == KILLED.name}) == 2, "on a new worker process"
+    assert tree_digest(out) == local_reference
+    assert not list(out.rglob("*.partial"))
+    assert summary["engine"] == "ray" and summary["images_generated_this_run"] == 440
+
+
+@needs_ray
+def test_a_terminated_job_resumes_on_an_existing_cluster(ray_cluster, tiny_bundle, tmp_path):
+    # The full 'auto' job (3100 images, 126 shards): long enough to be stopped part-way.
+    job = [str(tiny_bundle), str(fmnist_mini()), "--shard-size", str(SHARD_SIZE), "--quiet"]
+    on_cluster = ["--engine", "ray", "--address", ray_cluster, "--workers", "2"]
+    data = read_dataset(fmnist_mini())
+    generate_dataset(tiny_bundle, data, tmp_path / "local", shard_size=SHARD_SIZE, progress=False)
+    out = tmp_path / "stopped"
+    code = "import sys\nfrom deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "generate", *job, "--out", str(out), *on_cluster],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob(f"{DONE_DIR}/*"))) < 5:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1].startswith("Terminated: "), stderr
+    done = len(list((out / DONE_DIR).iterdir()))
+    assert 5 <= done < 126, "the job should be stopped part-way"
+    run_cli("generate", *job, "--out", str(out), *on_cluster)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards"]["skipped_as_done"] == done
+    assert tree_digest(out) == tree_digest(tmp_path / "local")
+    assert not list(out.rglob("*.partial"))
+
+
+def test_missing_ray_is_a_one_line_error_with_the_install_hint(tiny_bundle, tmp_path):
+    out = tmp_path / "o"
+    result = run_cli(*cli_job(tiny_bundle, out, "--engine", "ray"), check=False, prelude="sys.modules['ray'] = None")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert errors == [f"Error: {INSTALL_HINT}"], result.stderr
+    assert not out.exists()
+
+
+def test_a_worker_that_cannot_see_out_says_so(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / JOB_FILE).write_text(json.dumps({"seed": 0}))
+    assert ShardWorker("npz", ["a"], tmp_path / "out", {"seed": 0}).out_problem() is None
+    for elsewhere, settings in ((tmp_path / "missing", {"seed": 0}), (tmp_path / "out", {"seed": 1})):
+        problem = ShardWorker("npz", ["a"], elsewhere, settings).out_problem()
+        assert problem is not None and "does not see the job's --out" in problem
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"workers": 0}, "workers must be a positive integer"), ({"max_retries": -1}, "max_retries must be")],
+)
+def test_bad_engine_options(tiny_bundle, tmp_path, options, match):
+    with pytest.raises(DeepSMOTEError, match=match):
+        api_job(tiny_bundle, tmp_path / "o", engine="ray", engine_options=options)
+    assert not (tmp_path / "o").exists()
+
+
+@needs_ray
+def test_worker_killed_when_retries_run_out_leaves_a_resumable_out(
+    ray_cluster, tiny_bundle, local_reference, dying_sampler, tmp_path
+):
+    out = tmp_path / "no-retries"
+    # The dead worker's queued shard fails with it, so either may be the one named.
+    with pytest.raises(DeepSMOTEError, match=r"shard class-\d+-shard-\d+: its Ray worker died with its 0 restarts"):
+        api_job(tiny_bundle, out, engine="ray", engine_options={"workers": 2, "max_retries": 0})
+    # The shard killed its worker only the first time: the rerun resumes and completes the job.
+    summary = api_job(tiny_bundle, out, engine="ray", engine_options={"workers": 2})
+    assert summary["shards"]["skipped_as_done"] > 0
+    assert tree_digest(out) == local_reference
+
+
+@needs_ray
+def test_a_worker_that_cannot_load_the_sampler_stops_the_job_before_any_shard(
+    ray_cluster, tiny_bundle, monkeypatch, shipped_by_value, tmp_path
+):
+    monkeypatch.setattr(job_module, "DeepSMOTE", LoadsOnlyInTheDriver)
+    with pytest.raises(DeepSMOTEError, match=r"^a Ray worker failed to start: .*only loads in the driver$"):
+        api_job(tiny_bundle, tmp_path / "o", engine="ray", engine_options={"workers": 1})
+    assert not (tmp_path / "o").exists()
