@@ -25,7 +25,8 @@ from .bundle import (
     Bundle,
 )
 from .errors import DeepSMOTEError
-from .session import CPU_PROVIDER, create_session, resolve_provider
+from .precision import decoder_graph
+from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _check_signature(session: Any, which: str, expect_in: tuple[str, tuple], exp
             raise DeepSMOTEError(f"{which}: {kind} '{name}' is {args[0].type}, expected tensor(float)")
 
 
-def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = None) -> Models:
+def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = None, precision: str = "fp32") -> Models:
     """Build and check both sessions of ``bundle``.
 
     Parameters
@@ -131,6 +132,8 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     provider : {'auto', 'cpu', 'cuda'}
     threads : int, optional
         CPU threads running batches concurrently; all cores when None.
+    precision : {'fp32', 'fp16'}
+        Arithmetic of the decoder (see :mod:`deepsmote.runtime.precision`).
 
     Raises
     ------
@@ -141,7 +144,10 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     workers = (threads or os.cpu_count() or 1) if on_cpu else 1
     session_threads = 1 if on_cpu else threads
     encoder, used = create_session(bundle.encoder_bytes, provider, session_threads)
-    decoder, _ = create_session(bundle.decoder_bytes, provider, session_threads)
+    decoder_options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
+    decoder, _ = create_session(
+        decoder_graph(bundle.decoder_bytes, precision), provider, session_threads, decoder_options
+    )
     image = ("N", *bundle.image_shape)
     latent = ("N", bundle.latent_dim)
     _check_signature(encoder, f"{bundle.path}/encoder.onnx", (ENCODER_INPUT, image), (ENCODER_OUTPUT, latent))

@@ -42,6 +42,8 @@ class DeepSMOTE:
         Threads for onnxruntime and the numba kernels; all cores when None.
     shard_size : int, default 1000
         Samples drawn from one seed; part of what fixes the output bytes.
+    precision : {'fp32', 'fp16'}, default 'fp32'
+        Decoder arithmetic; fp16 is for GPUs and needs the ``onnx`` package.
 
     Attributes
     ----------
@@ -65,6 +67,7 @@ class DeepSMOTE:
         batch_size: int = 256,
         n_threads: int | None = None,
         shard_size: int = DEFAULT_SHARD_SIZE,
+        precision: str = "fp32",
     ) -> None:
         self.bundle = bundle
         self.sampling_strategy = sampling_strategy
@@ -74,6 +77,7 @@ class DeepSMOTE:
         self.batch_size = batch_size
         self.n_threads = n_threads
         self.shard_size = shard_size
+        self.precision = precision
 
     # --- fitting -----------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class DeepSMOTE:
         self.seed_ = (
             int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**63)
         )
-        self.models_ = open_models(self.bundle_, self.provider, self.n_threads)
+        self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
         self.provider_ = self.models_.provider
         _set_numba_threads(self.n_threads)
         self.latents_: list[ClassLatents | None] = [
@@ -201,7 +205,7 @@ class DeepSMOTE:
 
     def _models(self) -> Models:
         if getattr(self, "models_", None) is None:
-            self.models_ = open_models(self.bundle_, self.provider, self.n_threads)
+            self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
             _set_numba_threads(self.n_threads)
         return self.models_
 

@@ -8,6 +8,7 @@ import click
 
 from ..job import ENGINES, generate_dataset
 from ..plan import DEFAULT_SHARD_SIZE
+from ..precision import PRECISIONS
 from ..readers import read_dataset
 from ..session import PROVIDERS
 from ..strategy import parse_strategy
@@ -51,6 +52,8 @@ from ..writers import FORMATS
     type=click.IntRange(min=1),
     help="Samples per output shard and per seed.",
 )
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+              help="Decoder arithmetic; fp16 is for GPUs (needs the onnx package).")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
@@ -69,6 +72,7 @@ def generate(
     batch_size: int,
     threads: int | None,
     shard_size: int,
+    precision: str,
     engine: str,
     address: str | None,
     workers: int | None,
@@ -94,6 +98,7 @@ def generate(
         batch_size=batch_size,
         threads=threads,
         shard_size=shard_size,
+        precision=precision,
         engine=engine,
         engine_options=engine_options,
         overwrite=overwrite,
