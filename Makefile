@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # Installed before the project so that the `train` extra never pulls a CUDA build of torch.
 TORCH ?= torch==2.13.0
-EXTRAS ?= cpu,train,test,eval
+EXTRAS ?= cpu,train,test,eval,ray
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | cksum | cut -d' ' -f1)
 

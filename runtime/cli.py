@@ -3,13 +3,22 @@
 Runtime commands import no torch. Commands that need torch (``train``, ``export``,
 ``evaluate``) live in ``deepsmote.training`` and are imported only when called, with an install
 hint when torch is missing.
+
+Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progress unwinds
+(temporary files removed, locks released, finished shards and checkpoints kept), and one line
+says what was kept and how to resume. The exit status is 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import click
@@ -24,8 +33,29 @@ _LAZY_COMMANDS = {
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
     "demo": ("deepsmote.runtime.commands.demo:demo", "train, export and generate on the embedded dataset"),
+    "dataset": ("deepsmote.training.evaluation.commands:dataset", "make the protocol's imbalanced/test sets"),
+    "evaluate": (
+        "deepsmote.training.evaluation.commands:evaluate",
+        "compare classifiers trained with and without oversampling",
+    ),
 }
 _TORCH_HINT = "this command needs the training extra: pip install torch==2.13.0 && pip install 'deepsmote[train]'"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt, so both unwind alike."""
+
+
+class _Stopped(Exception):
+    """A command stopped by a signal; carries the KeyboardInterrupt past click to :func:`main`.
+
+    click turns a KeyboardInterrupt into a bare ``Abort`` and drops the notes that say what
+    was kept, so the group wraps it before click sees it.
+    """
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
 
 
 class _LazyGroup(click.Group):
@@ -47,6 +77,12 @@ class _LazyGroup(click.Group):
             raise
         return getattr(module, attribute)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise _Stopped(interrupt) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help lists every command without importing torch.
         rows = [(name, help_text) for name, (_, help_text) in sorted(_LAZY_COMMANDS.items())]
@@ -64,10 +100,40 @@ def cli(verbose: bool) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: one-line errors and a non-zero exit for bad input."""
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM stop the command like Ctrl-C, unless someone else already handles it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _report_stop(interrupt: KeyboardInterrupt) -> None:
+    """One line on what a signal stopped, what was kept and how to resume; exit 128 + signal."""
+    terminated = isinstance(interrupt, _Terminated)
+    notes = "; ".join(getattr(interrupt, "__notes__", []))
+    # A blank line first closes the terminal's ^C echo, as click does.
+    lead = "\n" if sys.stderr.isatty() and not terminated else ""
+    click.echo(f"{lead}{'Terminated' if terminated else 'Interrupted'}{f': {notes}' if notes else '.'}", err=True)
+    sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: one-line errors and a non-zero exit for bad input or a signal."""
+    try:
+        with _sigterm_as_interrupt():
+            return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
+    except _Stopped as stopped:
+        _report_stop(stopped.interrupt)
     except DeepSMOTEError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
@@ -77,9 +143,8 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        _report_stop(interrupt)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def generate_dataset(
     batch_size: int = 256,
     threads: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    precision: str = "fp32",
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
@@ -64,7 +65,8 @@ def generate_dataset(
     sampling_strategy : str or dict
         A strategy name or ``{class name: count after resampling}``.
     engine : {'local', 'ray'}
-        Where shards run; ``engine_options`` go to the engine (Ray: ``address``, ``workers``).
+        Where shards run; ``engine_options`` go to the engine (Ray: ``address``, ``workers``,
+        ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``).
 
     Returns
     -------
@@ -74,6 +76,11 @@ def generate_dataset(
     start = time.perf_counter()
     if engine not in ENGINES:
         raise DeepSMOTEError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
+    if engine == "ray":
+        # A missing extra is refused before the bundle is read or the sampler fitted.
+        from .engines.ray import import_ray
+
+        import_ray()
     loaded = load_bundle(bundle)
     if data.image_shape != loaded.image_shape:
         raise DeepSMOTEError(
@@ -90,12 +97,13 @@ def generate_dataset(
         "seed": seed,
         "format": fmt,
         "shard_size": shard_size,
+        "precision": precision,
     }
     output = OutputDir(Path(out), settings, overwrite)
     output.check()
     writer = make_writer(fmt, Path(out), data.classes)
     targets = {c: int(counts[c] + new[c]) for c in range(len(counts))}
-    sampler = DeepSMOTE(loaded, targets, k_neighbors, seed, provider, batch_size, threads, shard_size).fit(
+    sampler = DeepSMOTE(loaded, targets, k_neighbors, seed, provider, batch_size, threads, shard_size, precision).fit(
         data.images, data.labels
     )
     fitted = time.perf_counter()
@@ -107,14 +115,28 @@ def generate_dataset(
             def advance(shard: Shard) -> None:
                 bar.update(shard.count)
 
-            if engine == "local":
-                from .engines.local import run_local
+            engine_info: dict[str, Any] = {}
+            try:
+                if engine == "local":
+                    from .engines.local import run_local
 
-                run_local(sampler, todo, writer, output, advance)
-            else:
-                from .engines.ray import run_ray
+                    run_local(sampler, todo, writer, output, advance)
+                else:
+                    from .engines.ray import run_ray
 
-                run_ray(sampler, todo, fmt, data.classes, output, advance, **dict(engine_options or {}))
+                    options = dict(engine_options or {})
+                    engine_info = run_ray(sampler, todo, fmt, data.classes, output, advance, **options)
+            except KeyboardInterrupt as interrupt:
+                # Ctrl-C or SIGTERM: finished shards stay (the writers leave no partial file), and
+                # the caller is told how to finish the job.
+                finished = sum(output.is_done(s) for s in sampler.shards_)
+                interrupt.add_note(
+                    f"{finished} of {len(sampler.shards_)} shards are finished and kept in {out}; "
+                    "run the same job again to resume"
+                    if finished
+                    else "no shard was finished, nothing is kept"
+                )
+                raise
         generated = time.perf_counter()
         made = int(new.sum()) - done_before
         summary = {
@@ -132,8 +154,10 @@ def generate_dataset(
             "k_neighbors": k_neighbors,
             "format": fmt,
             "shard_size": shard_size,
+            "precision": precision,
             "shards": {"total": len(sampler.shards_), "skipped_as_done": len(sampler.shards_) - len(todo)},
             "engine": engine,
+            "engine_info": engine_info,
             "provider": sampler.provider_,
             "threads": threads,
             "batch_size": batch_size,

@@ -22,6 +22,9 @@ _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _EXTERNAL = 1
+# Subgraphs nest (If, Loop, Scan bodies); a real model nests a few levels, a crafted one could
+# nest thousands to exhaust the stack.
+MAX_DEPTH = 64
 
 
 class MalformedModel(ValueError):
@@ -89,7 +92,7 @@ def _sparse(data: bytes) -> Iterator[str]:
         yield from _tensor(tensor)
 
 
-def _nodes(nodes: Iterator[bytes]) -> Iterator[str]:
+def _nodes(nodes: Iterator[bytes], depth: int) -> Iterator[str]:
     for node in nodes:
         for attribute in _children(node, (_NODE_ATTRIBUTE,)):
             for number, wire, value in _fields(attribute):
@@ -98,17 +101,19 @@ def _nodes(nodes: Iterator[bytes]) -> Iterator[str]:
                 if number in (_ATTR_TENSOR, _ATTR_TENSORS):
                     yield from _tensor(value)  # type: ignore[arg-type]
                 elif number in (_ATTR_GRAPH, _ATTR_GRAPHS):
-                    yield from _graph(value)  # type: ignore[arg-type]
+                    yield from _graph(value, depth + 1)  # type: ignore[arg-type]
                 elif number in (_ATTR_SPARSE, _ATTR_SPARSES):
                     yield from _sparse(value)  # type: ignore[arg-type]
 
 
-def _graph(data: bytes) -> Iterator[str]:
+def _graph(data: bytes, depth: int = 0) -> Iterator[str]:
+    if depth > MAX_DEPTH:
+        raise MalformedModel(f"subgraphs nested more than {MAX_DEPTH} levels deep")
     for tensor in _children(data, (_GRAPH_INITIALIZER,)):
         yield from _tensor(tensor)
     for sparse in _children(data, (_GRAPH_SPARSE_INITIALIZER,)):
         yield from _sparse(sparse)
-    yield from _nodes(_children(data, (_GRAPH_NODE,)))
+    yield from _nodes(_children(data, (_GRAPH_NODE,)), depth)
 
 
 def external_data_locations(model: bytes) -> list[str]:
@@ -126,5 +131,5 @@ def external_data_locations(model: bytes) -> list[str]:
         for graph in _children(info, _TRAINING_GRAPHS):
             found += _graph(graph)
     for function in _children(model, (_MODEL_FUNCTIONS,)):
-        found += _nodes(_children(function, (_FUNCTION_NODE,)))
+        found += _nodes(_children(function, (_FUNCTION_NODE,)), 0)
     return found

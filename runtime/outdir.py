@@ -3,22 +3,26 @@
 A job writes ``.deepsmote-job.json`` (the settings that fix the output bytes) before any
 shard. A rerun with the same settings resumes, skipping shards marked done; other settings
 are refused unless ``overwrite``. A directory with content that no job wrote is never
-touched. A lock stops two jobs writing into the same directory at once.
+touched. A lock stops two jobs writing into the same directory at once. A failed write (full
+disk, read-only OUT) is a one-line :class:`DeepSMOTEError` naming OUT, and leaves no
+temporary file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .errors import DeepSMOTEError
 from .plan import Shard
-from .writers import TMP_SUFFIX
+from .writers import TMP_SUFFIX, write_atomic, write_error
 
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
@@ -52,6 +56,7 @@ class OutputDir:
             raise DeepSMOTEError(f"--out {self.path} is a file; give a directory")
         if not self.path.exists():
             return
+        self._refuse_if_locked()
         job_file = self.path / JOB_FILE
         if not job_file.exists():
             foreign = [p.name for p in self.path.iterdir() if p.name not in {LOCK_FILE, DONE_DIR}]
@@ -106,6 +111,13 @@ class OutputDir:
         if self._created and self.path.exists() and not (done.exists() and any(done.iterdir())):
             shutil.rmtree(self.path, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def _writing(self, target: Path) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise write_error(self.path, target, exc) from None
+
     def _prepare(self) -> None:
         job_file = self.path / JOB_FILE
         if job_file.exists():
@@ -114,33 +126,52 @@ class OutputDir:
                 self._remove_partials()
                 return
             self._clear()
-        (self.path / DONE_DIR).mkdir(exist_ok=True)
-        tmp = job_file.with_name(job_file.name + TMP_SUFFIX)
-        tmp.write_text(json.dumps(self.settings, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, job_file)
+        with self._writing(self.path / DONE_DIR):
+            (self.path / DONE_DIR).mkdir(exist_ok=True)
+        write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
         for entry in self.path.iterdir():
             if entry.name == LOCK_FILE:
                 continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            with self._writing(entry):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def _remove_partials(self) -> None:
         for partial in self.path.rglob(f"*{TMP_SUFFIX}"):
-            partial.unlink()
+            with self._writing(partial):
+                partial.unlink()
+
+    def _in_use(self) -> DeepSMOTEError:
+        return DeepSMOTEError(
+            f"--out {self.path} is in use by another deepsmote job; wait for it or choose another --out"
+        )
+
+    def _refuse_if_locked(self) -> None:
+        # A probe before the job reads or fits anything, so a second job is refused at once; the
+        # lock taken in __enter__ is what keeps jobs apart.
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._in_use() from None
+        finally:
+            os.close(fd)
 
     def _acquire_lock(self) -> None:
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        with self._writing(self.path / LOCK_FILE):
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise DeepSMOTEError(
-                f"--out {self.path} is in use by another deepsmote job; wait for it or choose another --out"
-            ) from None
+            raise self._in_use() from None
         self._lock = fd
 
     def _release_lock(self) -> None:
@@ -157,11 +188,10 @@ class OutputDir:
 
     def mark_done(self, shard: Shard) -> None:
         """Record ``shard`` as complete; call after its files are in place."""
-        (self.path / DONE_DIR / shard.name).touch()
+        marker = self.path / DONE_DIR / shard.name
+        with self._writing(marker):
+            marker.touch()
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         """Write ``OUT/name`` atomically."""
-        target = self.path / name
-        tmp = target.with_name(target.name + TMP_SUFFIX)
-        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        write_atomic(self.path, self.path / name, (json.dumps(content, indent=2) + "\n").encode())

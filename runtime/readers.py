@@ -2,17 +2,25 @@
 
 Every reader returns a :class:`LabelledImages` with uint8 images in the input's own layout,
 (N, H, W) for grayscale or (N, H, W, C) for colour, and integer labels indexing ``classes``.
-Sizes are checked against headers before anything large is allocated, and a corrupt,
-truncated or mismatched file raises :class:`DeepSMOTEError` naming the file.
+Every file is untrusted input. Sizes are checked against headers before anything large is
+allocated, and data is read in chunks that stop at the size the header declares, so neither a
+header that claims billions of images nor a compressed "bomb" makes a reader allocate more than
+the data it really holds (at most what the header declares). A corrupt, truncated, unreadable or
+mismatched file raises :class:`DeepSMOTEError` naming the file; nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import math
 import os
 import struct
 import warnings
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +35,26 @@ _READ_CHUNK = 1 << 22
 # An image side larger than this is not a DeepSMOTE input; refusing it early stops
 # decompression bombs before Pillow allocates their pixels.
 MAX_IMAGE_SIDE = 1024
+# An image of that size is 4 MiB as raw RGBA; no PNG or JPEG of it comes near this.
+MAX_IMAGE_FILE_BYTES = 64 << 20
+# Deflate (gzip, zip) expands at most 1032-fold (a 258-byte match per 2 bits), so a header
+# declaring more than this much data per compressed byte cannot be true.
+_MAX_DEFLATE_RATIO = 1032
+# What the standard library, numpy and Pillow raise for a damaged file; each becomes a one-line
+# DeepSMOTEError naming the file.
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    SyntaxError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+    NotImplementedError,
+)
+# Pillow modes read as one grey channel (alpha dropped); 16-bit grey PNGs open as I;16 (or I).
+_GREY_MODES = frozenset({"1", "L", "LA", "F"})
+_GREY16_MODES = frozenset({"I;16", "I;16B", "I;16L", "I"})
 
 
 @dataclass(frozen=True)
@@ -81,17 +109,62 @@ def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = Non
     if labels is not None and not _is_idx_name(path):
         raise DeepSMOTEError(f"--labels is only for IDX images files, not {path}")
     if path.is_dir():
-        if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        with _reading(path):
+            has_classes = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+        if has_classes:
             return read_image_folder(path)
         shards = sorted(path.glob("*.npz"))
+        for shard in shards:
+            _check_data_file(shard)
         if shards:
             return _concatenate([read_npz(p) for p in shards], path)
         raise DeepSMOTEError(f"{path}: directory has neither class subdirectories nor .npz files")
+    _check_data_file(path)
     if path.suffix == ".npz":
         return read_npz(path)
     if _is_idx_name(path) or _has_idx_magic(path):
         return read_idx(path, labels)
     raise DeepSMOTEError(f"{path}: unknown data format; give an ImageFolder directory, an .npz or an IDX file")
+
+
+def _check_data_file(path: Path) -> None:
+    """Refuse what is not a readable regular file, before the format is guessed from its bytes."""
+    # Opening a FIFO blocks forever and a device never ends: only regular files are data.
+    if not path.is_file():
+        raise DeepSMOTEError(f"{path}: not a regular file; give an ImageFolder directory, an .npz or an IDX file")
+    with _reading(path), open(path, "rb"):
+        pass
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn the low-level errors of reading a damaged or unreadable ``path`` into one line."""
+    try:
+        yield
+    except MemoryError:
+        raise DeepSMOTEError(f"{path}: not enough memory to read this file") from None
+    except _READ_ERRORS as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip()
+        detail = reason.splitlines()[0] if reason else type(exc).__name__
+        raise DeepSMOTEError(f"{path}: unreadable, truncated or corrupt file ({detail})") from None
+
+
+def _read_exactly(stream, size: int, path: Path, what: str) -> bytearray:
+    """``size`` bytes from ``stream``, which must then end; grows only as data really arrives.
+
+    A header can claim any size: reading chunk by chunk allocates what the stream holds, never
+    more than ``size``, and stops at the first byte past it, so a decompression bomb is cut short.
+    """
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = stream.read(min(_READ_CHUNK, size - len(buffer)))
+        if not chunk:
+            break
+        buffer += chunk
+    if len(buffer) != size or stream.read(1):
+        longer = len(buffer) == size
+        raise DeepSMOTEError(f"{path}: header says {what} but the data is {'longer' if longer else 'shorter'}")
+    return buffer
 
 
 # --- IDX -------------------------------------------------------------------------------------
@@ -105,7 +178,7 @@ def _has_idx_magic(path: Path) -> bool:
     try:
         with _open_maybe_gzip(path) as f:
             head = f.read(4)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return False
     return len(head) == 4 and head[:2] == b"\x00\x00" and head[2] == 0x08
 
@@ -131,39 +204,29 @@ def _gzip_size_mod32(path: Path) -> int | None:
 def _read_idx_array(path: Path, magic: int) -> np.ndarray:
     """Read one IDX file after checking its header against the file's real size."""
     ndim = magic & 0xFF
-    with _open_maybe_gzip(path) as f:
-        try:
-            head = f.read(4 + 4 * ndim)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
+    with _reading(path), _open_maybe_gzip(path) as f:
+        head = f.read(4 + 4 * ndim)
         if len(head) < 4 or struct.unpack(">I", head[:4])[0] != magic:
             found = head[:4].hex() if len(head) >= 4 else "too short"
             raise DeepSMOTEError(f"{path}: not an IDX file of the expected kind (magic {found}, expected {magic:08x})")
         if len(head) < 4 + 4 * ndim:
             raise DeepSMOTEError(f"{path}: truncated IDX header")
         dims = struct.unpack(f">{ndim}I", head[4:])
-        expected = int(np.prod(dims, dtype=np.uint64))
+        expected = math.prod(dims)  # Python ints: a huge header cannot wrap around
         total = len(head) + expected
         gz_size = _gzip_size_mod32(path)
         real = gz_size if gz_size is not None else path.stat().st_size
-        if real != (total % 2**32 if gz_size is not None else total):
+        # The gzip trailer holds the size modulo 2**32 only, and can be forged: a header that
+        # claims more than deflate can expand the file to is refused before reading.
+        impossible = gz_size is not None and total > _MAX_DEFLATE_RATIO * path.stat().st_size
+        if impossible or real != (total % 2**32 if gz_size is not None else total):
             raise DeepSMOTEError(
-                f"{path}: header says {dims} ({total} bytes) but the file holds {real} bytes; "
-                "the file is truncated or corrupt"
+                f"{path}: header says {dims} ({total} bytes) but the file holds "
+                f"{'far less' if impossible else f'{real} bytes'}; the file is truncated or corrupt"
             )
-        buffer = bytearray()
-        try:
-            while len(buffer) < expected:
-                chunk = f.read(min(_READ_CHUNK, expected - len(buffer)))
-                if not chunk:
-                    break
-                buffer += chunk
-            trailing = f.read(1)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
-    if len(buffer) != expected or trailing:
-        raise DeepSMOTEError(f"{path}: header says {dims} but the data is {'longer' if trailing else 'shorter'}")
-    return np.frombuffer(bytes(buffer), dtype=np.uint8).reshape(dims)
+        buffer = _read_exactly(f, expected, path, str(dims))
+    # The bytearray is wrapped, not copied: peak memory stays at one copy of the data.
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(dims)
 
 
 def _labels_path_for(images: Path) -> Path:
@@ -190,6 +253,7 @@ def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -
     labels_path = Path(labels) if labels is not None else _labels_path_for(path)
     if not labels_path.exists():
         raise DeepSMOTEError(f"{labels_path}: labels file not found")
+    _check_data_file(labels_path)
     values = _read_idx_array(labels_path, _IDX_LABELS_MAGIC)
     if values.shape[0] != images.shape[0]:
         raise DeepSMOTEError(f"{labels_path}: {values.shape[0]} labels for {images.shape[0]} images in {path}")
@@ -197,11 +261,8 @@ def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -
 
 
 def _idx_ndim(path: Path) -> int:
-    with _open_maybe_gzip(path) as f:
-        try:
-            head = f.read(4)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DeepSMOTEError(f"{path}: corrupt file ({exc})") from None
+    with _reading(path), _open_maybe_gzip(path) as f:
+        head = f.read(4)
     if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (3, 4):
         raise DeepSMOTEError(f"{path}: not an IDX uint8 images file (magic {head.hex() or 'empty'})")
     return head[3]
@@ -210,28 +271,41 @@ def _idx_ndim(path: Path) -> int:
 # --- NPZ -------------------------------------------------------------------------------------
 
 
-def _npz_member_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one member, checked against its stored size before it is read."""
+def _read_npz_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """One array of the archive, read once from the member whose header was checked.
+
+    The header is parsed with numpy's safe parser, object dtypes are refused before any data
+    is read (nothing is unpickled), and the data is read in chunks up to the size the header
+    declares, which must also be the member's size in the zip directory.
+    """
     name = f"{key}.npy"
     if name not in archive.namelist():
         raise DeepSMOTEError(f"{path}: missing array '{key}'; an .npz DATA needs 'images' and 'labels'")
     info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise DeepSMOTEError(f"{path}: '{key}' is encrypted; give an unencrypted .npz")
     with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise DeepSMOTEError(f"{path}: '{key}' has unsupported .npy version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         try:
-            version = np.lib.format.read_magic(member)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(member)
-        except (ValueError, OSError) as exc:
-            raise DeepSMOTEError(f"{path}: '{key}' is not a valid array ({exc})") from None
+            shape, fortran_order, dtype = read_header(member)
+        except Exception as exc:  # numpy's parser of untrusted text raises ValueError, TokenError, ...
+            raise DeepSMOTEError(f"{path}: '{key}' has an invalid .npy header ({type(exc).__name__})") from None
+        if dtype.hasobject:
+            raise DeepSMOTEError(f"{path}: '{key}' holds Python objects; only plain arrays are read (no pickles)")
+        if dtype.itemsize == 0 or dtype.fields is not None or dtype.subdtype is not None:
+            raise DeepSMOTEError(f"{path}: '{key}' has dtype {dtype}; expected plain numbers or strings")
+        need = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around
         header_len = member.tell()
-    if dtype.hasobject:
-        raise DeepSMOTEError(f"{path}: '{key}' holds Python objects; only plain arrays are read (no pickles)")
-    need = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
-    if info.file_size != header_len + need:
-        raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape} but holds {info.file_size - header_len} bytes")
-    return shape, dtype
+        if info.file_size != header_len + need:
+            raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape} but holds {info.file_size - header_len} bytes")
+        if info.compress_type != zipfile.ZIP_STORED and need > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape}, more than its compressed data can hold")
+        data = _read_exactly(member, need, path, f"'{key}' is {shape}")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
 
 
 def read_npz(path: str | os.PathLike) -> LabelledImages:
@@ -240,26 +314,26 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
     Labels may be integers or strings; class names are their sorted distinct values.
     """
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            image_shape, image_dtype = _npz_member_header(archive, "images", path)
-            label_shape, _ = _npz_member_header(archive, "labels", path)
-    except zipfile.BadZipFile as exc:
-        raise DeepSMOTEError(f"{path}: not a valid .npz ({exc})") from None
-    if image_dtype != np.uint8:
+    with _reading(path):
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise DeepSMOTEError(f"{path}: not a valid .npz ({exc})") from None
+    with _reading(path), archive:
+        images = _read_npz_member(archive, "images", path)
+        if images.dtype != np.uint8:
+            raise DeepSMOTEError(
+                f"{path}: 'images' must be uint8, got {images.dtype}; convert with (x * 255).astype(np.uint8)"
+            )
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+            raise DeepSMOTEError(
+                f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {images.shape}"
+            )
+        values = _read_npz_member(archive, "labels", path)
+    if values.shape != (images.shape[0],):
         raise DeepSMOTEError(
-            f"{path}: 'images' must be uint8, got {image_dtype}; convert with (x * 255).astype(np.uint8)"
+            f"{path}: 'labels' has shape {values.shape}, expected ({images.shape[0]},) to match 'images'"
         )
-    if len(image_shape) not in (3, 4) or (len(image_shape) == 4 and image_shape[3] not in (1, 3)):
-        raise DeepSMOTEError(
-            f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {image_shape}"
-        )
-    if label_shape != (image_shape[0],):
-        raise DeepSMOTEError(
-            f"{path}: 'labels' has shape {label_shape}, expected ({image_shape[0]},) to match 'images'"
-        )
-    with np.load(path, allow_pickle=False) as data:
-        images, values = data["images"], data["labels"]
     if images.ndim == 4 and images.shape[3] == 1:
         images = images[..., 0]
     return _from_label_values(images, values, path)
@@ -271,21 +345,24 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
 def read_image_folder(path: str | os.PathLike) -> LabelledImages:
     """Read ``path/<class>/*.png|jpg|jpeg``; class names are the sorted directory names.
 
-    Files with other suffixes and empty class directories are skipped with a warning. All
-    images must share one size; grayscale images are kept as (H, W), and if any image has
-    colour every image is converted to RGB (N, H, W, 3).
+    Entries that are not regular files with one of these suffixes, and class directories
+    without images, are skipped with a warning. All images must share one size. Grey images
+    (1-bit, 8-bit, 16-bit, with or without alpha) are kept as (H, W), 16-bit ones by their high
+    byte; if any image has colour, every image is converted to RGB (N, H, W, 3). Alpha is dropped.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     root = Path(path)
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with _reading(root):
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     pixels: list[np.ndarray] = []
     labels: list[int] = []
     classes: list[str] = []
     skipped: list[Path] = []
     size: tuple[int, int] | None = None
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        with _reading(class_dir):
+            files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
         skipped += [p for p in files if p not in images]
         if not images:
@@ -295,7 +372,7 @@ def read_image_folder(path: str | os.PathLike) -> LabelledImages:
         classes.append(class_dir.name)
         for file in images:
             try:
-                with Image.open(file) as image:
+                with Image.open(io.BytesIO(_image_file_bytes(file))) as image:
                     if max(image.size) > MAX_IMAGE_SIDE:
                         raise DeepSMOTEError(
                             f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"
@@ -306,10 +383,10 @@ def read_image_folder(path: str | os.PathLike) -> LabelledImages:
                             "resize all images to one size"
                         )
                     size = image.size
-                    colour = image.mode not in ("1", "L", "I", "I;16", "F")
-                    pixels.append(np.asarray(image.convert("RGB" if colour else "L"), dtype=np.uint8))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                raise DeepSMOTEError(f"{file}: unreadable image ({exc}); remove or replace it") from None
+                    pixels.append(_pixels(image))
+            except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None
             labels.append(label)
     if skipped:
         warnings.warn(f"{root}: skipped {len(skipped)} non-image files, e.g. {skipped[0]}", stacklevel=2)
@@ -318,6 +395,24 @@ def read_image_folder(path: str | os.PathLike) -> LabelledImages:
     if any(p.ndim == 3 for p in pixels):
         pixels = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in pixels]
     return LabelledImages(np.stack(pixels), np.asarray(labels, dtype=np.int64), tuple(classes))
+
+
+def _image_file_bytes(file: Path) -> bytes:
+    # Pillow asks its file for a chunk's declared length in one read, so a damaged PNG read from
+    # disk reserves gigabytes; from memory a read returns only the bytes there are.
+    size = file.stat().st_size
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise DeepSMOTEError(f"{file}: {size} bytes is too large for an image (max {MAX_IMAGE_FILE_BYTES} bytes)")
+    return file.read_bytes()
+
+
+def _pixels(image) -> np.ndarray:
+    """uint8 (H, W) of a grey Pillow image or (H, W, 3) of a colour one, alpha dropped."""
+    if image.mode in _GREY16_MODES:
+        # convert("L") would clip 16-bit values at 255; the high byte is what Pillow keeps of
+        # 16-bit colour PNGs, so grey and colour 16-bit images scale alike.
+        return (np.asarray(image).astype(np.int64).clip(0, 65535) >> 8).astype(np.uint8)
+    return np.asarray(image.convert("L" if image.mode in _GREY_MODES else "RGB"), dtype=np.uint8)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 Every file is written under a temporary name and renamed when complete, so a reader never
 sees half a file, and the bytes depend only on the images (fixed PNG settings, tar headers
-with zero times and owners).
+with zero times and owners). A write that fails (full disk, read-only OUT) or is interrupted
+removes its temporary file; a failure is a one-line :class:`DeepSMOTEError` naming OUT.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import tarfile
@@ -32,11 +35,37 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_error(out: Path, target: Path, exc: OSError) -> DeepSMOTEError:
+    """The one-line error for a failed write of ``target`` inside the output directory ``out``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space or choose another --out"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "choose a writable --out"
+    else:
+        hint = "check the disk or choose another --out"
+    where = target.relative_to(out) if target.is_relative_to(out) else target
+    return DeepSMOTEError(f"cannot write to --out {out}: {exc.strerror or exc} (writing {where}); {hint}")
+
+
+def write_atomic(out: Path, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (inside ``out``) under a temporary name, then rename it.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If the write fails; the temporary file is removed first, also when interrupted.
+    """
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(out, path, exc) from None
+        raise
 
 
 def safe_class_dir(name: str) -> str:
@@ -69,9 +98,12 @@ class ImageFolderWriter:
 
     def write(self, shard: Shard, images: np.ndarray) -> None:
         folder = self.out / self.dirs[shard.class_index]
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.out, folder, exc) from None
         for i, image in enumerate(images):
-            _write_atomic(folder / f"{shard.name}-{i:05d}.png", encode_png(image))
+            write_atomic(self.out, folder / f"{shard.name}-{i:05d}.png", encode_png(image))
 
 
 class NpzWriter:
@@ -85,7 +117,7 @@ class NpzWriter:
         buffer = io.BytesIO()
         labels = np.full(len(images), self.labels[shard.class_index], dtype=self.labels.dtype)
         np.savez(buffer, images=images, labels=labels)
-        _write_atomic(self.out / f"{shard.name}.npz", buffer.getvalue())
+        write_atomic(self.out, self.out / f"{shard.name}.npz", buffer.getvalue())
 
 
 class WebDatasetWriter:
@@ -104,7 +136,7 @@ class WebDatasetWriter:
                     info = tarfile.TarInfo(f"{key}.{suffix}")
                     info.size, info.mode, info.mtime = len(data), 0o644, 0
                     tar.addfile(info, io.BytesIO(data))
-        _write_atomic(self.out / f"{shard.name}.tar", buffer.getvalue())
+        write_atomic(self.out, self.out / f"{shard.name}.tar", buffer.getvalue())
 
 
 def make_writer(fmt: str, out: Path, classes: Sequence[str]) -> ShardWriter:

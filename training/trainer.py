@@ -10,6 +10,7 @@ without the data (64 real images).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -210,7 +212,7 @@ def train(
     _write_log(files.log, history)
 
     total_steps = max(config.epochs - epochs_done, 0) * steps_per_epoch
-    with tqdm(total=total_steps, unit="step", disable=None) as bar:
+    with _note_on_interrupt(files, lambda: epochs_done), tqdm(total=total_steps, unit="step", disable=None) as bar:
         for epoch in range(epochs_done + 1, config.epochs + 1):
             began = time.perf_counter()
             encoder.train()
@@ -275,6 +277,7 @@ def train(
             if improved:
                 _save(checkpoint, files.best)
             _save(checkpoint, files.last)
+            epochs_done = epoch
             with files.log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
             log.info("epoch %d: loss %.5f (reconstruction %.5f, penalty %.5f)", epoch, loss, reconstruction, penalty)
@@ -421,10 +424,38 @@ def _verification_indices(n: int) -> np.ndarray:
 
 
 def _save(checkpoint: dict[str, Any], path: Path) -> None:
-    # Written beside and renamed, so an interrupted save never leaves a broken checkpoint.
+    # Written beside and renamed, so an interrupted save never leaves a broken checkpoint,
+    # and removed when the save fails or is interrupted.
     partial = path.with_name(f".{path.name}.partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    try:
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        # torch reports a failed write (a full disk) as RuntimeError, the file system as OSError.
+        if not isinstance(exc, OSError | RuntimeError):
+            raise
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc).strip() or type(exc).__name__
+        raise DeepSMOTEError(
+            f"cannot write checkpoint {path}: {reason.splitlines()[0]}; free some space or choose another --run-dir"
+        ) from None
+
+
+@contextlib.contextmanager
+def _note_on_interrupt(files: RunFiles, saved_epoch: Callable[[], int]) -> Iterator[None]:
+    """Tell a Ctrl-C or SIGTERM which checkpoints were kept and how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        epoch = saved_epoch()
+        if epoch:
+            interrupt.add_note(
+                f"checkpoints up to epoch {epoch} are kept in {files.run_dir} (best.pt, last.pt); "
+                "run the same command with --resume to continue"
+            )
+        else:
+            interrupt.add_note("no epoch was finished, no checkpoint is kept")
+        raise
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:

@@ -1,0 +1,277 @@
+"""Untrusted bundles and checkpoints: gaps left by test_runtime_bundle.py, and proof that no pickle runs.
+
+Every defect is a one-line :class:`DeepSMOTEError`; a payload that would run code when unpickled
+(here: create a marker directory) is refused before it can run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from deepsmote.runtime.bundle import MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.models import open_models
+from deepsmote.runtime.onnx_scan import MalformedModel, external_data_locations
+from deepsmote.runtime.readers import read_dataset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+
+class Payload:
+    """Unpickling this creates ``marker``: the test fails if anything unpickles it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+def manifest_of(bundle: Path) -> dict:
+    return json.loads((bundle / MANIFEST_NAME).read_text())
+
+
+def set_manifest(bundle: Path, manifest) -> None:
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def replace_graph(bundle: Path, name: str, model: onnx.ModelProto) -> None:
+    onnx.save(model, bundle / name)
+    manifest = manifest_of(bundle)
+    manifest["files"][name] = sha256_file(bundle / name)
+    set_manifest(bundle, manifest)
+
+
+def graph(inputs: list, outputs: list, nodes: list) -> onnx.ModelProto:
+    return helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
+
+
+def one_line(match: str, fn, *args) -> str:
+    with pytest.raises(DeepSMOTEError, match=match) as info:
+        fn(*args)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+# --- graphs whose outputs break the contract ------------------------------------------------
+
+
+def float_info(name: str, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_wrong_output_name(bundle):
+    shape = ["N", *manifest_of(bundle)["image_shape"]]
+    model = graph([float_info("latent", ["N", 16])], [float_info("pixels", shape)], [])
+    model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
+    replace_graph(bundle, "decoder.onnx", model)
+    one_line("decoder.onnx: expected one output named 'image', found \\['pixels'\\]", open_models, load_bundle(bundle))
+
+
+def test_two_outputs(bundle):
+    image = ["N", *manifest_of(bundle)["image_shape"]]
+    nodes = [helper.make_node("Identity", ["image"], ["latent"]), helper.make_node("Identity", ["image"], ["extra"])]
+    model = graph([float_info("image", image)], [float_info("latent", image), float_info("extra", image)], nodes)
+    replace_graph(bundle, "encoder.onnx", model)
+    one_line("expected one output named 'latent', found \\['latent', 'extra'\\]", open_models, load_bundle(bundle))
+
+
+def test_wrong_output_shape(bundle):
+    # A decoder that makes 32x32 images for a manifest that says 28x28.
+    latent = manifest_of(bundle)["latent_dim"]
+    weights = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 1, 32, 32])
+    model = graph(
+        [float_info("latent", ["N", latent])],
+        [float_info("image", ["N", 1, 32, 32])],
+        [helper.make_node("Reshape", ["latent", "shape"], ["image"])],
+    )
+    model.graph.initializer.append(weights)
+    replace_graph(bundle, "decoder.onnx", model)
+    message = one_line("output 'image' has shape", open_models, load_bundle(bundle))
+    assert "1, 32, 32]" in message and "1, 28, 28]" in message
+
+
+def test_wrong_output_type(bundle):
+    # Right name and shape, but float64 pixels: (N, Z) -> sum -> (N, 1, 1, 1) -> expand to (N, 1, 28, 28).
+    latent = manifest_of(bundle)["latent_dim"]
+    model = graph(
+        [float_info("latent", ["N", latent])],
+        [helper.make_tensor_value_info("image", TensorProto.DOUBLE, ["N", 1, 28, 28])],
+        [
+            helper.make_node("Cast", ["latent"], ["wide"], to=TensorProto.DOUBLE),
+            helper.make_node("ReduceSum", ["wide", "axis"], ["sum"], keepdims=1),
+            helper.make_node("Reshape", ["sum", "column"], ["cell"]),
+            helper.make_node("Expand", ["cell", "size"], ["image"]),
+        ],
+    )
+    for name, values in (("axis", [1]), ("column", [-1, 1, 1, 1]), ("size", [1, 1, 28, 28])):
+        model.graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [len(values)], values))
+    replace_graph(bundle, "decoder.onnx", model)
+    one_line("output 'image' is tensor\\(double\\), expected tensor\\(float\\)", open_models, load_bundle(bundle))
+
+
+def test_wrong_input_rank(bundle):
+    model = graph([float_info("image", ["N", 784])], [float_info("latent", ["N", 784])], [])
+    model.graph.node.append(helper.make_node("Identity", ["image"], ["latent"]))
+    replace_graph(bundle, "encoder.onnx", model)
+    one_line("input 'image' has shape", open_models, load_bundle(bundle))
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["[]", '"bundle"', "null", "42", "[1, 2, 3]"])
+def test_manifest_that_is_not_an_object(bundle, content):
+    (bundle / MANIFEST_NAME).write_text(content)
+    one_line("must be a JSON object", load_bundle, bundle)
+
+
+def test_manifest_that_is_not_utf8(bundle):
+    (bundle / MANIFEST_NAME).write_bytes(b'{"format_version": 1, "x": "\xff\xfe"}')
+    one_line("not valid JSON", load_bundle, bundle)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("format_version", 1.0, "must be int"),
+        ("format_version", "1", "must be int"),
+        ("format_version", 0, "not supported"),
+        ("format_version", 2, "not supported"),
+        ("latent_dim", 0, "must be positive"),
+        ("latent_dim", -16, "must be positive"),
+        ("latent_dim", True, "must be int"),
+        ("image_shape", [1, 28, 0], "positive integers"),
+        ("image_shape", [1, 28.0, 28], "positive integers"),
+        ("image_shape", "1x28x28", "must be list"),
+        ("classes", "0123456789", "must be list"),
+        ("training", [], "must be dict"),
+        ("export", None, "must be dict"),
+        ("files", {"encoder.onnx": 5, "decoder.onnx": "ab"}, "lacks the sha256 of encoder.onnx"),
+        ("files", [], "must be dict"),
+    ],
+)
+def test_more_mistyped_fields(bundle, field, value, match):
+    manifest = manifest_of(bundle)
+    manifest[field] = value
+    set_manifest(bundle, manifest)
+    one_line(match, load_bundle, bundle)
+
+
+def test_onnx_file_that_is_a_directory(bundle):
+    (bundle / "encoder.onnx").unlink()
+    (bundle / "encoder.onnx").mkdir()
+    one_line("encoder.onnx: missing", load_bundle, bundle)
+
+
+# --- the external-data scanner on damaged graphs -----------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scanner_on_damaged_graphs_raises_only_malformed(tiny_bundle, data):
+    raw = bytearray((tiny_bundle / "decoder.onnx").read_bytes())
+    cut = data.draw(st.integers(0, len(raw)), label="truncate at")
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), max_size=8))
+    for position, value in edits:
+        raw[position] = value
+    try:
+        found = external_data_locations(bytes(raw[:cut]))
+    except MalformedModel:
+        return
+    assert isinstance(found, list) and all(isinstance(location, str) for location in found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_scanner_on_random_bytes_raises_only_malformed(raw):
+    try:
+        external_data_locations(raw)
+    except MalformedModel:
+        pass
+
+
+# --- nothing is unpickled --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["images", "labels"])
+def test_npz_with_a_pickled_payload_is_refused_and_never_runs(tmp_path, key):
+    marker = tmp_path / "pwned"
+    arrays = {"images": np.zeros((4, 28, 28), np.uint8), "labels": np.arange(4)}
+    arrays[key] = np.array([Payload(marker)] * 4, dtype=object)
+    np.savez(tmp_path / "d.npz", **arrays)
+    # The payload is real: numpy would run it if pickles were allowed.
+    with np.load(tmp_path / "d.npz", allow_pickle=True) as loaded:
+        loaded[key]
+    assert marker.is_dir()
+    marker.rmdir()
+    one_line(f"'{key}' holds Python objects", read_dataset, tmp_path / "d.npz")
+    assert not marker.exists()
+
+
+def test_checkpoint_with_a_pickled_payload_is_refused_by_export_and_resume(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from deepsmote.runtime.cli import main
+    from deepsmote.training.trainer import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, TrainConfig, train
+
+    marker = tmp_path / "pwned"
+    checkpoint = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": Payload(marker)}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save(checkpoint, run_dir / "last.pt")
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(run_dir / "last.pt"), "--out", str(tmp_path / "bundle")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and len(err) == 1
+    assert "last.pt: not a deepsmote checkpoint (UnpicklingError)" in err[0]
+    data = read_dataset(Path(__file__).resolve().parents[1] / "data" / "fmnist-mini" / "train-images-idx3-ubyte.gz")
+    config = TrainConfig(epochs=1, width=8, latent_dim=16, device="cpu")
+    one_line("last.pt: not a deepsmote checkpoint", lambda: train(data, config, run_dir, resume=True))
+    assert not marker.exists() and not (tmp_path / "bundle").exists()
+    # The same payload does run under a plain pickle load: the refusal above is what stopped it.
+    torch.load(run_dir / "last.pt", weights_only=False)
+    assert marker.is_dir()
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_deeply_nested_graph_is_a_one_line_error(bundle):
+    from deepsmote.runtime import onnx_scan as scan
+
+    # 30 KB: a graph in a node attribute in a graph ... 3000 levels deep.
+    nested = b""
+    for _ in range(3000):
+        nested = _field(scan._GRAPH_NODE, _field(scan._NODE_ATTRIBUTE, _field(scan._ATTR_GRAPH, nested)))
+    (bundle / "encoder.onnx").write_bytes(_field(scan._MODEL_GRAPH, nested))
+    manifest = manifest_of(bundle)
+    manifest["files"]["encoder.onnx"] = sha256_file(bundle / "encoder.onnx")
+    set_manifest(bundle, manifest)
+    one_line("not a valid ONNX file", load_bundle, bundle)

@@ -1,0 +1,447 @@
+"""Faults during long jobs: signals, a full disk, a read-only OUT, and two jobs on one OUT.
+
+A stopped job keeps what it finished, leaves no partial file and no held lock, says in one line
+what was kept and how to resume, and the rerun ends with the bytes of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deepsmote.data import fmnist_mini
+from deepsmote.runtime import outdir as outdir_module
+from deepsmote.runtime import writers as writers_module
+from deepsmote.runtime.cli import main
+from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE
+from deepsmote.runtime.readers import read_dataset
+
+SHARD_SIZE = 10
+TOTAL_SHARDS = 312  # 3100 new images of fmnist_mini in shards of 10, per class rounded up
+# Slow settings for a job that must still be running when it is signalled; they do not change the bytes.
+SLOW = ["--batch-size", "1", "--threads", "1"]
+
+
+def generate_args(bundle: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "generate",
+        str(bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--format",
+        "webdataset",
+        "--shard-size",
+        str(SHARD_SIZE),
+        "--quiet",
+        *extra,
+    ]
+
+
+def start(args: list[str], **kwargs) -> subprocess.Popen:
+    # A child inherits an ignored SIGINT from a shell that started the tests in the background;
+    # restore the default so that Python turns SIGINT into KeyboardInterrupt, as in a terminal.
+    return subprocess.Popen(
+        [sys.executable, "-m", "deepsmote.runtime.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kwargs,
+    )
+
+
+def done_shards(out: Path) -> set[str]:
+    done = out / DONE_DIR
+    return {p.name for p in done.iterdir()} if done.is_dir() else set()
+
+
+def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the job ended (status {process.returncode}) before {what}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every output file, leaving out the job's bookkeeping and timing summary."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+    }
+
+
+def assert_lock_free(out: Path) -> None:
+    fd = os.open(out / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+def last_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    return stderr.strip().splitlines()[-1]
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_bundle, tmp_path_factory) -> dict[str, str]:
+    """Digest of an uninterrupted job: what every interrupted job must end with."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    main(generate_args(tiny_bundle, out))
+    assert len(done_shards(out)) == TOTAL_SHARDS
+    return tree_digest(out)
+
+
+# --- signals during generate ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_generate_keeps_finished_shards_and_the_rerun_completes(tiny_bundle, reference, tmp_path, signum):
+    out = tmp_path / "out"
+    process = start(generate_args(tiny_bundle, out, *SLOW))
+    wait_until(lambda: len(done_shards(out)) >= 5, process, "5 shards were done")
+    # Stopped first, so the signal lands mid-job however fast generation becomes.
+    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signum)
+    process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 128 + signum
+    line = last_line(stderr)
+    done = done_shards(out)
+    assert 5 <= len(done) < TOTAL_SHARDS
+    word = "Interrupted" if signum == signal.SIGINT else "Terminated"
+    assert line == (
+        f"{word}: {len(done)} of {TOTAL_SHARDS} shards are finished and kept in {out}; run the same job again to resume"
+    )
+    # Finished shards are whole and are the bytes of the uninterrupted job; nothing partial, no lock held.
+    for name in done:
+        assert tree_digest(out)[f"{name}.tar"] == reference[f"{name}.tar"]
+        with tarfile.open(out / f"{name}.tar") as tar:
+            assert len(tar.getnames()) == 2 * SHARD_SIZE
+    assert not list(out.rglob("*.partial"))
+    assert_lock_free(out)
+
+    main(generate_args(tiny_bundle, out))
+    assert tree_digest(out) == reference
+    assert json.loads((out / "summary.json").read_text())["shards"]["skipped_as_done"] == len(done)
+
+
+def test_second_job_is_refused_while_the_first_runs_and_never_interleaves(tiny_bundle, reference, tmp_path):
+    out = tmp_path / "out"
+    first = start(generate_args(tiny_bundle, out, *SLOW))
+    wait_until(lambda: len(done_shards(out)) >= 3, first, "3 shards were done")
+    # The first job is held mid-job (as a busy machine would) while the second starts, so the
+    # second meets a job in progress however fast generation becomes.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "deepsmote.runtime.cli", *generate_args(tiny_bundle, out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        stopped_at = done_shards(out)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, first_err = first.communicate(timeout=120)
+
+    assert 3 <= len(stopped_at) < TOTAL_SHARDS
+    assert second.returncode == 1
+    assert error_lines(second.stderr) == [
+        f"Error: --out {out} is in use by another deepsmote job; wait for it or choose another --out"
+    ]
+    assert first.returncode == 0, first_err
+    assert tree_digest(out) == reference
+
+
+# --- a full disk and a read-only OUT, injected ----------------------------------------------
+
+
+class _FillingFile:
+    """A file that takes part of the data, then fails as a full disk does."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+
+    def __enter__(self) -> _FillingFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_mid_job_is_one_line_and_leaves_no_partial_shard(
+    tiny_bundle, reference, tmp_path, monkeypatch, capsys
+):
+    # The fifth shard file finds the disk full part-way through.
+    opened: list[Path] = []
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        file = builtins.open(path, mode, *args, **kwargs)
+        if Path(path).name.startswith("class-"):
+            opened.append(Path(path))
+            if len(opened) == 5:
+                return _FillingFile(file)
+        return file
+
+    monkeypatch.setattr(writers_module, "open", filling_open, raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(generate_args(tiny_bundle, out))
+    assert exit_.value.code == 1
+    shard_name = opened[4].name.removesuffix(".partial")
+    assert error_lines(capsys.readouterr().err) == [
+        f"Error: cannot write to --out {out}: No space left on device (writing {shard_name}); "
+        "free some space or choose another --out"
+    ]
+    assert not list(out.rglob("*.partial")) and not (out / shard_name).exists()
+    done = done_shards(out)
+    assert len(done) == 4 and {f"{name}.tar" for name in done} == {p.name for p in out.glob("*.tar")}
+    assert_lock_free(out)
+
+    monkeypatch.undo()
+    main(generate_args(tiny_bundle, out))
+    assert tree_digest(out) == reference
+
+
+def test_read_only_out_is_one_line_and_left_untouched(tiny_bundle, tmp_path, monkeypatch, capsys):
+    # chmod does not stop root, who runs the tests in CI: the lock file, the first thing a job
+    # creates in OUT, fails as it does on a read-only mount.
+    out = tmp_path / "readonly"
+    out.mkdir()
+    real_os_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):
+        if Path(path).parent == out and flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(outdir_module.os, "open", read_only_open)
+    with pytest.raises(SystemExit) as exit_:
+        main(generate_args(tiny_bundle, out))
+    assert exit_.value.code == 1
+    assert error_lines(capsys.readouterr().err) == [
+        f"Error: cannot write to --out {out}: Read-only file system (writing {LOCK_FILE}); choose a writable --out"
+    ]
+    assert list(out.iterdir()) == []
+
+
+def test_unwritable_shard_in_a_new_out_leaves_nothing(tiny_bundle, tmp_path, monkeypatch, capsys):
+    # The job file goes in; the first shard file is refused.
+    def refusing_open(path, mode="r", *args, **kwargs):
+        if Path(path).name.startswith("class-"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(writers_module, "open", refusing_open, raising=False)
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit):
+        main(generate_args(tiny_bundle, out))
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"Error: cannot write to --out {out}: Permission denied (writing class-0001-shard-000000")
+    assert line.endswith("choose a writable --out")
+    assert not out.exists()
+
+
+# --- a full disk and a read-only mount, for real where the kernel lets us make them ---------
+
+
+def _can_mount_in_a_user_namespace() -> bool:
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d"],
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_in_a_user_namespace(), reason="cannot mount a tmpfs in a user namespace here")
+def test_real_full_tmpfs_and_read_only_mount(tiny_bundle, tmp_path):
+    # In a private mount namespace: a 160 KiB tmpfs fills after a few shards (ENOSPC from the
+    # kernel), and a read-only tmpfs refuses the first write (EROFS).
+    script = textwrap.dedent(
+        f"""
+        import json, subprocess, sys
+        from pathlib import Path
+        root = Path({str(tmp_path)!r})
+        for name, options in (("small", "size=160k"), ("readonly", "ro,size=64k")):
+            (root / name).mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(root / name)], check=True)
+        results = {{}}
+        for name, out in (("full", root / "small" / "out"), ("readonly", root / "readonly")):
+            args = {generate_args(tiny_bundle, Path("OUT"))!r}
+            args[args.index("OUT")] = str(out)
+            job = subprocess.run([sys.executable, "-m", "deepsmote.runtime.cli", *args], capture_output=True, text=True)
+            files = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else None
+            results[name] = {{"code": job.returncode, "stderr": job.stderr, "files": files}}
+        print(json.dumps(results))
+        """
+    )
+    command = ["unshare", "-rm", sys.executable, "-c", script]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+
+    full = results["full"]
+    [line] = error_lines(full["stderr"])
+    out = tmp_path / "small" / "out"
+    assert full["code"] == 1
+    assert re.fullmatch(
+        rf"Error: cannot write to --out {re.escape(str(out))}: No space left on device "
+        r"\(writing class-\d{4}-shard-\d{6}\.tar\); free some space or choose another --out",
+        line,
+    ), line
+    tars = {f for f in full["files"] if f.endswith(".tar")}
+    marked = {f.removeprefix(f"{DONE_DIR}/") + ".tar" for f in full["files"] if f.startswith(f"{DONE_DIR}/")}
+    assert tars and tars == marked, "every shard on disk is complete and marked, and only those"
+    assert not [f for f in full["files"] if f.endswith(".partial")]
+
+    readonly = results["readonly"]
+    assert readonly["code"] == 1 and readonly["files"] == []
+    assert error_lines(readonly["stderr"]) == [
+        f"Error: cannot write to --out {tmp_path / 'readonly'}: Read-only file system (writing {LOCK_FILE}); "
+        "choose a writable --out"
+    ]
+
+
+# --- signals during train ------------------------------------------------------------------
+
+TRAIN_OPTIONS = ["--width", "8", "--latent-dim", "16", "--batch-size", "32", "--device", "cpu", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory) -> Path:
+    """At most 15 images per class of the embedded subset: 125 images, 4 steps of 32 per epoch."""
+    data = read_dataset(fmnist_mini())
+    keep = np.sort(np.concatenate([np.flatnonzero(data.labels == c)[:15] for c in range(len(data.classes))]))
+    path = tmp_path_factory.mktemp("train-data") / "small.npz"
+    np.savez(path, images=data.images[keep], labels=data.labels[keep])
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_train_keeps_whole_checkpoints_and_resume_completes(small_npz, tmp_path, signum):
+    torch = pytest.importorskip("torch")
+    from deepsmote.training.trainer import TrainConfig, load_checkpoint, train
+
+    run_dir, bundle = tmp_path / "run", tmp_path / "bundle"
+    args = ["train", str(small_npz), "--out", str(bundle), "--run-dir", str(run_dir), *TRAIN_OPTIONS]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = start([*args, "--epochs", "10000"], env=env)
+    log = run_dir / "losses.jsonl"
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, process, "2 epochs were done")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 128 + signum
+    line = last_line(stderr)
+    match = re.fullmatch(
+        rf"(Interrupted|Terminated): checkpoints up to epoch (\d+) are kept in {re.escape(str(run_dir))} "
+        r"\(best\.pt, last\.pt\); run the same command with --resume to continue",
+        line,
+    )
+    assert match, line
+    epoch = int(match.group(2))
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == epoch >= 2
+    assert 1 <= load_checkpoint(run_dir / "best.pt")["epoch"] <= epoch
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "last.pt", "losses.jsonl"]
+    assert not bundle.exists()
+
+    # Resume for one more epoch (test_training_cli covers `train --resume` and its export): the
+    # weights are those of an uninterrupted run of as many epochs, on one thread as in the child.
+    config = TrainConfig(epochs=epoch + 1, width=8, latent_dim=16, batch_size=32, device="cpu", seed=0)
+    data = read_dataset(small_npz)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resumed = load_checkpoint(train(data, config, run_dir, resume=True).last)
+        straight = load_checkpoint(train(data, config, tmp_path / "straight").last)
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["epoch"] == straight["epoch"] == epoch + 1
+    for part in ("encoder", "decoder"):
+        for key, tensor in straight[part].items():
+            assert torch.equal(tensor, resumed[part][key]), (part, key)
+
+
+def test_full_disk_while_saving_a_checkpoint(small_npz, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from deepsmote.runtime.errors import DeepSMOTEError
+    from deepsmote.training import trainer
+
+    real_save = torch.save
+
+    def save_then_fill(obj, path, *args, **kwargs):
+        # best.pt goes through; last.pt is half-written when the disk fills (torch says RuntimeError).
+        if Path(path).name == ".last.pt.partial":
+            Path(path).write_bytes(b"PK half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed writing file")
+        real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.torch, "save", save_then_fill)
+    config = trainer.TrainConfig(epochs=1, width=8, latent_dim=16, batch_size=32, device="cpu")
+    run_dir = tmp_path / "run"
+    with pytest.raises(DeepSMOTEError) as info:
+        trainer.train(read_dataset(small_npz), config, run_dir)
+    assert str(info.value) == (
+        f"cannot write checkpoint {run_dir / 'last.pt'}: [enforce fail at inline_container.cc] . "
+        "PytorchStreamWriter failed writing file; free some space or choose another --run-dir"
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "losses.jsonl"]
+    assert trainer.load_checkpoint(run_dir / "best.pt")["epoch"] == 1
+
+
+def test_sigterm_is_handled_only_while_a_command_runs_and_only_if_unclaimed(monkeypatch):
+    from deepsmote.runtime import cli as cli_module
+
+    seen = []
+    monkeypatch.setattr(cli_module.cli, "main", lambda **kwargs: seen.append(signal.getsignal(signal.SIGTERM)))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        main(["inspect"])
+        assert seen[-1] is cli_module._raise_terminated
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+        def mine(signum, frame):
+            raise AssertionError("not called")
+
+        signal.signal(signal.SIGTERM, mine)  # e.g. a host application's own handler: left alone
+        main(["inspect"])
+        assert seen[-1] is mine and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
