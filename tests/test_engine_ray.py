@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from deepsmote.runtime import job as job_module
 from deepsmote.runtime.engines.ray import INSTALL_HINT, ShardWorker
 from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE
 from deepsmote.runtime.plan import Shard
+from helpers import tree_digest
 
 try:
     import ray
@@ -70,15 +70,6 @@ def api_job(bundle: Path, out: Path, **options: Any) -> dict[str, Any]:
         progress=False,
         **options,
     )
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
-    }
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE
 from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE, OutputDir
 from deepsmote.runtime.readers import read_dataset
+from helpers import tree_digest
 
 EXPECTED_NEW = [0, 200, 300, 325, 350, 365, 380, 390, 394, 396]
 
@@ -28,15 +28,6 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
-    }
 
 
 @pytest.fixture(scope="module")

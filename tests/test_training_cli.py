@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 import torch
 from deepsmote.runtime.bundle import load_bundle
-from deepsmote.runtime.cli import main
+from helpers import run_main
 
 TINY = ["--epochs", "1", "--width", "8", "--latent-dim", "16", "--device", "cpu"]
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `deepsmote ARGS` run in this process."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
@@ -48,7 +37,7 @@ def mini_copy(fmnist_mini: Path, tmp_path: Path) -> Path:
 
 def test_train_then_export(fmnist_mini, tmp_path, capsys):
     out = tmp_path / "bundle"
-    code, stdout, err = run(["train", fmnist_mini, "--out", out, *TINY], capsys)
+    code, stdout, err = run_main(["train", fmnist_mini, "--out", out, *TINY], capsys)
     assert code == 0, err
     assert f"wrote {out}" in stdout
     bundle = load_bundle(out)
@@ -56,26 +45,26 @@ def test_train_then_export(fmnist_mini, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.run"]
     assert (tmp_path / "bundle.run" / "best.pt").is_file()
 
-    code, _, err = run(["export", tmp_path / "bundle.run" / "last.pt", "--out", tmp_path / "again"], capsys)
+    code, _, err = run_main(["export", tmp_path / "bundle.run" / "last.pt", "--out", tmp_path / "again"], capsys)
     assert code == 0, err
     assert load_bundle(tmp_path / "again").manifest["files"] == bundle.manifest["files"]
 
     # An existing --out is refused before any training, and nothing else is touched.
     before = (out / "deepsmote.json").read_bytes()
-    code, _, err = run(["train", fmnist_mini, "--out", out, "--run-dir", tmp_path / "other", *TINY], capsys)
+    code, _, err = run_main(["train", fmnist_mini, "--out", out, "--run-dir", tmp_path / "other", *TINY], capsys)
     assert_one_line_error(code, err, f"{out} already exists", "--overwrite")
     assert (out / "deepsmote.json").read_bytes() == before
     assert not (tmp_path / "other").exists()
 
-    code, _, err = run(["export", tmp_path / "bundle.run" / "best.pt", "--out", out], capsys)
+    code, _, err = run_main(["export", tmp_path / "bundle.run" / "best.pt", "--out", out], capsys)
     assert_one_line_error(code, err, "already exists")
 
     # The run directory holds this run: a new run needs --resume (same config) or --overwrite.
-    code, _, err = run(
+    code, _, err = run_main(
         ["train", fmnist_mini, "--out", tmp_path / "b2", "--run-dir", tmp_path / "bundle.run", *TINY], capsys
     )
     assert_one_line_error(code, err, "already holds a training run", "--resume")
-    code, _, err = run(
+    code, _, err = run_main(
         [
             "train",
             fmnist_mini,
@@ -94,7 +83,8 @@ def test_train_then_export(fmnist_mini, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "bundle", "bundle.run"]
 
     # Training longer: --resume continues the run, --overwrite replaces the bundle once it is done.
-    code, _, err = run(["train", fmnist_mini, "--out", out, *TINY, "--epochs", "2", "--resume", "--overwrite"], capsys)
+    args = ["train", fmnist_mini, "--out", out, *TINY, "--epochs", "2", "--resume", "--overwrite"]
+    code, _, err = run_main(args, capsys)
     assert code == 0, err
     assert [e["epoch"] for e in torch.load(tmp_path / "bundle.run" / "last.pt", weights_only=True)["history"]] == [1, 2]
     assert load_bundle(out).manifest["training"]["config"]["epochs"] == 2
@@ -105,14 +95,14 @@ def test_overwrite_never_replaces_what_is_not_a_bundle(fmnist_mini, tmp_path, ca
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("mine")
-    code, _, err = run(["train", fmnist_mini, "--out", precious, *TINY, "--overwrite"], capsys)
+    code, _, err = run_main(["train", fmnist_mini, "--out", precious, *TINY, "--overwrite"], capsys)
     assert_one_line_error(code, err, f"{precious} exists and is not a deepsmote bundle")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
     assert (precious / "notes.txt").read_text() == "mine"
 
 
 def test_missing_data(tmp_path, capsys):
-    code, _, err = run(["train", tmp_path / "nothing.gz", "--out", tmp_path / "b", *TINY], capsys)
+    code, _, err = run_main(["train", tmp_path / "nothing.gz", "--out", tmp_path / "b", *TINY], capsys)
     assert_one_line_error(code, err, "nothing.gz: no such file or directory")
     assert list(tmp_path.iterdir()) == []
 
@@ -120,7 +110,7 @@ def test_missing_data(tmp_path, capsys):
 def test_corrupt_data(mini_copy, tmp_path, capsys):
     raw = gzip.decompress(mini_copy.read_bytes())
     mini_copy.write_bytes(gzip.compress(raw[: len(raw) // 2]))
-    code, _, err = run(["train", mini_copy, "--out", tmp_path / "b", *TINY], capsys)
+    code, _, err = run_main(["train", mini_copy, "--out", tmp_path / "b", *TINY], capsys)
     assert_one_line_error(code, err, "train-images-idx3-ubyte.gz", "truncated or corrupt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
@@ -128,26 +118,26 @@ def test_corrupt_data(mini_copy, tmp_path, capsys):
 def test_unsupported_image_size(tmp_path, capsys):
     data = tmp_path / "big.npz"
     np.savez(data, images=np.zeros((6, 64, 64), dtype=np.uint8), labels=np.array([0, 0, 0, 1, 1, 1]))
-    code, _, err = run(["train", data, "--out", tmp_path / "b", *TINY], capsys)
+    code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY], capsys)
     assert_one_line_error(code, err, "image size 64x64x1 is not supported", "28x28 or 32x32")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz"]
 
 
 def test_bad_option_values(fmnist_mini, tmp_path, capsys):
-    code, _, err = run(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, "--epochs", "0"], capsys)
+    code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, "--epochs", "0"], capsys)
     assert_one_line_error(code, err, "epochs must be a positive integer, got 0")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_without_a_run(fmnist_mini, tmp_path, capsys):
-    code, _, err = run(["train", fmnist_mini, "--out", tmp_path / "b", "--resume", *TINY], capsys)
+def test_resume_without_a_run_main(fmnist_mini, tmp_path, capsys):
+    code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", "--resume", *TINY], capsys)
     assert_one_line_error(code, err, "no run to resume")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_a_gpu(fmnist_mini, tmp_path, capsys):
-    code, _, err = run(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, "--device", "cuda"], capsys)
+    code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, "--device", "cuda"], capsys)
     assert_one_line_error(code, err, "--device cuda", "--device cpu")
     assert list(tmp_path.iterdir()) == []
 
@@ -155,9 +145,9 @@ def test_cuda_without_a_gpu(fmnist_mini, tmp_path, capsys):
 def test_export_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
     fake = tmp_path / "model.pt"
     fake.write_bytes(b"\x80\x04 definitely not torch")
-    code, _, err = run(["export", fake, "--out", tmp_path / "b"], capsys)
+    code, _, err = run_main(["export", fake, "--out", tmp_path / "b"], capsys)
     assert_one_line_error(code, err, "model.pt: not a deepsmote checkpoint")
-    code, _, err = run(["export", tmp_path / "missing.pt", "--out", tmp_path / "b"], capsys)
+    code, _, err = run_main(["export", tmp_path / "missing.pt", "--out", tmp_path / "b"], capsys)
     assert_one_line_error(code, err, "missing.pt: checkpoint not found")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 

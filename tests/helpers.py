@@ -1,0 +1,30 @@
+"""Helpers shared by the CLI tests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from deepsmote.runtime.cli import main
+from deepsmote.runtime.outdir import DONE_DIR
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+    }
+
+
+def run_main(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `deepsmote ARGS` run in this process."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
