@@ -129,7 +129,7 @@ def test_bad_option_values(fmnist_mini, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_without_a_run_main(fmnist_mini, tmp_path, capsys):
+def test_resume_without_a_run(fmnist_mini, tmp_path, capsys):
     code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", "--resume", *TINY], capsys)
     assert_one_line_error(code, err, "no run to resume")
     assert list(tmp_path.iterdir()) == []
@@ -173,3 +173,13 @@ def test_the_console_script_exits_non_zero_with_one_line(tmp_path):
         f"Error: {tmp_path / 'x.pt'}: checkpoint not found; "
         "give the best.pt or last.pt of a `deepsmote train` run directory"
     ]
+
+
+def test_unwritable_run_dir(fmnist_mini, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = run_main(
+        ["train", fmnist_mini, "--out", tmp_path / "b", "--run-dir", blocker / "run", *TINY], capsys
+    )
+    assert_one_line_error(code, err, "cannot write to --run-dir", "choose another --run-dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

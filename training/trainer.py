@@ -208,8 +208,13 @@ def train(
     members = class_members(data.labels, len(data.classes))
     verification = images[_verification_indices(len(images))].cpu()
     steps_per_epoch = len(_batches(torch.arange(len(images)), config.batch_size))
-    files.run_dir.mkdir(parents=True, exist_ok=True)
-    _write_log(files.log, history)
+    try:
+        files.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_log(files.log, history)
+    except OSError as exc:
+        raise DeepSMOTEError(
+            f"cannot write to --run-dir {files.run_dir}: {exc.strerror}; choose another --run-dir"
+        ) from None
 
     total_steps = max(config.epochs - epochs_done, 0) * steps_per_epoch
     with _note_on_interrupt(files, lambda: epochs_done), tqdm(total=total_steps, unit="step", disable=None) as bar:
