@@ -23,7 +23,7 @@ def _run(command: str, args: list[str]) -> None:
 
 @click.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(path_type=Path))
-@click.option("--epochs", default=15, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--width", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--latent-dim", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
