@@ -1,0 +1,26 @@
+"""deepsmote.training.evaluation: the paper's evaluation protocol, its baselines and sample quality.
+
+- :mod:`.datasets` (numpy only): the seeded per-class subsets of Table I;
+- :mod:`.metrics` (numpy only): ACSA, macro geometric mean, macro F1, per-class recall;
+- :mod:`.quality` (numpy only): Fréchet distance and improved precision/recall;
+- :mod:`.classifiers` (torch): the small CNN and ResNet-18 presets, training, prediction;
+- :mod:`.protocol` (torch): oversampling with each method, training, scoring, tables;
+- :mod:`.commands`: `deepsmote dataset imbalance` and `deepsmote evaluate`.
+
+Nothing torch-based is imported here, so the numpy-only modules load without torch.
+"""
+
+from .datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced
+from .metrics import Scores, scores
+from .quality import frechet_distance, precision_recall
+
+__all__ = [
+    "PAPER_TEST_COUNTS",
+    "PAPER_TRAIN_COUNTS",
+    "Scores",
+    "frechet_distance",
+    "imbalance",
+    "precision_recall",
+    "scores",
+    "write_imbalanced",
+]
