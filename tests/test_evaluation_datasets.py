@@ -9,22 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.cli import main
 from deepsmote.runtime.readers import LabelledImages, read_dataset
 from deepsmote.training.evaluation.datasets import choose_indices, label_values
+from helpers import run_main
 
 COUNTS = "40,30,20,20,15,12,10,8,6,4"
-
-
-def run(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `deepsmote ARGS` run in this process."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
@@ -36,7 +25,9 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 
 def test_counts_are_taken_per_class_and_read_back(tmp_path, capsys):
     out = tmp_path / "train.npz"
-    code, stdout, err = run(["dataset", "imbalance", fmnist_mini("train"), "--counts", COUNTS, "--out", out], capsys)
+    code, stdout, err = run_main(
+        ["dataset", "imbalance", fmnist_mini("train"), "--counts", COUNTS, "--out", out], capsys
+    )
     assert code == 0, err
     assert f"wrote {out}: 165 images" in stdout
     data = read_dataset(out)
@@ -58,7 +49,7 @@ def test_the_seed_fixes_the_choice(tmp_path, capsys):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         paths[name] = tmp_path / f"{name}.npz"
         args = ["dataset", "imbalance", fmnist_mini("train"), "--counts", COUNTS, "--seed", seed, "--out", paths[name]]
-        assert run(args, capsys)[0] == 0
+        assert run_main(args, capsys)[0] == 0
     a, b, c = (read_dataset(paths[n]) for n in "abc")
     assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
     assert not np.array_equal(a.images, c.images)
@@ -75,14 +66,14 @@ def test_a_smaller_count_picks_a_subset_and_classes_are_independent():
 
 def test_per_class_makes_a_balanced_set(tmp_path, capsys):
     out = tmp_path / "balanced.npz"
-    code, _, err = run(["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 20, "--out", out], capsys)
+    code, _, err = run_main(["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 20, "--out", out], capsys)
     assert code == 0, err
     assert read_dataset(out).class_counts().tolist() == [20] * 10
 
 
 def test_fewer_counts_than_classes_leave_the_rest_out(tmp_path, capsys):
     out = tmp_path / "three.npz"
-    code, stdout, _ = run(["dataset", "imbalance", fmnist_mini("t10k"), "--counts", "5,4,3", "--out", out], capsys)
+    code, stdout, _ = run_main(["dataset", "imbalance", fmnist_mini("t10k"), "--counts", "5,4,3", "--out", out], capsys)
     assert code == 0 and "classes left out: 3, 4, 5, 6, 7, 8, 9" in stdout
     assert read_dataset(out).classes == ("0", "1", "2")
 
@@ -93,7 +84,7 @@ def test_image_folder_names_and_colour_images_round_trip(tmp_path, capsys):
     source = tmp_path / "src.npz"
     np.savez(source, images=images, labels=np.array(["cat", "dog", "emu"] * 4))
     out = tmp_path / "out.npz"
-    assert run(["dataset", "imbalance", source, "--counts", "2,1,3", "--out", out], capsys)[0] == 0
+    assert run_main(["dataset", "imbalance", source, "--counts", "2,1,3", "--out", out], capsys)[0] == 0
     data = read_dataset(out)
     assert data.classes == ("cat", "dog", "emu") and data.class_counts().tolist() == [2, 1, 3]
     assert data.images.shape == (6, 8, 8, 3)
@@ -117,7 +108,7 @@ def test_image_folder_names_and_colour_images_round_trip(tmp_path, capsys):
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, options, fragments):
     out = tmp_path / "out.npz"
-    code, _, err = run(["dataset", "imbalance", fmnist_mini("train"), *options, "--out", out], capsys)
+    code, _, err = run_main(["dataset", "imbalance", fmnist_mini("train"), *options, "--out", out], capsys)
     assert_one_line_error(code, err, *fragments)
     assert list(tmp_path.iterdir()) == []
 
@@ -125,18 +116,20 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, options, fra
 def test_an_existing_out_is_refused_without_overwrite(tmp_path, capsys):
     out = tmp_path / "out.npz"
     out.write_bytes(b"keep me")
-    code, _, err = run(["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 2, "--out", out], capsys)
+    code, _, err = run_main(["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 2, "--out", out], capsys)
     assert_one_line_error(code, err, "already exists", "--overwrite")
     assert out.read_bytes() == b"keep me"
     args = ["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 2, "--out", out]
-    code, _, err = run([*args, "--overwrite"], capsys)
+    code, _, err = run_main([*args, "--overwrite"], capsys)
     assert code == 0, err
     assert read_dataset(out).class_counts().tolist() == [2] * 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
 
 
 def test_out_must_be_an_npz(tmp_path, capsys):
-    code, _, err = run(["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 2, "--out", tmp_path / "o"], capsys)
+    code, _, err = run_main(
+        ["dataset", "imbalance", fmnist_mini("t10k"), "--per-class", 2, "--out", tmp_path / "o"], capsys
+    )
     assert_one_line_error(code, err, ".npz")
     assert list(tmp_path.iterdir()) == []
 

@@ -22,21 +22,12 @@ from deepsmote.training.evaluation.protocol import (
     split_fit,
     validation_split,
 )
+from helpers import run_main
 
 pytest.importorskip("imblearn", reason="the baselines need the eval extra")
 
 TRAIN_COUNTS = "40,30,20,20,15,12,10,8,6,4"
 TEST_COUNTS = "10,8,6,5,4,3,3,2,2,2"
-
-
-def run(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +124,7 @@ def test_evaluate_end_to_end(small_sets, tiny_bundle, tmp_path, capsys):
         "--threads",
         "1",
     ]
-    code, stdout, err = run(args, capsys)
+    code, stdout, err = run_main(args, capsys)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     protocol = results["protocol"]
@@ -156,12 +147,12 @@ def test_evaluate_end_to_end(small_sets, tiny_bundle, tmp_path, capsys):
     assert "(d) DeepSMOTE" in markdown and "**balanced test set**" in markdown
     assert "| method | ACSA | GM | F1 |" in stdout
 
-    code, _, err = run(args, capsys)
+    code, _, err = run_main(args, capsys)
     assert code == 1 and "already holds results" in err
 
 
 def test_evaluate_refuses_deepsmote_without_a_bundle(small_sets, tmp_path, capsys):
-    code, _, err = run(
+    code, _, err = run_main(
         ["evaluate", small_sets["train"], "--test", small_sets["balanced"], "--out", tmp_path / "r", "--steps", "1"],
         capsys,
     )
