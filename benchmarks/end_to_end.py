@@ -61,8 +61,9 @@ def main() -> None:
     print(f"{total} images from {len(data.labels)} real ({data.images.shape[1:]}), {args.threads} threads")
 
     start = time.perf_counter()
-    ours = list(DeepSMOTE(bundle_dir, strategy, random_state=0, n_threads=args.threads).iter_synthetic(
-        data.images, data.labels))
+    ours = list(
+        DeepSMOTE(bundle_dir, strategy, random_state=0, n_threads=args.threads).iter_synthetic(data.images, data.labels)
+    )
     ours_s = time.perf_counter() - start
     start = time.perf_counter()
     theirs = reference_pipeline(encoder, decoder, data.images, data.labels, per_class, 0)

@@ -46,19 +46,30 @@ def main() -> None:
             print(f"  decode batch {batch:6d}: {rates[batch]:10.0f} images/s")
         best[precision] = max(rates, key=rates.get)
         decoded[precision] = models.decode(probe)
-    print(f"fp16 vs fp32 decoded pixels: max abs diff {np.abs(decoded['fp16'] - decoded['fp32']).max():.2e} "
-          f"(in [-1, 1]; one uint8 level is {2 / 255:.2e})")
+    print(
+        f"fp16 vs fp32 decoded pixels: max abs diff {np.abs(decoded['fp16'] - decoded['fp32']).max():.2e} "
+        f"(in [-1, 1]; one uint8 level is {2 / 255:.2e})"
+    )
     data = read_dataset(fmnist_mini())
     per_class = args.images // 9
     strategy = {c: int(n) + per_class for c, n in enumerate(data.class_counts()) if c > 0}
     for precision in ("fp32", "fp16"):
-        sampler = DeepSMOTE(args.bundle, strategy, random_state=0, provider=args.provider, batch_size=best[precision],
-                            shard_size=max(best[precision], 1000), precision=precision)
+        sampler = DeepSMOTE(
+            args.bundle,
+            strategy,
+            random_state=0,
+            provider=args.provider,
+            batch_size=best[precision],
+            shard_size=max(best[precision], 1000),
+            precision=precision,
+        )
         start = time.perf_counter()
         made = sum(len(x) for x, _ in sampler.iter_synthetic(data.images, data.labels))
         seconds = time.perf_counter() - start
-        print(f"end to end {precision} (batch {best[precision]}): {made} images in {seconds:.1f} s = "
-              f"{made / seconds:.0f} images/s on {sampler.provider_}")
+        print(
+            f"end to end {precision} (batch {best[precision]}): {made} images in {seconds:.1f} s = "
+            f"{made / seconds:.0f} images/s on {sampler.provider_}"
+        )
 
 
 if __name__ == "__main__":

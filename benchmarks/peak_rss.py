@@ -31,9 +31,21 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             child = subprocess.Popen(
-                [sys.executable, "-m", "deepsmote.runtime.cli", "generate", str(bundle), str(fmnist_mini()),
-                 "--out", str(Path(tmp) / "out"), "--format", "webdataset", "--strategy", f'{{"9": {n + 4}}}',
-                 "--quiet"],
+                [
+                    sys.executable,
+                    "-m",
+                    "deepsmote.runtime.cli",
+                    "generate",
+                    str(bundle),
+                    str(fmnist_mini()),
+                    "--out",
+                    str(Path(tmp) / "out"),
+                    "--format",
+                    "webdataset",
+                    "--strategy",
+                    f'{{"9": {n + 4}}}',
+                    "--quiet",
+                ],
                 stdout=subprocess.DEVNULL,
             )
             _, status, usage = os.wait4(child.pid, 0)
@@ -41,8 +53,10 @@ def main() -> None:
                 raise SystemExit(f"generate failed with status {status}")
             seconds = time.perf_counter() - start
             shards = len(list((Path(tmp) / "out").glob("*.tar")))
-        print(f"{n:>9} images: peak RSS {usage.ru_maxrss / 1024:7.1f} MB, {seconds:7.1f} s, "
-              f"{n / seconds:8.0f} images/s, {shards} shards")
+        print(
+            f"{n:>9} images: peak RSS {usage.ru_maxrss / 1024:7.1f} MB, {seconds:7.1f} s, "
+            f"{n / seconds:8.0f} images/s, {shards} shards"
+        )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""deepsmote.kernels: the numba kernels of the sampler (numpy and numba only).
+"""deepsmote.kernels: the k-NN and interpolation kernels of the sampler (numpy, and numba for large work).
 
 `kneighbors` finds each code's exact nearest neighbours within its class; `interpolate` makes the
-SMOTE points from draws the caller made. Both raise plain ``ValueError`` on bad input.
+SMOTE points from draws the caller made. Both raise plain ``ValueError`` on bad input. Small work
+runs in numpy and large work in numba kernels, which import numba only when they first run (see
+`set_num_threads` for their thread count).
 """
 
 from .interpolate import interpolate
 from .knn import kneighbors
+from .threads import set_num_threads
 
-__all__ = ["interpolate", "kneighbors"]
+__all__ = ["interpolate", "kneighbors", "set_num_threads"]

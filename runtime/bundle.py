@@ -1,7 +1,9 @@
 """The model bundle: manifest schema, hashes, and the checks that make a bundle safe to load.
 
 A bundle is a directory with ``encoder.onnx``, ``decoder.onnx`` and ``deepsmote.json``
-(GUIDE §2). The runtime treats it as untrusted: the manifest is type-checked, each ONNX file
+(GUIDE §2), and optionally ``decoder_cpu.onnx``: the same decoder arranged to run faster on
+onnxruntime's CPU provider (``deepsmote export`` writes it; a bundle without it runs
+``decoder.onnx`` everywhere). The runtime treats it as untrusted: the manifest is type-checked, each ONNX file
 must match its sha256, graphs with external-data references are refused (onnxruntime would
 resolve them against the working directory), and the graphs reach onnxruntime as bytes.
 """
@@ -22,6 +24,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "deepsmote.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+CPU_DECODER_FILE = "decoder_cpu.onnx"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"
 DECODER_INPUT, DECODER_OUTPUT = "latent", "image"
@@ -50,12 +53,15 @@ class Bundle:
         The parsed ``deepsmote.json``.
     encoder_bytes, decoder_bytes : bytes
         The ONNX graphs whose sha256 matched the manifest.
+    cpu_decoder_bytes : bytes or None
+        ``decoder_cpu.onnx`` when the bundle has one, checked the same way.
     """
 
     path: Path
     manifest: dict[str, Any]
     encoder_bytes: bytes = field(repr=False)
     decoder_bytes: bytes = field(repr=False)
+    cpu_decoder_bytes: bytes | None = field(default=None, repr=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -77,7 +83,7 @@ class Bundle:
     def fingerprint(self) -> str:
         """sha256 over the manifest's file hashes: identifies the model."""
         files = self.manifest["files"]
-        return hashlib.sha256("".join(files[name] for name in ONNX_FILES).encode()).hexdigest()
+        return hashlib.sha256("".join(files[name] for name in _graph_files(files)).encode()).hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -122,10 +128,15 @@ def _check_manifest(manifest: Any, where: Path) -> None:
         raise DeepSMOTEError(f"{where}: manifest 'classes' must be a list of strings")
     if manifest["pixel_range"] != [-1, 1]:
         raise DeepSMOTEError(f"{where}: manifest 'pixel_range' must be [-1, 1], got {manifest['pixel_range']}")
-    for name in ONNX_FILES:
+    for name in _graph_files(manifest["files"]):
         digest = manifest["files"].get(name)
         if not isinstance(digest, str) or len(digest) != 64:
             raise DeepSMOTEError(f"{where}: manifest 'files' lacks the sha256 of {name}")
+
+
+def _graph_files(files: dict[str, Any]) -> tuple[str, ...]:
+    """The ONNX files of a bundle whose manifest lists ``files``."""
+    return (*ONNX_FILES, CPU_DECODER_FILE) if CPU_DECODER_FILE in files else ONNX_FILES
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -158,7 +169,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     bundle = Path(path)
     manifest = read_manifest(bundle)
     graphs = []
-    for name in ONNX_FILES:
+    for name in _graph_files(manifest["files"]):
         file = bundle / name
         if file.is_symlink() or not file.is_file():
             raise DeepSMOTEError(f"{file}: missing (or a link); a bundle holds its ONNX files itself")
@@ -177,4 +188,4 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                 "self-contained graphs, re-export with the weights inline"
             )
         graphs.append(data)
-    return Bundle(bundle, manifest, graphs[0], graphs[1])
+    return Bundle(bundle, manifest, *graphs)

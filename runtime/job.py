@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from .bundle import load_bundle
 from .errors import DeepSMOTEError
+from .models import default_decode_batch
 from .outdir import OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Shard
 from .readers import LabelledImages
@@ -43,7 +44,7 @@ def generate_dataset(
     seed: int = 0,
     fmt: str = "imagefolder",
     provider: str = "auto",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     threads: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     precision: str = "fp32",
@@ -160,7 +161,7 @@ def generate_dataset(
             "engine_info": engine_info,
             "provider": sampler.provider_,
             "threads": threads,
-            "batch_size": batch_size,
+            "batch_size": batch_size or default_decode_batch(sampler.provider_),
             "timings_s": {
                 "load_and_fit": round(fitted - start, 3),
                 "generate": round(generated - fitted, 3),

@@ -31,7 +31,7 @@ class MalformedModel(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -44,8 +44,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
-    """(field number, wire type, value) of each field; value is bytes for length-delimited."""
+def _fields(data: memoryview) -> Iterator[tuple[int, int, memoryview | int]]:
+    """(field number, wire type, value) of each field; value is a memoryview for length-delimited."""
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
@@ -67,13 +67,13 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
         raise MalformedModel("truncated field")
 
 
-def _children(data: bytes, numbers: tuple[int, ...]) -> Iterator[bytes]:
+def _children(data: memoryview, numbers: tuple[int, ...]) -> Iterator[memoryview]:
     for number, wire, value in _fields(data):
         if wire == 2 and number in numbers:
             yield value  # type: ignore[misc]
 
 
-def _tensor(data: bytes) -> Iterator[str]:
+def _tensor(data: memoryview) -> Iterator[str]:
     external = False
     locations = []
     for number, wire, value in _fields(data):
@@ -82,17 +82,17 @@ def _tensor(data: bytes) -> Iterator[str]:
         elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
             entry = {n: v for n, w, v in _fields(value) if w == 2}  # type: ignore[arg-type]
             if entry.get(_ENTRY_KEY) == b"location":
-                locations.append(entry.get(_ENTRY_VALUE, b"").decode("utf-8", "replace"))
+                locations.append(bytes(entry.get(_ENTRY_VALUE, b"")).decode("utf-8", "replace"))
     if external or locations:
         yield from locations or ["<no location>"]
 
 
-def _sparse(data: bytes) -> Iterator[str]:
+def _sparse(data: memoryview) -> Iterator[str]:
     for tensor in _children(data, (_SPARSE_VALUES, _SPARSE_INDICES)):
         yield from _tensor(tensor)
 
 
-def _nodes(nodes: Iterator[bytes], depth: int) -> Iterator[str]:
+def _nodes(nodes: Iterator[memoryview], depth: int) -> Iterator[str]:
     for node in nodes:
         for attribute in _children(node, (_NODE_ATTRIBUTE,)):
             for number, wire, value in _fields(attribute):
@@ -106,7 +106,7 @@ def _nodes(nodes: Iterator[bytes], depth: int) -> Iterator[str]:
                     yield from _sparse(value)  # type: ignore[arg-type]
 
 
-def _graph(data: bytes, depth: int = 0) -> Iterator[str]:
+def _graph(data: memoryview, depth: int = 0) -> Iterator[str]:
     if depth > MAX_DEPTH:
         raise MalformedModel(f"subgraphs nested more than {MAX_DEPTH} levels deep")
     for tensor in _children(data, (_GRAPH_INITIALIZER,)):
@@ -125,11 +125,14 @@ def external_data_locations(model: bytes) -> list[str]:
         If the bytes are not a well-formed protobuf message.
     """
     found: list[str] = []
-    for graph in _children(model, (_MODEL_GRAPH,)):
+    # Slices of a memoryview share its memory: slicing the bytes would copy every weight tensor
+    # once per enclosing message (~0.15 s for a paper-size decoder).
+    view = memoryview(model)
+    for graph in _children(view, (_MODEL_GRAPH,)):
         found += _graph(graph)
-    for info in _children(model, (_MODEL_TRAINING_INFO,)):
+    for info in _children(view, (_MODEL_TRAINING_INFO,)):
         for graph in _children(info, _TRAINING_GRAPHS):
             found += _graph(graph)
-    for function in _children(model, (_MODEL_FUNCTIONS,)):
+    for function in _children(view, (_MODEL_FUNCTIONS,)):
         found += _nodes(_children(function, (_FUNCTION_NODE,)), 0)
     return found

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, load_bundle
 from .errors import DeepSMOTEError
@@ -36,8 +37,9 @@ class DeepSMOTE:
         Seed; the same seed gives the same bytes whatever ``batch_size`` or thread count.
     provider : {'auto', 'cpu', 'cuda'}, default 'auto'
         onnxruntime execution provider.
-    batch_size : int, default 256
-        Codes decoded per onnxruntime call.
+    batch_size : int or None, default None
+        Codes decoded per onnxruntime call; None takes the provider's default (32 on the CPU,
+        256 on a GPU).
     n_threads : int or None, default None
         Threads for onnxruntime and the numba kernels; all cores when None.
     shard_size : int, default 1000
@@ -64,7 +66,7 @@ class DeepSMOTE:
         k_neighbors: int = 5,
         random_state: int | None = None,
         provider: str = "auto",
-        batch_size: int = 256,
+        batch_size: int | None = None,
         n_threads: int | None = None,
         shard_size: int = DEFAULT_SHARD_SIZE,
         precision: str = "fp32",
@@ -84,6 +86,8 @@ class DeepSMOTE:
     def _check_params(self) -> None:
         for name in ("k_neighbors", "batch_size", "shard_size"):
             value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise DeepSMOTEError(f"{name} must be a positive integer, got {value!r}")
         if self.n_threads is not None and (not isinstance(self.n_threads, int) or self.n_threads < 1):
@@ -127,7 +131,7 @@ class DeepSMOTE:
         )
         self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
         self.provider_ = self.models_.provider
-        _set_numba_threads(self.n_threads)
+        set_kernel_threads(self.n_threads)
         self.latents_: list[ClassLatents | None] = [
             fit_class(self.models_, self.layout_.to_model(X[labels == c]), self.k_neighbors, str(self.classes_[c]))
             if new[c] > 0
@@ -206,7 +210,7 @@ class DeepSMOTE:
     def _models(self) -> Models:
         if getattr(self, "models_", None) is None:
             self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
-            _set_numba_threads(self.n_threads)
+            set_kernel_threads(self.n_threads)
         return self.models_
 
     def __getstate__(self) -> dict[str, Any]:
@@ -215,10 +219,3 @@ class DeepSMOTE:
         state = self.__dict__.copy()
         state.update(models_=None, _X=None, _y=None)
         return state
-
-
-def _set_numba_threads(n_threads: int | None) -> None:
-    if n_threads is not None:
-        import numba
-
-        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))

@@ -1,7 +1,8 @@
 """The DeepSMOTE steps between a class's images and its synthetic images.
 
-encode (onnxruntime) → exact k-NN within the class (numba) → SMOTE interpolation of drawn
-pairs (numba) → decode (onnxruntime). Each step takes and returns plain numpy arrays.
+encode (onnxruntime) → exact k-NN within the class → SMOTE interpolation of drawn pairs →
+decode (onnxruntime); the two middle steps run in numpy for small work and in numba for large.
+Each step takes and returns plain numpy arrays.
 """
 
 from __future__ import annotations

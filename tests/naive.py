@@ -1,4 +1,4 @@
-"""Slow, obviously correct numpy references for the numba kernels in `deepsmote.kernels`.
+"""Slow, obviously correct numpy references for the kernels in `deepsmote.kernels` (both paths).
 
 Each reference does the whole computation in the plainest way (full distance matrix, full stable
 sort, fancy indexing) so that a kernel test compares an optimised kernel with something that can

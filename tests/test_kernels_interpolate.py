@@ -1,12 +1,34 @@
-"""deepsmote.kernels.interpolate against the numpy reference in naive.py."""
+"""deepsmote.kernels.interpolate against the numpy reference in naive.py, on both of its paths."""
 
 from __future__ import annotations
+
+import importlib
+import sys
 
 import naive
 import numba
 import numpy as np
 import pytest
-from deepsmote.kernels import interpolate
+from deepsmote.kernels import interpolate, interpolate_numba
+
+# The package's `interpolate` attribute is the function; its module is reached by name.
+interpolate_module = importlib.import_module("deepsmote.kernels.interpolate")
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def interpolate_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Send every call down one path of `interpolate`, whatever its size; the other path fails the test."""
+
+    def other_path(*args: object) -> None:
+        raise AssertionError(f"interpolate left the {request.param} path")
+
+    if request.param == "numpy":
+        monkeypatch.setattr(interpolate_module, "SMALL_SIZE", sys.maxsize)
+        monkeypatch.setattr(interpolate_numba, "interpolate_into", other_path)
+    else:
+        monkeypatch.setattr(interpolate_module, "SMALL_SIZE", -1)
+        monkeypatch.setattr(interpolate_module, "_interpolate_numpy", other_path)
+    return request.param
 
 
 def draws(n: int, k: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -23,14 +45,14 @@ def problem(n: int, d: int, k: int, m: int, seed: int) -> tuple[np.ndarray, ...]
 
 
 @pytest.mark.parametrize(("n", "d", "k", "m"), [(2, 1, 1, 1), (3, 5, 2, 7), (50, 16, 5, 1000), (400, 300, 5, 3001)])
-def test_matches_numpy(n: int, d: int, k: int, m: int) -> None:
+def test_matches_numpy(interpolate_path: str, n: int, d: int, k: int, m: int) -> None:
     codes, neighbors, base, slot, gap = problem(n, d, k, m, seed=n)
     z = interpolate(codes, neighbors, base, slot, gap)
     assert z.dtype == np.float32 and z.shape == (m, d) and z.flags.c_contiguous
-    np.testing.assert_allclose(z, naive.interpolate(codes, neighbors, base, slot, gap), rtol=0, atol=1e-6)
+    assert z.tobytes() == naive.interpolate(codes, neighbors, base, slot, gap).tobytes()
 
 
-def test_endpoints() -> None:
+def test_endpoints(interpolate_path: str) -> None:
     # gap 0 gives the base code itself; a gap just below 1 lands next to the neighbour.
     codes, neighbors, base, slot, _ = problem(20, 8, 3, 50, seed=1)
     z0 = interpolate(codes, neighbors, base, slot, np.zeros(50, dtype=np.float32))
@@ -40,7 +62,7 @@ def test_endpoints() -> None:
     np.testing.assert_allclose(z1, codes[neighbors[base, slot]], atol=1e-6)
 
 
-def test_accepts_other_integer_and_float_dtypes() -> None:
+def test_accepts_other_integer_and_float_dtypes(interpolate_path: str) -> None:
     codes, neighbors, base, slot, gap = problem(30, 4, 3, 100, seed=2)
     expected = interpolate(codes, neighbors, base, slot, gap)
     got = interpolate(
@@ -49,21 +71,21 @@ def test_accepts_other_integer_and_float_dtypes() -> None:
     np.testing.assert_array_equal(got, expected)
 
 
-def test_writes_into_out() -> None:
+def test_writes_into_out(interpolate_path: str) -> None:
     codes, neighbors, base, slot, gap = problem(30, 4, 3, 100, seed=3)
     out = np.full((100, 4), np.nan, dtype=np.float32)
     assert interpolate(codes, neighbors, base, slot, gap, out=out) is out
     np.testing.assert_array_equal(out, interpolate(codes, neighbors, base, slot, gap))
 
 
-def test_no_draws_gives_empty_rows() -> None:
+def test_no_draws_gives_empty_rows(interpolate_path: str) -> None:
     codes, neighbors, *_ = problem(5, 3, 2, 0, seed=4)
     empty = np.empty(0, dtype=np.int64)
     z = interpolate(codes, neighbors, empty, empty, np.empty(0, dtype=np.float32))
     assert z.shape == (0, 3) and z.dtype == np.float32
 
 
-def test_same_bytes_for_any_thread_count() -> None:
+def test_same_bytes_for_any_thread_count(interpolate_path: str) -> None:
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has a single thread here")
     codes, neighbors, base, slot, gap = problem(300, 64, 5, 20_000, seed=5)
@@ -116,14 +138,39 @@ GAP = np.array([0.0, 0.5, 0.25, 0.75], dtype=np.float32)
     ],
 )
 @pytest.mark.filterwarnings("error")
-def test_rejects_bad_input(change: dict[str, np.ndarray], match: str) -> None:
+def test_rejects_bad_input(interpolate_path: str, change: dict[str, np.ndarray], match: str) -> None:
     args = {"codes": CODES, "neighbors": NEIGHBORS, "base": BASE, "slot": SLOT, "gap": GAP} | change
     with pytest.raises(ValueError, match=match):
         interpolate(**args)
 
 
-def test_valid_small_case_by_hand() -> None:
+def test_valid_small_case_by_hand(interpolate_path: str) -> None:
     z = interpolate(CODES, NEIGHBORS, BASE, SLOT, GAP)
     # Row 1: base 1 = [3, 4, 5], neighbour slot 1 → row 2 = [6, 7, 8], halfway.
     np.testing.assert_array_equal(z[1], [4.5, 5.5, 6.5])
     np.testing.assert_array_equal(z, naive.interpolate(CODES, NEIGHBORS, BASE, SLOT, GAP))
+
+
+@pytest.mark.parametrize("d", [1, 16, 300])
+def test_same_bytes_on_both_paths_and_across_the_threshold(monkeypatch: pytest.MonkeyPatch, d: int) -> None:
+    # Codes spread over ten orders of magnitude, so that every rounding of the three float32
+    # operations is exercised; one more row than the numpy path takes by default.
+    rng = np.random.default_rng(d)
+    n, k, m = 500, 5, interpolate_module.SMALL_SIZE // d + 1
+    codes = (rng.standard_normal((n, d)) * np.exp(rng.uniform(-11, 11, size=(n, d)))).astype(np.float32)
+    neighbors = rng.integers(0, n, size=(n, k))
+    base, slot, gap = draws(n, k, m, seed=d)
+    expected = naive.interpolate(codes, neighbors, base, slot, gap).tobytes()
+    taken: list[str] = []
+    numpy_path, numba_path = interpolate_module._interpolate_numpy, interpolate_numba.interpolate_into
+    monkeypatch.setattr(interpolate_module, "_interpolate_numpy", lambda *a: taken.append("numpy") or numpy_path(*a))
+    monkeypatch.setattr(interpolate_numba, "interpolate_into", lambda *a: taken.append("numba") or numba_path(*a))
+    above = interpolate(codes, neighbors, base, slot, gap)
+    below = interpolate(codes, neighbors, base[:-1], slot[:-1], gap[:-1])
+    monkeypatch.setattr(interpolate_module, "SMALL_SIZE", sys.maxsize)
+    numpy_all = interpolate(codes, neighbors, base, slot, gap)
+    monkeypatch.setattr(interpolate_module, "SMALL_SIZE", -1)
+    numba_all = interpolate(codes, neighbors, base, slot, gap)
+    assert taken == ["numba", "numpy", "numpy", "numba"]
+    assert above.tobytes() == numpy_all.tobytes() == numba_all.tobytes() == expected
+    assert below.tobytes() == numba_all[:-1].tobytes()

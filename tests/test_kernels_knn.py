@@ -1,14 +1,31 @@
-"""deepsmote.kernels.kneighbors against the numpy references in naive.py."""
+"""deepsmote.kernels.kneighbors against the numpy references in naive.py, on both of its paths."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import naive
 import numba
 import numpy as np
 import pytest
-from deepsmote.kernels import kneighbors
+from deepsmote.kernels import kneighbors, knn, knn_numba
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def knn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Send every class down one path of `kneighbors`, whatever its size; the other path fails the test."""
+
+    def other_path(*args: object) -> None:
+        raise AssertionError(f"kneighbors left the {request.param} path")
+
+    if request.param == "numpy":
+        monkeypatch.setattr(knn, "SMALL_N", sys.maxsize)
+        monkeypatch.setattr(knn_numba, "kneighbors_gemm", other_path)
+    else:
+        monkeypatch.setattr(knn, "SMALL_N", 1)
+        monkeypatch.setattr(knn, "_kneighbors_numpy", other_path)
+    return request.param
 
 
 def integer_codes(n: int, d: int, seed: int) -> np.ndarray:
@@ -31,7 +48,7 @@ def knn_quiet(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ("n", "d", "k"),
     [(2, 3, 1), (2, 3, 5), (3, 1, 2), (5, 2, 4), (9, 4, 30), (130, 3, 5), (517, 2, 8), (1100, 4, 5), (2100, 5, 6)],
 )
-def test_exact_match_with_ties(n: int, d: int, k: int) -> None:
+def test_exact_match_with_ties(knn_path: str, n: int, d: int, k: int) -> None:
     codes = integer_codes(n, d, seed=n * 31 + d)
     indices, sq_dist = knn_quiet(codes, k)
     ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_diff(codes), k)
@@ -41,14 +58,14 @@ def test_exact_match_with_ties(n: int, d: int, k: int) -> None:
     np.testing.assert_array_equal(sq_dist, ref_dist.astype(np.float32))
 
 
-def test_all_rows_equal_keeps_index_order() -> None:
+def test_all_rows_equal_keeps_index_order(knn_path: str) -> None:
     # Every distance is 0: the neighbours are the other rows in increasing order, never self.
     indices, sq_dist = kneighbors(np.full((6, 3), 0.7, dtype=np.float32), 3)
     np.testing.assert_array_equal(indices, [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [0, 1, 2], [0, 1, 2]])
     assert (sq_dist == 0).all()
 
 
-def test_self_excluded_despite_cancellation() -> None:
+def test_self_excluded_despite_cancellation(knn_path: str) -> None:
     # Large offsets make ‖a‖² + ‖a‖² − 2a·a round away from 0, and near-duplicates round to 0 too.
     rng = np.random.default_rng(3)
     codes = (1e3 + rng.standard_normal((300, 16)) * 1e-3).astype(np.float32)
@@ -61,7 +78,7 @@ def test_self_excluded_despite_cancellation() -> None:
 @pytest.mark.parametrize(
     ("n", "d", "k", "seed"), [(40, 8, 5, 0), (700, 32, 5, 1), (1300, 300, 5, 2), (2100, 16, 10, 3)]
 )
-def test_random_codes_match_float64_differences(n: int, d: int, k: int, seed: int) -> None:
+def test_random_codes_match_float64_differences(knn_path: str, n: int, d: int, k: int, seed: int) -> None:
     # Continuous codes scaled to unit norm on average: distances are O(1), and near-ties closer
     # than float32 rounding are vanishingly rare, so the indices must agree exactly.
     codes = (np.random.default_rng(seed).standard_normal((n, d)) / np.sqrt(d)).astype(np.float32)
@@ -69,17 +86,21 @@ def test_random_codes_match_float64_differences(n: int, d: int, k: int, seed: in
     ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_diff(codes), k)
     np.testing.assert_array_equal(indices, ref_idx)
     np.testing.assert_allclose(sq_dist, ref_dist, rtol=1e-6, atol=1e-6)
+    if knn_path == "numpy":
+        # The same float64 distances, rounded once: only a sum order differs, which rounding hides.
+        np.testing.assert_array_equal(sq_dist, ref_dist.astype(np.float32))
 
 
-def test_random_codes_match_gemm_form_reference() -> None:
+def test_random_codes_match_the_reference_of_their_path(knn_path: str) -> None:
     codes = np.random.default_rng(4).standard_normal((1500, 64)).astype(np.float32)
     indices, sq_dist = kneighbors(codes, 5)
-    ref_idx, ref_dist = naive.kneighbors(naive.sq_distances_gemm32(codes), 5)
+    reference = naive.sq_distances_gemm32 if knn_path == "numba" else naive.sq_distances_diff
+    ref_idx, ref_dist = naive.kneighbors(reference(codes), 5)
     np.testing.assert_array_equal(indices, ref_idx)
     np.testing.assert_allclose(sq_dist, ref_dist, rtol=1e-6)
 
 
-def test_converts_dtype_and_layout() -> None:
+def test_converts_dtype_and_layout(knn_path: str) -> None:
     codes = integer_codes(50, 6, seed=5)
     expected = kneighbors(codes, 4)
     for other in (codes.astype(np.float64), np.asfortranarray(codes), codes.astype(np.int32)):
@@ -88,7 +109,7 @@ def test_converts_dtype_and_layout() -> None:
         np.testing.assert_array_equal(got[1], expected[1])
 
 
-def test_k_at_least_n_warns_and_uses_n_minus_1() -> None:
+def test_k_at_least_n_warns_and_uses_n_minus_1(knn_path: str) -> None:
     codes = integer_codes(4, 3, seed=6)
     with pytest.warns(UserWarning, match=r"k=4 >= n=4 .*using k=3"):
         indices, sq_dist = kneighbors(codes, 4)
@@ -117,17 +138,17 @@ def test_k_at_least_n_warns_and_uses_n_minus_1() -> None:
     ],
 )
 @pytest.mark.filterwarnings("error")
-def test_rejects_bad_input(codes: np.ndarray, k: object, match: str) -> None:
+def test_rejects_bad_input(knn_path: str, codes: np.ndarray, k: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         kneighbors(codes, k)  # type: ignore[arg-type]
 
 
-def test_accepts_numpy_integer_k() -> None:
+def test_accepts_numpy_integer_k(knn_path: str) -> None:
     indices, _ = kneighbors(integer_codes(10, 2, seed=7), np.int64(3))
     assert indices.shape == (10, 3)
 
 
-def test_same_bytes_for_any_thread_count() -> None:
+def test_same_bytes_for_any_thread_count(knn_path: str) -> None:
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has a single thread here")
     codes = np.random.default_rng(8).standard_normal((1100, 40)).astype(np.float32)
@@ -143,7 +164,7 @@ def test_same_bytes_for_any_thread_count() -> None:
     assert one[1].tobytes() == two[1].tobytes()
 
 
-def test_same_bytes_for_any_blas_thread_count() -> None:
+def test_same_bytes_for_any_blas_thread_count(knn_path: str) -> None:
     threadpoolctl = pytest.importorskip("threadpoolctl")
     codes = np.random.default_rng(9).standard_normal((1100, 40)).astype(np.float32)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
@@ -151,3 +172,26 @@ def test_same_bytes_for_any_blas_thread_count() -> None:
     two = kneighbors(codes, 5)
     assert one[0].tobytes() == two[0].tobytes()
     assert one[1].tobytes() == two[1].tobytes()
+
+
+def test_path_depends_on_the_class_size_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[str] = []
+    numpy_path, numba_path = knn._kneighbors_numpy, knn_numba.kneighbors_gemm
+    monkeypatch.setattr(knn, "_kneighbors_numpy", lambda x, k: taken.append("numpy") or numpy_path(x, k))
+    monkeypatch.setattr(knn_numba, "kneighbors_gemm", lambda x, k: taken.append("numba") or numba_path(x, k))
+    for n in (2, knn.SMALL_N, knn.SMALL_N + 1):
+        knn_quiet(integer_codes(n, 3, seed=n), 5)
+    assert taken == ["numpy", "numpy", "numba"]
+
+
+def test_numpy_path_same_bytes_for_any_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chunks of differences split rows, never a sum; a last, shorter chunk changes nothing.
+    codes = np.random.default_rng(10).standard_normal((200, 300)).astype(np.float32)
+    whole = kneighbors(codes, 5)
+    monkeypatch.setattr(knn, "_CHUNK_ELEMENTS", 7 * 200 * 300)
+    chunked = kneighbors(codes, 5)
+    monkeypatch.setattr(knn, "_CHUNK_ELEMENTS", 1)
+    row_by_row = kneighbors(codes, 5)
+    for got in (chunked, row_by_row):
+        assert got[0].tobytes() == whole[0].tobytes()
+        assert got[1].tobytes() == whole[1].tobytes()

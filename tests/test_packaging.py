@@ -33,6 +33,8 @@ def test_wheel_maps_the_top_level_folders_onto_deepsmote(tmp_path):
         "runtime/cli.py",
         "runtime/sampler.py",
         "kernels/knn.py",
+        "kernels/knn_numba.py",
+        "kernels/interpolate_numba.py",
         "training/trainer.py",
         "data/__init__.py",
         "data/fmnist-mini/train-images-idx3-ubyte.gz",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from deepsmote.runtime.bundle import MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.bundle import CPU_DECODER_FILE, MANIFEST_NAME, load_bundle, sha256_file
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.models import open_models
 from deepsmote.runtime.onnx_scan import MalformedModel, external_data_locations
@@ -35,10 +35,21 @@ class Payload:
 
 
 @pytest.fixture
-def bundle(tiny_bundle, tmp_path) -> Path:
+def full_bundle(tiny_bundle, tmp_path) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, copy)
     return copy
+
+
+@pytest.fixture
+def bundle(full_bundle) -> Path:
+    """The two graphs the contract requires, as a bundle made elsewhere has them: the runtime
+    then runs decoder.onnx on the CPU too, so a defect in it shows there."""
+    (full_bundle / CPU_DECODER_FILE).unlink()
+    manifest = manifest_of(full_bundle)
+    del manifest["files"][CPU_DECODER_FILE]
+    set_manifest(full_bundle, manifest)
+    return full_bundle
 
 
 def manifest_of(bundle: Path) -> dict:
@@ -82,6 +93,31 @@ def test_wrong_output_name(bundle):
     model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
     replace_graph(bundle, "decoder.onnx", model)
     one_line("decoder.onnx: expected one output named 'image', found \\['pixels'\\]", open_models, load_bundle(bundle))
+
+
+def test_a_defect_in_the_cpu_decoder_is_named(full_bundle):
+    shape = ["N", *manifest_of(full_bundle)["image_shape"]]
+    model = graph([float_info("latent", ["N", 16])], [float_info("pixels", shape)], [])
+    model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
+    replace_graph(full_bundle, CPU_DECODER_FILE, model)
+    one_line(
+        "decoder_cpu.onnx: expected one output named 'image', found \\['pixels'\\]",
+        open_models,
+        load_bundle(full_bundle),
+        "cpu",
+    )
+
+
+def test_a_tampered_cpu_decoder_fails_its_hash(full_bundle):
+    data = bytearray((full_bundle / CPU_DECODER_FILE).read_bytes())
+    data[-10] ^= 0xFF
+    (full_bundle / CPU_DECODER_FILE).write_bytes(bytes(data))
+    one_line("decoder_cpu.onnx: sha256 does not match", load_bundle, full_bundle)
+
+
+def test_a_cpu_decoder_listed_but_missing_is_refused(full_bundle):
+    (full_bundle / CPU_DECODER_FILE).unlink()
+    one_line("decoder_cpu.onnx: missing", load_bundle, full_bundle)
 
 
 def test_two_outputs(bundle):

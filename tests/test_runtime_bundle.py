@@ -6,12 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from deepsmote.runtime.bundle import MANIFEST_NAME, load_bundle, sha256_file
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.models import open_models
-from deepsmote.runtime.session import resolve_provider
+from deepsmote.runtime.session import create_session, resolve_provider
 from onnx import TensorProto, helper
 
 
@@ -47,6 +48,22 @@ def one_line_error(match: str, fn, *args) -> str:
 def test_valid_bundle_loads_and_opens(bundle):
     models = open_models(load_bundle(bundle), "cpu")
     assert models.provider == "CPUExecutionProvider"
+
+
+def test_the_cpu_decoder_runs_on_the_cpu_and_a_two_graph_bundle_runs_decoder_onnx(bundle):
+    codes = np.random.default_rng(0).standard_normal((9, 16), dtype=np.float32)
+
+    def decoded_by(graph: str) -> np.ndarray:
+        session, _ = create_session((bundle / graph).read_bytes(), "cpu", 1)
+        return session.run(None, {"latent": codes})[0]
+
+    by_cpu_graph, by_plain_graph = decoded_by("decoder_cpu.onnx"), decoded_by("decoder.onnx")
+    assert by_cpu_graph.tobytes() != by_plain_graph.tobytes()  # else this test could not tell them apart
+    np.testing.assert_allclose(by_cpu_graph, by_plain_graph, rtol=0, atol=1e-5)
+    assert open_models(load_bundle(bundle), "cpu").decode(codes).tobytes() == by_cpu_graph.tobytes()
+    (bundle / "decoder_cpu.onnx").unlink()
+    rehash(bundle)
+    assert open_models(load_bundle(bundle), "cpu").decode(codes).tobytes() == by_plain_graph.tobytes()
 
 
 def test_tampered_onnx_fails_hash(bundle):

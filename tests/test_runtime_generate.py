@@ -261,3 +261,28 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
     assert read_dataset(tmp_path / "o").class_counts().sum() == sum(EXPECTED_NEW)
+
+
+def test_jobs_on_small_classes_never_import_numba(tiny_bundle, tmp_path):
+    # Every class that grows here has at most 200 images, under the k-NN kernel's SMALL_N, and
+    # every shard is under the interpolation's SMALL_SIZE: numba (~0.6 s to load) is never needed,
+    # even with a thread count to pass on to it.
+    script = f"""
+import sys
+from deepsmote.kernels.knn import SMALL_N
+from deepsmote.runtime.cli import main
+from deepsmote.runtime import DeepSMOTE, read_dataset
+data = read_dataset({str(fmnist_mini())!r})
+assert SMALL_N >= 200, SMALL_N
+DeepSMOTE({str(tiny_bundle)!r}, random_state=0, n_threads=1).fit_resample(data.images, data.labels)
+try:
+    main(["generate", {str(tiny_bundle)!r}, {str(fmnist_mini())!r}, "--out", {str(tmp_path / "o")!r},
+          "--strategy", '{{"9": 104}}', "--threads", "1", "--quiet"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+assert "numba" not in sys.modules, "numba was imported"
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    assert read_dataset(tmp_path / "o").class_counts().sum() == 100

@@ -65,12 +65,19 @@ def test_manifest(tiny_bundle, checkpoint):
     assert export["exporter"] == "torch.onnx.export(dynamo=True)"
     assert export["torch_version"] == torch.__version__
     assert 0 <= export["max_abs_diff"] <= 1e-4
-    assert len(export["checks"]) == 5 and {c["batch"] for c in export["checks"]} == {1, 64}
-    assert manifest["files"] == {name: sha256_file(tiny_bundle / name) for name in ("encoder.onnx", "decoder.onnx")}
+    assert len(export["checks"]) == 8 and {c["batch"] for c in export["checks"]} == {1, 64}
+    assert {c["graph"] for c in export["checks"]} == {"encoder.onnx", "decoder.onnx", "decoder_cpu.onnx"}
+    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx")
+    assert manifest["files"] == {name: sha256_file(tiny_bundle / name) for name in graphs}
 
 
 @pytest.mark.parametrize(
-    ("name", "first", "last"), [("encoder.onnx", "image", "latent"), ("decoder.onnx", "latent", "image")]
+    ("name", "first", "last"),
+    [
+        ("encoder.onnx", "image", "latent"),
+        ("decoder.onnx", "latent", "image"),
+        ("decoder_cpu.onnx", "latent", "image"),
+    ],
 )
 def test_graphs_are_self_contained_inference_graphs(tiny_bundle, name, first, last):
     model = onnx.load(str(tiny_bundle / name), load_external_data=False)
@@ -127,6 +134,7 @@ def test_a_failed_verification_lists_every_output_and_keeps_the_old_bundle(
     message = str(error.value)
     assert "\n" not in message
     assert message.count("encoder.onnx on") == 2 and message.count("decoder.onnx on") == 3
+    assert message.count("decoder_cpu.onnx on") == 3
     assert "no bundle was written" in message
     # No temporary directory left, and the old bundle untouched.
     assert siblings(out) == ["bundle"]

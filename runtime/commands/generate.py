@@ -39,10 +39,9 @@ from ..writers import FORMATS
 @click.option("--provider", default="auto", show_default=True, type=click.Choice(PROVIDERS))
 @click.option(
     "--batch-size",
-    default=256,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Codes decoded per onnxruntime call; does not change the output.",
+    help="Codes decoded per onnxruntime call (default: 32 on the CPU, 256 on a GPU); does not change the output.",
 )
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option(
@@ -52,8 +51,13 @@ from ..writers import FORMATS
     type=click.IntRange(min=1),
     help="Samples per output shard and per seed.",
 )
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
-              help="Decoder arithmetic; fp16 is for GPUs (needs the onnx package).")
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(PRECISIONS),
+    help="Decoder arithmetic; fp16 is for GPUs (needs the onnx package).",
+)
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
@@ -69,7 +73,7 @@ def generate(
     seed: int,
     fmt: str,
     provider: str,
-    batch_size: int,
+    batch_size: int | None,
     threads: int | None,
     shard_size: int,
     precision: str,
