@@ -2,7 +2,8 @@
 
     python benchmarks/end_to_end.py [--images 50000] [--threads 2]
 
-deepsmote: onnxruntime encode → numba k-NN → numba interpolation → onnxruntime decode → uint8,
+deepsmote: onnxruntime encode → k-NN → interpolation (kernels/: numba, numpy for small classes) →
+onnxruntime decode (decoder_cpu.onnx) → uint8,
 through the public ``DeepSMOTE`` API. Reference (the authors' GenerateSamples.py): torch eager
 encode/decode, sklearn ``NearestNeighbors`` (k + 1, self included), numpy interpolation. Both
 start from the paper's 100:1 FMNIST training set and make the same number of images per class

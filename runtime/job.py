@@ -91,6 +91,8 @@ def generate_dataset(
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     settings = {
+        # Another version may draw or search differently: resuming its job would mix outputs.
+        "deepsmote_version": version("deepsmote"),
         "bundle": loaded.fingerprint,
         "data": _data_fingerprint(data),
         "new_counts": new.tolist(),

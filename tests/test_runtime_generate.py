@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE, OutputDir
+from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE, LOCK_FILE, OutputDir
 from deepsmote.runtime.readers import read_dataset
 from helpers import tree_digest
 
@@ -178,6 +178,18 @@ def test_other_settings_are_refused_unless_overwrite(tiny_bundle, npz_run, tmp_p
     assert tree_digest(out) == before
     run_cli("generate", *base, "--seed", "5", "--overwrite")
     assert tree_digest(out) != before
+
+
+def test_a_job_of_another_deepsmote_version_is_refused(tiny_bundle, tmp_path):
+    out = tmp_path / "v"
+    args = [str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--format", "npz", "--quiet"]
+    run_cli("generate", *args, "--strategy", '{"9": 10}')
+    job = json.loads((out / JOB_FILE).read_text())
+    job["deepsmote_version"] = "0.0.1"
+    (out / JOB_FILE).write_text(json.dumps(job))
+    before = tree_digest(out)
+    assert_refused(run_cli("generate", *args, "--strategy", '{"9": 10}', check=False), "differs in: deepsmote_version")
+    assert tree_digest(out) == before
 
 
 def test_wrong_image_size_for_bundle(tiny_bundle, tmp_path):
