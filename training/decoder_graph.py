@@ -5,7 +5,7 @@ decoder's first transposed convolution at paper size that GEMM is 4,096 x 512 x 
 channels x kernel taps, input channels, input pixels): so few columns that the 8 MB of weights
 are streamed once per image, and it ran at ~78% of the machine's GEMM rate. Here that layer is
 one MatMul over all images of the batch, (N x 49) x 512 times 512 x 4,096, followed by
-``Col2Im`` (``F.fold``), which ran at ~96%. Its input must have the pixels as rows, so the rows
+``Col2Im`` (``F.fold``), which ran at ~95%. Its input must have the pixels as rows, so the rows
 of the linear layer before it are permuted to emit channel-last order, which costs nothing.
 The BatchNorm after it is folded into its weights and bias. The later transposed convolutions
 stay as they are: their input comes out of ``Col2Im`` channel-first, and transposing it cost
