@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,12 @@ def run_main(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[in
         code = exit_.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_python(script: str, timeout: float = 600) -> None:
+    """Run ``script`` in a fresh interpreter, which must exit 0 after printing ``ok``.
+
+    A fresh process is the only place to check what a job imports (torch, numba) from scratch.
+    """
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime.readers import LabelledImages, read_dataset
 from deepsmote.training.evaluation.datasets import choose_indices, label_values
-from helpers import run_main
+from helpers import run_main, run_python
 
 COUNTS = "40,30,20,20,15,12,10,8,6,4"
 
@@ -161,6 +159,5 @@ loaded = [m for m in sys.modules if m.startswith("torch") and sys.modules[m] is 
 assert not loaded, loaded
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    run_python(script, timeout=300)
     assert read_dataset(Path(out)).class_counts().tolist() == [3] * 10

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numba
 import pytest
 from deepsmote.kernels import set_num_threads
-
-
-def run_python(script: str) -> None:
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+from helpers import run_python
 
 
 def test_small_work_never_imports_numba_and_large_work_gets_the_threads_set_before() -> None:

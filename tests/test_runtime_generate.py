@@ -16,7 +16,7 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE
 from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE, LOCK_FILE, OutputDir
 from deepsmote.runtime.readers import read_dataset
-from helpers import tree_digest
+from helpers import run_python, tree_digest
 
 EXPECTED_NEW = [0, 200, 300, 325, 350, 365, 380, 390, 394, 396]
 
@@ -270,8 +270,7 @@ loaded = [m for m in sys.modules if m.startswith("torch") and sys.modules[m] is 
 assert not loaded, loaded
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    run_python(script)
     assert read_dataset(tmp_path / "o").class_counts().sum() == sum(EXPECTED_NEW)
 
 
@@ -295,6 +294,5 @@ except SystemExit as exit:
 assert "numba" not in sys.modules, "numba was imported"
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    run_python(script)
     assert read_dataset(tmp_path / "o").class_counts().sum() == 100
