@@ -20,6 +20,7 @@ from .outdir import OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Shard
 from .readers import LabelledImages
 from .sampler import DeepSMOTE
+from .session import import_onnxruntime, resolve_provider
 from .strategy import new_sample_counts
 from .writers import make_writer
 
@@ -32,6 +33,13 @@ def _data_fingerprint(data: LabelledImages) -> str:
     digest.update(np.ascontiguousarray(data.images).data)
     digest.update(np.ascontiguousarray(data.labels).data)
     return digest.hexdigest()
+
+
+def _byte_libraries() -> dict[str, str]:
+    """Versions of the libraries whose arithmetic or random streams reach the output bytes."""
+    # onnxruntime-gpu installs the same module under another distribution name; numba's version
+    # is read without importing it (a small job never loads numba).
+    return {"numpy": np.__version__, "numba": version("numba"), "onnxruntime": import_onnxruntime().__version__}
 
 
 def generate_dataset(
@@ -91,8 +99,11 @@ def generate_dataset(
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     settings = {
-        # Another version may draw or search differently: resuming its job would mix outputs.
+        # Another version may draw or search differently, another provider or onnxruntime may
+        # round differently: resuming such a job would mix outputs.
         "deepsmote_version": version("deepsmote"),
+        "provider": resolve_provider(provider),
+        "libraries": _byte_libraries(),
         "bundle": loaded.fingerprint,
         "data": _data_fingerprint(data),
         "new_counts": new.tolist(),

@@ -139,10 +139,16 @@ def test_evaluate_end_to_end(small_sets, tiny_bundle, tmp_path, capsys):
         assert run_["best_step"] in (3, 6)
         for name in ("imbalanced", "balanced"):
             scores = run_["tests"][name]
-            assert 0 <= scores["acsa"] <= 1 and 0 <= scores["gm"] <= 1 and len(scores["recall"]) == 10
+            # Each recall is (correct)/(class count) of the named test set: a whole number of images.
+            correct = np.asarray(scores["recall"]) * np.asarray(protocol["counts"][name])
+            assert len(correct) == 10 and np.allclose(correct, np.round(correct)) and (correct >= 0).all()
+            assert (np.round(correct) <= np.asarray(protocol["counts"][name])).all()
             assert scores["acsa"] == pytest.approx(np.mean(scores["recall"]))
+            assert 0 <= scores["gm"] <= 1
     summary = results["summary"]["tests"]["imbalanced"]["deepsmote"]
-    assert summary["acsa"][1] == 0.0 and summary["seeds"] == [0]
+    deepsmote_run = next(r for r in results["runs"] if r["method"] == "deepsmote")
+    assert summary["acsa"] == [pytest.approx(deepsmote_run["tests"]["imbalanced"]["acsa"]), 0.0]
+    assert summary["seeds"] == [0]
     markdown = (out / "results.md").read_text()
     assert "(d) DeepSMOTE" in markdown and "**balanced test set**" in markdown
     assert "| method | ACSA | GM | F1 |" in stdout

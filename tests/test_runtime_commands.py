@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 from deepsmote.data import fmnist_mini
+from deepsmote.runtime import DeepSMOTE, read_dataset
 from helpers import run_main
 from PIL import Image
 
@@ -52,6 +53,27 @@ def test_grid_draws_real_and_synthetic_rows(tiny_bundle, tmp_path, capsys):
     picture = np.asarray(Image.open(out))
     # 10 classes x (1 real + 2 synthetic rows) + 1 interpolation strip, 28 px x2 + 2 px each.
     assert picture.shape[0] == 31 * (28 * 2 + 2) + 2 and picture.shape[2] == 3
+    label_w = 8 + 7 * len("0 synth")
+    # Widest row: the 5-image interpolation strip, after the label column.
+    assert picture.shape[1] == label_w + 5 * 58 + 2
+
+    def cell(row: int, column: int) -> np.ndarray:
+        top, left = 2 + row * 58, label_w + 2 + column * 58
+        block = picture[top : top + 56, left : left + 56]
+        assert (block == block[..., :1]).all()  # grey drawn as RGB
+        return block[::2, ::2, 0]
+
+    # Each class: its first real images, then the sampler's first synthetic images, in order.
+    data = read_dataset(fmnist_mini())
+    counts = data.class_counts()
+    sampler = DeepSMOTE(tiny_bundle, sampling_strategy={c: int(n) + 8 for c, n in enumerate(counts)}, random_state=0)
+    synthetic = {int(y[0]): images for images, y in sampler.iter_synthetic(data.images, data.labels)}
+    for c in range(10):
+        real = data.images[data.labels == c]
+        for column in range(4):
+            assert (cell(3 * c, column) == real[column]).all()
+            assert (cell(3 * c + 1, column) == synthetic[c][column]).all()
+            assert (cell(3 * c + 2, column) == synthetic[c][4 + column]).all()
     before = out.read_bytes()
     one_line_error(*run_main(args, capsys)[::2], "exists; pass --overwrite")
     assert out.read_bytes() == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -46,6 +47,11 @@ def test_npz_output_reads_back_as_data_and_balances(npz_run):
 
 def test_summary_records_the_run(npz_run, tiny_bundle):
     summary = json.loads((npz_run / "summary.json").read_text())
+    # The fingerprint is sha256 over the graphs' own sha256s, computed here from the files.
+    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx")
+    file_hashes = "".join(hashlib.sha256((tiny_bundle / g).read_bytes()).hexdigest() for g in graphs)
+    assert summary["bundle"]["fingerprint"] == hashlib.sha256(file_hashes.encode()).hexdigest()
+    assert summary["bundle"]["fingerprint"] == json.loads((npz_run / JOB_FILE).read_text())["bundle"]
     assert summary["counts"]["9"] == {"original": 4, "synthetic": 396, "total": 400}
     assert summary["provider"] == "CPUExecutionProvider"
     assert summary["seed"] == 0 and summary["format"] == "npz"
@@ -192,6 +198,26 @@ def test_a_job_of_another_deepsmote_version_is_refused(tiny_bundle, tmp_path):
     assert tree_digest(out) == before
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("provider", "CUDAExecutionProvider"), ("libraries", {"numpy": "1.0", "numba": "0.1", "onnxruntime": "1.0"})],
+)
+def test_a_job_on_another_provider_or_library_is_refused(tiny_bundle, tmp_path, field, value):
+    # CPU and CUDA (or two onnxruntime versions) may round differently: resuming across them
+    # would mix outputs, so the provider used and the library versions are job settings.
+    out = tmp_path / "p"
+    args = [str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--format", "npz", "--quiet"]
+    run_cli("generate", *args, "--strategy", '{"9": 10}')
+    job = json.loads((out / JOB_FILE).read_text())
+    assert job["provider"] == "CPUExecutionProvider"
+    assert set(job["libraries"]) == {"numpy", "numba", "onnxruntime"}
+    job[field] = value
+    (out / JOB_FILE).write_text(json.dumps(job))
+    before = tree_digest(out)
+    assert_refused(run_cli("generate", *args, "--strategy", '{"9": 10}', check=False), f"differs in: {field}")
+    assert tree_digest(out) == before
+
+
 def test_wrong_image_size_for_bundle(tiny_bundle, tmp_path):
     data = tmp_path / "big.npz"
     np.savez(data, images=np.zeros((10, 32, 32), np.uint8), labels=np.repeat([0, 1], 5))
@@ -249,7 +275,7 @@ def test_second_job_on_the_same_out_is_refused(tiny_bundle, tmp_path):
     out = tmp_path / "locked"
     with OutputDir(out, {"x": 1}):
         result = run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), check=False)
-    assert_refused(result, "")
+    assert_refused(result, "is in use by another deepsmote job")
     assert (out / LOCK_FILE).exists()
 
 

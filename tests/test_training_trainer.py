@@ -11,6 +11,7 @@ import pytest
 import torch
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import LabelledImages, read_dataset
+from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import (
     CHECKPOINT_FORMAT,
     TrainConfig,
@@ -61,8 +62,16 @@ def test_one_epoch_writes_the_run_directory(small, tmp_path):
     assert checkpoint["classes"] == list(small.classes)
     assert checkpoint["image_shape"] == [1, 28, 28]
     assert checkpoint["epoch"] == 1
-    for key in ("encoder", "decoder", "encoder_optimizer", "decoder_optimizer", "rng", "history"):
-        assert checkpoint[key]
+    # Everything needed to rebuild and resume: the weights of the model the config describes, Adam's
+    # moments after the epoch's 4 steps for every parameter, and both random states.
+    encoder, decoder = build_models(ModelConfig((1, 28, 28), TINY.width, TINY.latent_dim))
+    for name, model in (("encoder", encoder), ("decoder", decoder)):
+        assert {k: v.shape for k, v in checkpoint[name].items()} == {k: v.shape for k, v in model.state_dict().items()}
+        optimizer = checkpoint[f"{name}_optimizer"]
+        assert optimizer["param_groups"][0]["lr"] == TINY.lr
+        assert len(optimizer["state"]) == len(list(model.parameters()))
+        assert all(int(state["step"]) == 4 for state in optimizer["state"].values())
+    assert checkpoint["rng"]["shuffle"].dtype == torch.uint8 and "state" in checkpoint["rng"]["penalty"]
     images = checkpoint["verification_images"]
     assert images.dtype == torch.float32 and images.shape == (64, 1, 28, 28)
     assert images.min() >= -1 and images.max() <= 1 and images.min() < 0 < images.max()

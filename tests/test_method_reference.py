@@ -1,0 +1,131 @@
+"""The whole method against an independent reference built from plain pieces.
+
+The reference encodes with its own onnxruntime sessions, finds neighbours with `tests/naive.py`,
+draws (base, neighbour slot, gap) exactly as the design documents them
+(``SeedSequence([seed, class_index, shard_index])``: base, then slot, then gap), interpolates with
+`naive.interpolate`, decodes and rounds. The CLI and the API must give its bytes, at 1, 2 and 3
+threads, on a job that crosses both numba thresholds (a class of more than ``SMALL_N`` codes and
+a shard of more than ``SMALL_SIZE`` interpolated values) and keeps small classes on the numpy
+paths. A sampler that drew no gap, the wrong neighbour or the wrong base fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import naive
+import numpy as np
+import pytest
+from deepsmote.data import fmnist_mini
+from deepsmote.kernels.interpolate import SMALL_SIZE
+from deepsmote.kernels.knn import SMALL_N
+from deepsmote.runtime import DeepSMOTE, read_dataset
+from golden import GOLDEN_BUNDLE
+
+K = 5
+SEED = 11
+# Class 0 has 400 images (numba k-NN) and grows by one shard of 20,000 (20,000 x 64 values: numba
+# interpolation); classes 5 (35 images) and 9 (4 images, so 3 neighbours) stay on numpy.
+NEW = {0: 20_000, 5: 65, 9: 26}
+SHARD_SIZE = 20_000
+LATENT = 64
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def reference_synthetic(images: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Synthetic uint8 images (m, 28, 28) per class, in shard order, by the documented method."""
+    encoder = _session(GOLDEN_BUNDLE / "encoder.onnx")
+    # The CPU provider runs the bundle's CPU arrangement of the decoder in fp32.
+    decoder = _session(GOLDEN_BUNDLE / "decoder_cpu.onnx")
+    result = {}
+    for c, new in NEW.items():
+        x = images[labels == c].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        x = x[:, None]
+        # The runtime encodes in batches of 256 whatever the caller asks, so the codes are fixed.
+        codes = np.concatenate([encoder.run(None, {"image": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
+        n = len(codes)
+        distances = naive.sq_distances_diff(codes) if n <= SMALL_N else naive.sq_distances_gemm32(codes)
+        neighbors, _ = naive.kneighbors(distances, K)
+        shards = []
+        for shard_index, start in enumerate(range(0, new, SHARD_SIZE)):
+            m = min(SHARD_SIZE, new - start)
+            rng = np.random.default_rng(np.random.SeedSequence([SEED, c, shard_index]))
+            base = rng.integers(0, n, size=m, dtype=np.int64)
+            slot = rng.integers(0, neighbors.shape[1], size=m, dtype=np.int64)
+            gap = rng.random(m, dtype=np.float32)
+            z = naive.interpolate(codes, neighbors, base, slot, gap)
+            decoded = decoder.run(None, {"latent": z})[0]
+            shards.append(np.rint((np.clip(decoded, -1, 1) + np.float32(1.0)) * np.float32(127.5)).astype(np.uint8))
+        result[c] = np.concatenate(shards)[:, 0]
+    return result
+
+
+@pytest.fixture(scope="module")
+def data():
+    dataset = read_dataset(fmnist_mini())
+    return dataset.images, dataset.labels
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    return reference_synthetic(*data)
+
+
+def test_the_job_crosses_both_numba_thresholds(data):
+    _, labels = data
+    assert np.sum(labels == 0) > SMALL_N
+    assert SHARD_SIZE * LATENT > SMALL_SIZE
+    assert all(np.sum(labels == c) <= SMALL_N for c in (5, 9))
+
+
+def test_reference_draws_use_every_documented_choice(reference):
+    # The reference itself must not be degenerate: synthetic images are neither copies of
+    # reconstructions nor all alike.
+    assert len(np.unique(reference[0].reshape(len(reference[0]), -1), axis=0)) > 0.99 * NEW[0]
+    assert {c: len(v) for c, v in reference.items()} == NEW
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_api_matches_the_reference(data, reference, threads):
+    images, labels = data
+    targets = {c: int(np.sum(labels == c)) + n for c, n in NEW.items()}
+    sampler = DeepSMOTE(
+        GOLDEN_BUNDLE,
+        sampling_strategy=targets,
+        k_neighbors=K,
+        random_state=SEED,
+        shard_size=SHARD_SIZE,
+        n_threads=threads,
+    )
+    X_res, y_res = sampler.fit_resample(images, labels)
+    synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
+    for c in NEW:
+        assert synthetic[synthetic_labels == c].tobytes() == reference[c].tobytes(), f"class {c}"
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cli_matches_the_reference(data, reference, threads, tmp_path):
+    _, labels = data
+    targets = {str(c): int(np.sum(labels == c)) + n for c, n in NEW.items()}
+    out = tmp_path / "out"
+    # numba's pool has one thread per core unless told otherwise: 3 threads must be real threads.
+    env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
+    strategy = "{" + ", ".join(f'"{c}": {n}' for c, n in targets.items()) + "}"
+    command = [sys.executable, "-m", "deepsmote.runtime.cli", "generate", str(GOLDEN_BUNDLE), str(fmnist_mini())]
+    command += ["--out", str(out), "--format", "npz", "--strategy", strategy, "--seed", str(SEED)]
+    command += ["--k", str(K), "--shard-size", str(SHARD_SIZE), "--threads", str(threads), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    back = read_dataset(out)
+    for c in NEW:
+        got = back.images[back.labels == back.classes.index(str(c))]
+        assert got.tobytes() == reference[c].tobytes(), f"class {c}"
