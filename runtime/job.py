@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -25,14 +24,6 @@ from .strategy import new_sample_counts
 from .writers import make_writer
 
 ENGINES = ("local", "ray")
-
-
-def _data_fingerprint(data: LabelledImages) -> str:
-    digest = hashlib.sha256()
-    digest.update(repr((data.images.shape, data.classes)).encode())
-    digest.update(np.ascontiguousarray(data.images).data)
-    digest.update(np.ascontiguousarray(data.labels).data)
-    return digest.hexdigest()
 
 
 def _byte_libraries() -> dict[str, str]:
@@ -105,7 +96,7 @@ def generate_dataset(
         "provider": resolve_provider(provider),
         "libraries": _byte_libraries(),
         "bundle": loaded.fingerprint,
-        "data": _data_fingerprint(data),
+        "data": data.fingerprint(),
         "new_counts": new.tolist(),
         "k_neighbors": k_neighbors,
         "seed": seed,

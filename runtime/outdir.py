@@ -20,9 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .atomic import TMP_SUFFIX
 from .errors import DeepSMOTEError
 from .plan import Shard
-from .writers import TMP_SUFFIX, write_atomic, write_error
+from .writers import write_atomic, write_error
 
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
+import json
 import math
 import os
 import struct
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,38 @@ class LabelledImages:
     def class_counts(self) -> np.ndarray:
         """Number of images per class, shape (len(classes),)."""
         return np.bincount(self.labels, minlength=len(self.classes))
+
+    def fingerprint(self) -> str:
+        """sha256 of the images, labels and class names: whether a resume sees the same data."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps([list(self.images.shape), list(self.classes)]).encode())
+        digest.update(memoryview(np.ascontiguousarray(self.images)).cast("B"))
+        digest.update(memoryview(np.ascontiguousarray(self.labels, dtype=np.int64)).cast("B"))
+        return digest.hexdigest()
+
+    def label_values(self) -> np.ndarray:
+        """The stored label of each image (:func:`label_values` of its class), shape (N,)."""
+        return label_values(self.classes)[self.labels]
+
+
+def label_values(classes: Sequence[str]) -> np.ndarray:
+    """The label value of each class: integers when every name is one (NPZ, IDX), else the names.
+
+    Written as an npz's ``labels``, these read back as the same class names; strings, never
+    pickled objects.
+
+    Parameters
+    ----------
+    classes : sequence of str, shape (K,)
+
+    Returns
+    -------
+    np.ndarray
+        int64 or str, shape (K,).
+    """
+    if all(name.lstrip("-").isdigit() for name in classes):
+        return np.asarray([int(name) for name in classes], dtype=np.int64)
+    return np.asarray(classes, dtype=str)
 
 
 def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:

@@ -8,10 +8,8 @@ removes its temporary file; a failure is a one-line :class:`DeepSMOTEError` nami
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
-import os
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +17,12 @@ from typing import Protocol
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .errors import DeepSMOTEError
 from .plan import Shard
+from .readers import label_values
 
 FORMATS = ("imagefolder", "npz", "webdataset")
-TMP_SUFFIX = ".partial"
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -48,24 +47,17 @@ def write_error(out: Path, target: Path, exc: OSError) -> DeepSMOTEError:
 
 
 def write_atomic(out: Path, path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (inside ``out``) under a temporary name, then rename it.
+    """Write ``data`` to ``path`` (inside ``out``) atomically (:mod:`deepsmote.runtime.atomic`).
 
     Raises
     ------
     DeepSMOTEError
         If the write fails; the temporary file is removed first, also when interrupted.
     """
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(out, path, exc) from None
-        raise
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise write_error(out, path, exc) from None
 
 
 def safe_class_dir(name: str) -> str:
@@ -73,13 +65,6 @@ def safe_class_dir(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
         raise DeepSMOTEError(f"class name {name!r} cannot be a directory name; use --format npz or webdataset")
     return name
-
-
-def label_array(names: Sequence[str]) -> np.ndarray:
-    """Labels for class names: integers when every name is one, else strings (no pickles)."""
-    if all(n.lstrip("-").isdigit() for n in names):
-        return np.asarray([int(n) for n in names], dtype=np.int64)
-    return np.asarray(names, dtype=str)
 
 
 class ShardWriter(Protocol):
@@ -111,7 +96,7 @@ class NpzWriter:
 
     def __init__(self, out: Path, classes: Sequence[str]) -> None:
         self.out = out
-        self.labels = label_array(classes)
+        self.labels = label_values(classes)
 
     def write(self, shard: Shard, images: np.ndarray) -> None:
         buffer = io.BytesIO()

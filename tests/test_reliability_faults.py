@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
+from deepsmote.runtime import atomic as atomic_module
 from deepsmote.runtime import outdir as outdir_module
-from deepsmote.runtime import writers as writers_module
 from deepsmote.runtime.cli import main
 from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE
 from deepsmote.runtime.readers import read_dataset
@@ -210,18 +210,18 @@ def test_full_disk_mid_job_is_one_line_and_leaves_no_partial_shard(
 
     def filling_open(path, mode="r", *args, **kwargs):
         file = builtins.open(path, mode, *args, **kwargs)
-        if Path(path).name.startswith("class-"):
+        if Path(path).name.startswith(".class-"):
             opened.append(Path(path))
             if len(opened) == 5:
                 return _FillingFile(file)
         return file
 
-    monkeypatch.setattr(writers_module, "open", filling_open, raising=False)
+    monkeypatch.setattr(atomic_module, "open", filling_open, raising=False)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
         main(generate_args(tiny_bundle, out))
     assert exit_.value.code == 1
-    shard_name = opened[4].name.removesuffix(".partial")
+    shard_name = opened[4].name.removeprefix(".").removesuffix(".partial")
     assert error_lines(capsys.readouterr().err) == [
         f"Error: cannot write to --out {out}: No space left on device (writing {shard_name}); "
         "free some space or choose another --out"
@@ -261,11 +261,11 @@ def test_read_only_out_is_one_line_and_left_untouched(tiny_bundle, tmp_path, mon
 def test_unwritable_shard_in_a_new_out_leaves_nothing(tiny_bundle, tmp_path, monkeypatch, capsys):
     # The job file goes in; the first shard file is refused.
     def refusing_open(path, mode="r", *args, **kwargs):
-        if Path(path).name.startswith("class-"):
+        if Path(path).name.startswith(".class-"):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return builtins.open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(writers_module, "open", refusing_open, raising=False)
+    monkeypatch.setattr(atomic_module, "open", refusing_open, raising=False)
     out = tmp_path / "new"
     with pytest.raises(SystemExit):
         main(generate_args(tiny_bundle, out))

@@ -11,7 +11,6 @@ without the data (64 real images).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from deepsmote.runtime.atomic import atomic_path
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
@@ -178,7 +178,7 @@ def train(
     device = resolve_device(config.device)
     model_config = ModelConfig(data.image_shape, config.width, config.latent_dim)
     _check_class_sizes(data)
-    fingerprint = data_fingerprint(data)
+    fingerprint = data.fingerprint()
     previous = _previous_run(files, config, fingerprint, resume=resume, restart=restart)
 
     # Initial weights come from the seed without touching the caller's global RNG.
@@ -334,15 +334,6 @@ def models_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[Encoder, Decoder
     return encoder.eval(), decoder.eval()
 
 
-def data_fingerprint(data: LabelledImages) -> str:
-    """sha256 of the images, labels and class names: tells whether a resume sees the same data."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([list(data.images.shape), list(data.classes)]).encode())
-    digest.update(memoryview(np.ascontiguousarray(data.images)).cast("B"))
-    digest.update(memoryview(np.ascontiguousarray(data.labels, dtype=np.int64)).cast("B"))
-    return digest.hexdigest()
-
-
 def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     """Write the loss, reconstruction and penalty per epoch as a PNG."""
     # Imported here, and through the object API with the Agg canvas, so matplotlib is only
@@ -431,12 +422,10 @@ def _verification_indices(n: int) -> np.ndarray:
 def _save(checkpoint: dict[str, Any], path: Path) -> None:
     # Written beside and renamed, so an interrupted save never leaves a broken checkpoint,
     # and removed when the save fails or is interrupted.
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            torch.save(checkpoint, partial)
     except BaseException as exc:
-        partial.unlink(missing_ok=True)
         # torch reports a failed write (a full disk) as RuntimeError, the file system as OSError.
         if not isinstance(exc, OSError | RuntimeError):
             raise

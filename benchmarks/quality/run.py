@@ -49,7 +49,7 @@ from deepsmote.training.evaluation.protocol import (
     write_tables,
 )
 from deepsmote.training.export import export_bundle
-from deepsmote.training.trainer import TrainConfig, data_fingerprint, train
+from deepsmote.training.trainer import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -186,7 +186,7 @@ def train_autoencoder(fit: LabelledImages, config: TrainConfig, work: Path) -> P
     manifest = bundle / "deepsmote.json"
     if manifest.exists():
         training = json.loads(manifest.read_text())["training"]
-        if training["config"] == asdict(config) and training["data_sha256"] == data_fingerprint(fit):
+        if training["config"] == asdict(config) and training["data_sha256"] == fit.fingerprint():
             print(f"reusing {bundle} (same config and fit split)")
             return bundle
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from ..atomic import atomic_path
 from ..bundle import load_bundle
 from ..errors import DeepSMOTEError
 from ..models import open_models
@@ -114,7 +115,6 @@ def grid(
         rows.append(from_model(models.decode(codes[0] + gaps * (codes[1] - codes[0]))))
         captions.append(f"{first}->{second}")
     picture = tile(rows, captions)
-    tmp = target.with_name(target.name + ".partial")
-    Image.fromarray(picture).save(tmp, format="PNG")
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG")
     click.echo(f"wrote {target} ({picture.shape[1]}x{picture.shape[0]})")

@@ -45,7 +45,7 @@ from deepsmote.runtime.models import open_models
 from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.runtime.readers import LabelledImages
 
-from ..trainer import data_fingerprint, resolve_device
+from ..trainer import resolve_device
 from .classifiers import ClassifierConfig, embed, predict, train_classifier
 from .metrics import scores
 from .quality import DEFAULT_K, compare
@@ -236,9 +236,9 @@ def resample(
 def _bundle_provenance(bundle: str | os.PathLike, fit: LabelledImages, train: LabelledImages) -> dict[str, Any]:
     manifest = load_bundle(bundle).manifest
     trained_on = manifest["training"].get("data_sha256")
-    if trained_on == data_fingerprint(fit):
+    if trained_on == fit.fingerprint():
         where = "fit split"
-    elif trained_on == data_fingerprint(train):
+    elif trained_on == train.fingerprint():
         where = "whole training set (includes the validation split)"
         warnings.warn(
             f"{bundle} was trained on the whole training set, validation split included: DeepSMOTE's "
