@@ -70,7 +70,7 @@ def main() -> None:
         print(f"width {args.width}: {per_epoch:.1f} s/epoch (wall {wall:.1f} s with checkpoints and plot)")
         if args.export:
             manifest = export_bundle(files.best, Path(scratch) / "bundle")
-            print(f"export max_abs_diff {manifest['export']['max_abs_diff']:.3g}")
+            print(f"export max_abs_diff {manifest.export.max_abs_diff:.3g}")
 
 
 if __name__ == "__main__":

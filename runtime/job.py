@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -12,18 +13,61 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .bundle import load_bundle
+from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
+from .engines import ENGINES, make_engine
 from .errors import DeepSMOTEError
-from .models import default_decode_batch
+from .layout import ImageLayout
 from .outdir import OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Shard
 from .readers import LabelledImages
-from .sampler import DeepSMOTE
-from .session import import_onnxruntime, resolve_provider
 from .strategy import new_sample_counts
+from .synthesis import Synthesizer
 from .writers import make_writer
 
-ENGINES = ("local", "ray")
+__all__ = ["ENGINES", "JobSettings", "generate_dataset"]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything that fixes a job's output bytes: OUT's fingerprint, and what the summary reports.
+
+    A rerun whose settings equal those recorded in OUT resumes it; any difference is refused
+    (unless ``overwrite``), naming the fields that differ.
+
+    Attributes
+    ----------
+    deepsmote_version : str
+        Another version may draw or search differently.
+    provider : str
+        The onnxruntime provider (CPU and CUDA may round differently).
+    libraries : dict
+        Versions of numpy, numba and onnxruntime, whose arithmetic and random streams reach the bytes.
+    bundle : str
+        The bundle's fingerprint.
+    data : str
+        The data's fingerprint (:meth:`LabelledImages.fingerprint`).
+    new_counts : tuple of int
+        Synthetic samples per class: the strategy, resolved once.
+    k_neighbors, seed, shard_size : int
+    format : str
+    precision : str
+    """
+
+    deepsmote_version: str
+    provider: str
+    libraries: dict[str, str]
+    bundle: str
+    data: str
+    new_counts: tuple[int, ...]
+    k_neighbors: int
+    seed: int
+    format: str
+    shard_size: int
+    precision: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as the JSON object recorded in OUT."""
+        return {**asdict(self), "new_counts": list(self.new_counts)}
 
 
 def _byte_libraries() -> dict[str, str]:
@@ -74,13 +118,8 @@ def generate_dataset(
         The summary, also written to ``out/summary.json``.
     """
     start = time.perf_counter()
-    if engine not in ENGINES:
-        raise DeepSMOTEError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
-    if engine == "ray":
-        # A missing extra is refused before the bundle is read or the sampler fitted.
-        from .engines.ray import import_ray
-
-        import_ray()
+    # A missing extra or a bad option is refused before the bundle is read or the sampler fitted.
+    runner = make_engine(engine, engine_options or {})
     loaded = load_bundle(bundle)
     if data.image_shape != loaded.image_shape:
         raise DeepSMOTEError(
@@ -89,54 +128,55 @@ def generate_dataset(
         )
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
-    settings = {
-        # Another version may draw or search differently, another provider or onnxruntime may
-        # round differently: resuming such a job would mix outputs.
-        "deepsmote_version": version("deepsmote"),
-        "provider": resolve_provider(provider),
-        "libraries": _byte_libraries(),
-        "bundle": loaded.fingerprint,
-        "data": data.fingerprint(),
-        "new_counts": new.tolist(),
-        "k_neighbors": k_neighbors,
-        "seed": seed,
-        "format": fmt,
-        "shard_size": shard_size,
-        "precision": precision,
-    }
-    output = OutputDir(Path(out), settings, overwrite)
+    settings = JobSettings(
+        deepsmote_version=version("deepsmote"),
+        provider=resolve_provider(provider),
+        libraries=_byte_libraries(),
+        bundle=loaded.fingerprint,
+        data=data.fingerprint(),
+        new_counts=tuple(int(n) for n in new),
+        k_neighbors=k_neighbors,
+        seed=seed,
+        format=fmt,
+        shard_size=shard_size,
+        precision=precision,
+    )
+    output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
-    writer = make_writer(fmt, Path(out), data.classes)
-    targets = {c: int(counts[c] + new[c]) for c in range(len(counts))}
-    sampler = DeepSMOTE(loaded, targets, k_neighbors, seed, provider, batch_size, threads, shard_size, precision).fit(
-        data.images, data.labels
+    make_writer(fmt, Path(out), data.classes)  # a bad format or class name is refused before any work
+    models = open_models(loaded, provider, threads, precision)
+    synthesizer = Synthesizer.fit(
+        models,
+        ImageLayout.of(data.images, loaded.image_shape),
+        data.images,
+        data.labels,
+        list(data.classes),
+        new,
+        k_neighbors=k_neighbors,
+        seed=seed,
+        shard_size=shard_size,
+        threads=threads,
+        batch_size=batch_size,
+        precision=precision,
     )
     fitted = time.perf_counter()
+    shards = synthesizer.shards
     with output:
-        todo = [s for s in sampler.shards_ if not output.is_done(s)]
-        done_before = sum(s.count for s in sampler.shards_) - sum(s.count for s in todo)
+        todo = [s for s in shards if not output.is_done(s)]
+        done_before = sum(s.count for s in shards) - sum(s.count for s in todo)
         with tqdm(total=int(new.sum()), initial=done_before, unit="img", desc="generate", disable=not progress) as bar:
 
             def advance(shard: Shard) -> None:
                 bar.update(shard.count)
 
-            engine_info: dict[str, Any] = {}
             try:
-                if engine == "local":
-                    from .engines.local import run_local
-
-                    run_local(sampler, todo, writer, output, advance)
-                else:
-                    from .engines.ray import run_ray
-
-                    options = dict(engine_options or {})
-                    engine_info = run_ray(sampler, todo, fmt, data.classes, output, advance, **options)
+                engine_info = runner.run(synthesizer, todo, output, fmt, data.classes, advance)
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C or SIGTERM: finished shards stay (the writers leave no partial file), and
                 # the caller is told how to finish the job.
-                finished = sum(output.is_done(s) for s in sampler.shards_)
+                finished = sum(output.is_done(s) for s in shards)
                 interrupt.add_note(
-                    f"{finished} of {len(sampler.shards_)} shards are finished and kept in {out}; "
+                    f"{finished} of {len(shards)} shards are finished and kept in {out}; "
                     "run the same job again to resume"
                     if finished
                     else "no shard was finished, nothing is kept"
@@ -145,7 +185,7 @@ def generate_dataset(
         generated = time.perf_counter()
         made = int(new.sum()) - done_before
         summary = {
-            "deepsmote_version": version("deepsmote"),
+            "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
             "classes": list(data.classes),
             "counts": {
@@ -153,19 +193,20 @@ def generate_dataset(
                 for c, name in enumerate(data.classes)
             },
             "neighbors_used": {
-                data.classes[c]: latents.n_neighbors for c, latents in enumerate(sampler.latents_) if latents
+                data.classes[c]: latents.n_neighbors for c, latents in enumerate(synthesizer.latents) if latents
             },
             "seed": seed,
             "k_neighbors": k_neighbors,
             "format": fmt,
             "shard_size": shard_size,
             "precision": precision,
-            "shards": {"total": len(sampler.shards_), "skipped_as_done": len(sampler.shards_) - len(todo)},
+            "settings": settings.as_json(),
+            "shards": {"total": len(shards), "skipped_as_done": len(shards) - len(todo)},
             "engine": engine,
             "engine_info": engine_info,
-            "provider": sampler.provider_,
+            "provider": synthesizer.provider,
             "threads": threads,
-            "batch_size": batch_size or default_decode_batch(sampler.provider_),
+            "batch_size": batch_size or default_decode_batch(synthesizer.provider),
             "timings_s": {
                 "load_and_fit": round(fitted - start, 3),
                 "generate": round(generated - fitted, 3),

@@ -1,4 +1,4 @@
-"""The DeepSMOTE over-sampler, with imbalanced-learn's conventions (GUIDE §4)."""
+"""The DeepSMOTE over-sampler, with imbalanced-learn's conventions (``docs/design.md`` §7)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from deepsmote.kernels import set_num_threads as set_kernel_threads
 
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, load_bundle, open_models
 from .errors import DeepSMOTEError
 from .layout import ImageLayout
-from .models import Models, open_models
-from .plan import DEFAULT_SHARD_SIZE, Shard, draw_shard, plan_shards
+from .plan import DEFAULT_SHARD_SIZE
 from .strategy import new_sample_counts
-from .synthesis import ClassLatents, fit_class, synthesize
+from .synthesis import Synthesizer
 
 SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
 
@@ -57,6 +55,8 @@ class DeepSMOTE:
         The onnxruntime provider the sessions run on.
     seed_ : int
         The seed used (drawn once when ``random_state`` is None).
+    synthesizer_ : Synthesizer
+        The fitted codes, neighbours and shard plan; turns a shard into images.
     """
 
     def __init__(
@@ -129,34 +129,26 @@ class DeepSMOTE:
         self.seed_ = (
             int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**63)
         )
-        self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
-        self.provider_ = self.models_.provider
-        set_kernel_threads(self.n_threads)
-        self.latents_: list[ClassLatents | None] = [
-            fit_class(self.models_, self.layout_.to_model(X[labels == c]), self.k_neighbors, str(self.classes_[c]))
-            if new[c] > 0
-            else None
-            for c in range(len(self.classes_))
-        ]
-        self.shards_: list[Shard] = plan_shards(new, self.shard_size)
+        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
+        self.provider_ = models.provider
+        self.synthesizer_ = Synthesizer.fit(
+            models,
+            self.layout_,
+            X,
+            labels,
+            [str(c) for c in self.classes_],
+            new,
+            k_neighbors=self.k_neighbors,
+            seed=self.seed_,
+            shard_size=self.shard_size,
+            threads=self.n_threads,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
         self._X, self._y = X, y
         return self
 
     # --- sampling ----------------------------------------------------------------------------
-
-    def synthesize_shard(self, shard: Shard) -> np.ndarray:
-        """The model-space images of one shard.
-
-        Returns
-        -------
-        np.ndarray
-            float32, shape (shard.count, C, H, W), values in [-1, 1].
-        """
-        latents = self.latents_[shard.class_index]
-        if latents is None:
-            raise ValueError(f"class {shard.class_index} was not fitted for growth")
-        draws = draw_shard(self.seed_, shard, len(latents.codes), latents.n_neighbors)
-        return synthesize(self._models(), latents, draws, self.batch_size)
 
     def iter_synthetic(
         self, X: np.ndarray | None = None, y: np.ndarray | None = None
@@ -177,11 +169,13 @@ class DeepSMOTE:
         """
         if X is not None or y is not None:
             self.fit(X, y)
-        elif not hasattr(self, "shards_"):
+        elif not hasattr(self, "synthesizer_"):
             raise DeepSMOTEError("call fit(X, y) first, or pass X and y")
-        for shard in self.shards_:
-            images = self.layout_.from_model(self.synthesize_shard(shard))
-            yield images, np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype)
+        for shard in self.synthesizer_.shards:
+            yield (
+                self.synthesizer_.images(shard),
+                np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype),
+            )
 
     def fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the originals followed by the synthetic samples.
@@ -204,18 +198,3 @@ class DeepSMOTE:
         X_new = [p[0] for p in parts]
         y_new = [p[1] for p in parts]
         return np.concatenate([self._X, *X_new]), np.concatenate([self._y, *y_new])
-
-    # --- processes ---------------------------------------------------------------------------
-
-    def _models(self) -> Models:
-        if getattr(self, "models_", None) is None:
-            self.models_ = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
-            set_kernel_threads(self.n_threads)
-        return self.models_
-
-    def __getstate__(self) -> dict[str, Any]:
-        # onnxruntime sessions do not pickle, and a worker needs neither the sessions nor the
-        # caller's data: it opens its own sessions on first use.
-        state = self.__dict__.copy()
-        state.update(models_=None, _X=None, _y=None)
-        return state

@@ -1,21 +1,27 @@
-"""The DeepSMOTE steps between a class's images and its synthetic images.
+"""The DeepSMOTE steps between a class's images and its synthetic images, and the fitted state
+that turns a shard into images.
 
 encode (onnxruntime) → exact k-NN within the class → SMOTE interpolation of drawn pairs →
 decode (onnxruntime); the two middle steps run in numpy for small work and in numba for large.
-Each step takes and returns plain numpy arrays.
+Each step takes and returns plain numpy arrays. :class:`Synthesizer` holds what fitting found
+(codes, neighbours, the shard plan) and is the one place where a shard becomes images: the
+sampler, the local engine and the Ray workers all call :meth:`Synthesizer.images`.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from deepsmote.kernels import interpolate, kneighbors
+from deepsmote.kernels import set_num_threads as set_kernel_threads
 
+from .bundle import Bundle, Models, open_models
 from .errors import DeepSMOTEError
-from .models import Models
-from .plan import Draws
+from .layout import ImageLayout
+from .plan import Draws, Shard, draw_shard, plan_shards
 
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
 # codes (and everything drawn from them) do not depend on it.
@@ -91,3 +97,124 @@ def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: 
     """
     z = interpolate(latents.codes, latents.neighbors, draws.base, draws.slot, draws.gap)
     return models.decode(z, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class Synthesizer:
+    """A fitted job: everything needed to turn any of its shards into images.
+
+    Made by :meth:`fit`; picklable (the onnxruntime sessions are not shipped, a copy opens its own
+    on first use), so an engine can send it to other processes or machines.
+
+    Attributes
+    ----------
+    bundle : Bundle
+    layout : ImageLayout
+        The caller's image shape and dtype, which :meth:`images` returns.
+    seed : int
+    shards : tuple of Shard
+        The job's shards, in class order then shard order.
+    latents : tuple of ClassLatents or None
+        Per class, its codes and neighbours; None for a class that does not grow.
+    provider : str
+        The onnxruntime provider the sessions run on (an onnxruntime provider name).
+    threads : int or None
+        CPU threads for onnxruntime and the numba kernels.
+    batch_size : int or None
+        Codes per decoder call; the provider's default when None.
+    precision : {'fp32', 'fp16'}
+    """
+
+    bundle: Bundle
+    layout: ImageLayout
+    seed: int
+    shards: tuple[Shard, ...]
+    latents: tuple[ClassLatents | None, ...]
+    provider: str
+    threads: int | None
+    batch_size: int | None
+    precision: str
+    _models: list[Models] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def fit(
+        cls,
+        models: Models,
+        layout: ImageLayout,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: list[str],
+        new_counts: np.ndarray,
+        *,
+        k_neighbors: int,
+        seed: int,
+        shard_size: int,
+        threads: int | None,
+        batch_size: int | None,
+        precision: str,
+    ) -> Synthesizer:
+        """Encode the classes that grow, find their neighbours and plan their shards.
+
+        Parameters
+        ----------
+        models : Models
+            The bundle's open sessions; kept for :meth:`images`.
+        layout : ImageLayout
+            The layout of ``images``.
+        images : np.ndarray
+            The caller's images, shape (N, *layout.shape).
+        labels : np.ndarray
+            int, shape (N,), class indices in ``range(len(class_names))``.
+        class_names : list of str
+            For messages.
+        new_counts : np.ndarray
+            int, shape (K,), synthetic samples per class (the strategy, resolved once).
+        """
+        set_kernel_threads(threads)
+        latents = tuple(
+            fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if new > 0 else None
+            for c, new in enumerate(int(n) for n in new_counts)
+        )
+        shards = tuple(plan_shards(new_counts, shard_size))
+        return cls(
+            models.bundle, layout, seed, shards, latents, models.provider, threads, batch_size, precision, [models]
+        )
+
+    def model_images(self, shard: Shard) -> np.ndarray:
+        """The model-space images of one shard.
+
+        Returns
+        -------
+        np.ndarray
+            float32, shape (shard.count, C, H, W), values in [-1, 1].
+        """
+        latents = self.latents[shard.class_index]
+        if latents is None:
+            raise ValueError(f"class {shard.class_index} was not fitted for growth")
+        draws = draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors)
+        return synthesize(self.models(), latents, draws, self.batch_size)
+
+    def images(self, shard: Shard) -> np.ndarray:
+        """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape)."""
+        return self.layout.from_model(self.model_images(shard))
+
+    def models(self) -> Models:
+        """The sessions, opened on this synthesizer's provider on first use in a process."""
+        if not self._models:
+            # A copy in another process runs on the provider the job was fitted on, never a
+            # silent fallback that could change the bytes.
+            provider = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+            self._models.append(open_models(self.bundle, provider, self.threads, self.precision))
+            set_kernel_threads(self.threads)
+        return self._models[0]
+
+    def with_threads(self, threads: int) -> Synthesizer:
+        """A copy whose sessions and kernels use ``threads`` (for a worker with its own CPUs)."""
+        return replace(self, threads=threads, _models=[])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # onnxruntime sessions do not pickle: a copy opens its own.
+        return {**self.__dict__, "_models": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)

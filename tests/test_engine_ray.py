@@ -12,15 +12,16 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime import DeepSMOTE, DeepSMOTEError, generate_dataset, read_dataset
+from deepsmote.runtime import DeepSMOTEError, generate_dataset, read_dataset
 from deepsmote.runtime import job as job_module
 from deepsmote.runtime.engines.ray import INSTALL_HINT, ShardWorker
 from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE
 from deepsmote.runtime.plan import Shard
+from deepsmote.runtime.synthesis import Synthesizer
 from helpers import tree_digest
 
 try:
@@ -101,37 +102,33 @@ def test_cli_on_a_local_ray_with_2_workers_gives_the_local_bytes(tiny_bundle, lo
     assert all("UserWarning" in line or line.startswith("  ") for line in result.stderr.splitlines()), result.stderr
 
 
-class DiesOnFirstTry(DeepSMOTE):
-    """A sampler whose worker process dies the first time it takes ``KILLED``; logs every attempt."""
+class DiesOnFirstTry(Synthesizer):
+    """A job whose worker process dies the first time it takes ``KILLED``; logs every attempt."""
 
-    def __init__(self, *args: Any, trace: Path, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.trace = trace
+    trace: ClassVar[Path]
 
-    def synthesize_shard(self, shard: Shard) -> Any:
+    def images(self, shard: Shard) -> Any:
         with open(self.trace, "a") as f:
             f.write(f"{shard.name} {os.getpid()}\n")
         if shard == KILLED and self.trace.read_text().split().count(shard.name) == 1:
             os._exit(1)
-        return super().synthesize_shard(shard)
+        return super().images(shard)
 
 
-class LoadsOnlyInTheDriver(DeepSMOTE):
-    """A sampler that fails to unpickle in any process but the one that made it."""
+class LoadsOnlyInTheDriver(Synthesizer):
+    """A job that fails to unpickle in any process but the one that made it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.home = os.getpid()
+    home: ClassVar[int] = os.getpid()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state["home"] != os.getpid():
+        if self.home != os.getpid():
             raise RuntimeError("this sampler only loads in the driver")
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
 
 @pytest.fixture
 def shipped_by_value() -> Iterator[None]:
-    """Ray's workers cannot import this test module: its samplers travel by value."""
+    """Ray's workers cannot import this test module: its synthesizers travel by value."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -139,10 +136,11 @@ def shipped_by_value() -> Iterator[None]:
 
 @pytest.fixture
 def dying_sampler(monkeypatch, tmp_path, shipped_by_value) -> Path:
-    """Make generate_dataset build a DiesOnFirstTry; return its attempt log."""
+    """Make generate_dataset fit a DiesOnFirstTry; return its attempt log."""
     trace = tmp_path / "attempts.txt"
     trace.touch()
-    monkeypatch.setattr(job_module, "DeepSMOTE", lambda *a, **k: DiesOnFirstTry(*a, trace=trace, **k))
+    monkeypatch.setattr(DiesOnFirstTry, "trace", trace, raising=False)
+    monkeypatch.setattr(job_module, "Synthesizer", DiesOnFirstTry)
     return trace
 
 
@@ -240,7 +238,7 @@ def test_worker_killed_when_retries_run_out_leaves_a_resumable_out(
 def test_a_worker_that_cannot_load_the_sampler_stops_the_job_before_any_shard(
     ray_cluster, tiny_bundle, monkeypatch, shipped_by_value, tmp_path
 ):
-    monkeypatch.setattr(job_module, "DeepSMOTE", LoadsOnlyInTheDriver)
+    monkeypatch.setattr(job_module, "Synthesizer", LoadsOnlyInTheDriver)
     with pytest.raises(DeepSMOTEError, match=r"^a Ray worker failed to start: .*only loads in the driver$"):
         api_job(tiny_bundle, tmp_path / "o", engine="ray", engine_options={"workers": 1})
     assert not (tmp_path / "o").exists()

@@ -15,9 +15,8 @@ import numpy as np
 import onnx
 import pytest
 from deepsmote.runtime.bundle import CPU_DECODER_FILE, MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.bundle.graphs import MalformedModel, external_data_locations
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
-from deepsmote.runtime.onnx_scan import MalformedModel, external_data_locations
 from deepsmote.runtime.readers import read_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -92,7 +91,7 @@ def test_wrong_output_name(bundle):
     model = graph([float_info("latent", ["N", 16])], [float_info("pixels", shape)], [])
     model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
     replace_graph(bundle, "decoder.onnx", model)
-    one_line("decoder.onnx: expected one output named 'image', found \\['pixels'\\]", open_models, load_bundle(bundle))
+    one_line("decoder.onnx: expected one output named 'image', found \\['pixels'\\]", load_bundle, bundle)
 
 
 def test_a_defect_in_the_cpu_decoder_is_named(full_bundle):
@@ -100,12 +99,7 @@ def test_a_defect_in_the_cpu_decoder_is_named(full_bundle):
     model = graph([float_info("latent", ["N", 16])], [float_info("pixels", shape)], [])
     model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
     replace_graph(full_bundle, CPU_DECODER_FILE, model)
-    one_line(
-        "decoder_cpu.onnx: expected one output named 'image', found \\['pixels'\\]",
-        open_models,
-        load_bundle(full_bundle),
-        "cpu",
-    )
+    one_line("decoder_cpu.onnx: expected one output named 'image', found \\['pixels'\\]", load_bundle, full_bundle)
 
 
 def test_a_tampered_cpu_decoder_fails_its_hash(full_bundle):
@@ -125,7 +119,7 @@ def test_two_outputs(bundle):
     nodes = [helper.make_node("Identity", ["image"], ["latent"]), helper.make_node("Identity", ["image"], ["extra"])]
     model = graph([float_info("image", image)], [float_info("latent", image), float_info("extra", image)], nodes)
     replace_graph(bundle, "encoder.onnx", model)
-    one_line("expected one output named 'latent', found \\['latent', 'extra'\\]", open_models, load_bundle(bundle))
+    one_line("expected one output named 'latent', found \\['latent', 'extra'\\]", load_bundle, bundle)
 
 
 def test_wrong_output_shape(bundle):
@@ -139,7 +133,7 @@ def test_wrong_output_shape(bundle):
     )
     model.graph.initializer.append(weights)
     replace_graph(bundle, "decoder.onnx", model)
-    message = one_line("output 'image' has shape", open_models, load_bundle(bundle))
+    message = one_line("output 'image' has shape", load_bundle, bundle)
     assert "1, 32, 32]" in message and "1, 28, 28]" in message
 
 
@@ -159,14 +153,14 @@ def test_wrong_output_type(bundle):
     for name, values in (("axis", [1]), ("column", [-1, 1, 1, 1]), ("size", [1, 1, 28, 28])):
         model.graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [len(values)], values))
     replace_graph(bundle, "decoder.onnx", model)
-    one_line("output 'image' is tensor\\(double\\), expected tensor\\(float\\)", open_models, load_bundle(bundle))
+    one_line("output 'image' is tensor\\(double\\), expected tensor\\(float\\)", load_bundle, bundle)
 
 
 def test_wrong_input_rank(bundle):
     model = graph([float_info("image", ["N", 784])], [float_info("latent", ["N", 784])], [])
     model.graph.node.append(helper.make_node("Identity", ["image"], ["latent"]))
     replace_graph(bundle, "encoder.onnx", model)
-    one_line("input 'image' has shape", open_models, load_bundle(bundle))
+    one_line("input 'image' has shape", load_bundle, bundle)
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -300,7 +294,7 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 def test_deeply_nested_graph_is_a_one_line_error(bundle):
-    from deepsmote.runtime import onnx_scan as scan
+    from deepsmote.runtime.bundle import graphs as scan
 
     # 30 KB: a graph in a node attribute in a graph ... 3000 levels deep.
     nested = b""

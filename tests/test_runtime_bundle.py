@@ -9,10 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from deepsmote.runtime.bundle import MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.bundle import (
+    MANIFEST_NAME,
+    create_session,
+    load_bundle,
+    open_models,
+    resolve_provider,
+    sha256_file,
+)
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
-from deepsmote.runtime.session import create_session, resolve_provider
 from onnx import TensorProto, helper
 
 
@@ -116,7 +121,7 @@ def test_symlinked_onnx_is_refused(bundle, tmp_path):
 def test_latent_size_disagreeing_with_manifest(bundle):
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     edit_manifest(bundle, latent_dim=manifest["latent_dim"] + 1)
-    one_line_error("has shape", open_models, load_bundle(bundle), "cpu")
+    one_line_error("has shape", load_bundle, bundle)
 
 
 def identity_graph(path: Path, in_name: str, out_name: str, shape: list) -> None:
@@ -133,14 +138,14 @@ def identity_graph(path: Path, in_name: str, out_name: str, shape: list) -> None
 def test_wrong_input_name(bundle):
     identity_graph(bundle / "encoder.onnx", "pixels", "latent", ["N", 1, 28, 28])
     rehash(bundle)
-    one_line_error("expected one input named 'image'", open_models, load_bundle(bundle), "cpu")
+    one_line_error("expected one input named 'image'", load_bundle, bundle)
 
 
 def test_fixed_batch_axis(bundle):
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     identity_graph(bundle / "decoder.onnx", "latent", "image", [4, manifest["latent_dim"]])
     rehash(bundle)
-    one_line_error("fixed batch size 4", open_models, load_bundle(bundle), "cpu")
+    one_line_error("fixed batch size 4", load_bundle, bundle)
 
 
 @pytest.mark.parametrize("location", ["../../weights.bin", "/etc/passwd", "weights.bin"])
@@ -174,7 +179,7 @@ def test_unknown_provider():
 
 
 def test_scanner_field_numbers_match_onnx_schema():
-    from deepsmote.runtime import onnx_scan as scan
+    from deepsmote.runtime.bundle import graphs as scan
     from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 
     assert ModelProto.DESCRIPTOR.fields_by_name["graph"].number == scan._MODEL_GRAPH

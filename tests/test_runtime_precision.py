@@ -6,10 +6,8 @@ import numpy as np
 import onnxruntime
 import pytest
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.bundle import load_bundle
+from deepsmote.runtime.bundle import decoder_graph, load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
-from deepsmote.runtime.precision import decoder_graph
 
 HAS_CUDA = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 

@@ -41,13 +41,13 @@ def test_train_then_export(fmnist_mini, tmp_path, capsys):
     assert code == 0, err
     assert f"wrote {out}" in stdout
     bundle = load_bundle(out)
-    assert bundle.latent_dim == 16 and bundle.manifest["training"]["config"]["width"] == 8
+    assert bundle.latent_dim == 16 and bundle.manifest.training.config["width"] == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.run"]
     assert (tmp_path / "bundle.run" / "best.pt").is_file()
 
     code, _, err = run_main(["export", tmp_path / "bundle.run" / "last.pt", "--out", tmp_path / "again"], capsys)
     assert code == 0, err
-    assert load_bundle(tmp_path / "again").manifest["files"] == bundle.manifest["files"]
+    assert load_bundle(tmp_path / "again").manifest.files == bundle.manifest.files
 
     # An existing --out is refused before any training, and nothing else is touched.
     before = (out / "deepsmote.json").read_bytes()
@@ -87,7 +87,7 @@ def test_train_then_export(fmnist_mini, tmp_path, capsys):
     code, _, err = run_main(args, capsys)
     assert code == 0, err
     assert [e["epoch"] for e in torch.load(tmp_path / "bundle.run" / "last.pt", weights_only=True)["history"]] == [1, 2]
-    assert load_bundle(out).manifest["training"]["config"]["epochs"] == 2
+    assert load_bundle(out).manifest.training.config["epochs"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "bundle", "bundle.run"]
 
 

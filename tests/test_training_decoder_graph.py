@@ -6,8 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deepsmote.runtime.bundle import DECODER_INPUT, DECODER_OUTPUT
-from deepsmote.runtime.session import create_session
+from deepsmote.runtime.bundle import DECODER_INPUT, DECODER_OUTPUT, create_session
 from deepsmote.training.decoder_graph import ExportDecoder
 from deepsmote.training.export import _export_graph as export_graph
 from deepsmote.training.model import ModelConfig, build_models

@@ -10,9 +10,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deepsmote.runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, open_models, sha256_file
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.training import export as export_module
@@ -106,7 +105,7 @@ def test_an_existing_bundle_is_refused_or_replaced(tiny_bundle, checkpoint, tmp_
     export_bundle(checkpoint, out, overwrite=True)
     assert siblings(out) == ["bundle"]
     assert not (out / "keep.txt").exists()
-    assert load_bundle(out).manifest["files"] == load_bundle(tiny_bundle).manifest["files"]
+    assert load_bundle(out).manifest.files == load_bundle(tiny_bundle).manifest.files
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])

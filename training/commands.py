@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import click
+from deepsmote.runtime.bundle import Manifest
 from deepsmote.runtime.readers import read_dataset
 
 from .export import export_bundle, refuse_existing
@@ -87,9 +88,9 @@ def export(checkpoint: Path, out: Path, overwrite: bool) -> None:
     click.echo(_summary(out, export_bundle(checkpoint, out, overwrite=overwrite)))
 
 
-def _summary(out: Path, manifest: dict) -> str:
-    training, export_info = manifest["training"], manifest["export"]
+def _summary(out: Path, manifest: Manifest) -> str:
+    training, export_info = manifest.training, manifest.export
     return (
-        f"wrote {out}: epoch {training['epochs_run']}, loss {training['final_losses']['loss']:.5f}, "
-        f"ONNX max_abs_diff {export_info['max_abs_diff']:.2e}"
+        f"wrote {out}: epoch {training.epochs_run}, loss {training.final_losses['loss']:.5f}, "
+        f"ONNX max_abs_diff {export_info.max_abs_diff:.2e}"
     )

@@ -35,14 +35,17 @@ from deepsmote.runtime.bundle import (
     ENCODER_FILE,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
-    FORMAT_VERSION,
     MANIFEST_NAME,
+    ExportRecord,
+    Manifest,
+    TrainingRecord,
+    create_session,
+    import_onnxruntime,
     load_bundle,
+    open_models,
     sha256_file,
 )
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
-from deepsmote.runtime.session import create_session, import_onnxruntime
 from torch import nn
 
 from .decoder_graph import ExportDecoder
@@ -82,7 +85,7 @@ class Check:
         return self.max_abs_diff <= TOLERANCE
 
 
-def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
+def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> Manifest:
     """Export ``checkpoint`` as the bundle directory ``out``.
 
     Parameters
@@ -96,7 +99,7 @@ def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, over
 
     Returns
     -------
-    dict
+    Manifest
         The manifest written to ``out/deepsmote.json``.
 
     Raises
@@ -126,8 +129,9 @@ def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, over
         for name in logs:
             shutil.copyfile(Path(checkpoint).parent / name, staging / name)
         manifest = _manifest(state, checks, logs, staging)
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        # The runtime's own checks: hashes, names, shapes, dynamic batch axis.
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
+        # The runtime's own checks: hashes, names, shapes, dynamic batch axis; and that
+        # onnxruntime loads every graph.
         open_models(load_bundle(staging), provider="cpu")
         _move_into_place(staging, out, overwrite)
     except BaseException:
@@ -241,35 +245,33 @@ def _export_graph(module: nn.Module, example: torch.Tensor, input_name: str, out
         program.save(path, external_data=False)
 
 
-def _manifest(state: dict[str, Any], checks: list[Check], logs: list[str], bundle_dir: Path) -> dict[str, Any]:
+def _manifest(state: dict[str, Any], checks: list[Check], logs: list[str], bundle_dir: Path) -> Manifest:
     history = state["history"]
     final = {key: history[-1][key] for key in ("loss", "reconstruction", "penalty")}
-    return {
-        "format_version": FORMAT_VERSION,
-        "image_shape": list(state["image_shape"]),
-        "latent_dim": state["config"]["latent_dim"],
-        "classes": list(state["classes"]),
-        "pixel_range": [-1, 1],
-        "training": {
-            "config": state["config"],
+    return Manifest(
+        image_shape=tuple(state["image_shape"]),
+        latent_dim=state["config"]["latent_dim"],
+        classes=tuple(state["classes"]),
+        training=TrainingRecord(
+            config=state["config"],
             # The weights exported are those after this many epochs (best.pt: the best epoch).
-            "epochs_run": state["epoch"],
-            "final_losses": final,
-            "best_loss": state["best_loss"],
-            "data_sha256": state["data_sha256"],
-            "logs": logs,
-        },
-        "export": {
-            "opset": OPSET,
-            "exporter": EXPORTER,
-            "torch_version": torch.__version__,
-            "onnxruntime_version": import_onnxruntime().__version__,
-            "tolerance": TOLERANCE,
-            "max_abs_diff": max(c.max_abs_diff for c in checks),
-            "checks": [asdict(c) for c in checks],
-        },
-        "files": {name: sha256_file(bundle_dir / name) for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE)},
-    }
+            epochs_run=state["epoch"],
+            final_losses=final,
+            best_loss=state["best_loss"],
+            data_sha256=state["data_sha256"],
+            logs=tuple(logs),
+        ),
+        export=ExportRecord(
+            opset=OPSET,
+            exporter=EXPORTER,
+            torch_version=torch.__version__,
+            onnxruntime_version=import_onnxruntime().__version__,
+            tolerance=TOLERANCE,
+            max_abs_diff=max(c.max_abs_diff for c in checks),
+            checks=tuple(asdict(c) for c in checks),
+        ),
+        files={name: sha256_file(bundle_dir / name) for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE)},
+    )
 
 
 def _move_into_place(staging: Path, out: Path, overwrite: bool) -> None:

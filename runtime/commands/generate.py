@@ -6,11 +6,10 @@ import json
 
 import click
 
+from ..bundle import PRECISIONS, PROVIDERS
 from ..job import ENGINES, generate_dataset
 from ..plan import DEFAULT_SHARD_SIZE
-from ..precision import PRECISIONS
 from ..readers import read_dataset
-from ..session import PROVIDERS
 from ..strategy import parse_strategy
 from ..writers import FORMATS
 

@@ -6,13 +6,11 @@ import click
 import numpy as np
 
 from ..atomic import atomic_path
-from ..bundle import load_bundle
+from ..bundle import PROVIDERS, load_bundle, open_models
 from ..errors import DeepSMOTEError
-from ..models import open_models
 from ..pixels import from_model, to_model
 from ..readers import read_dataset
 from ..sampler import DeepSMOTE
-from ..session import PROVIDERS
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:

@@ -13,23 +13,27 @@ def inspect(bundle: str) -> None:
     """Print the summary of BUNDLE and verify its ONNX file hashes."""
     loaded = load_bundle(bundle)
     manifest = loaded.manifest
-    training = manifest["training"]
-    export = manifest["export"]
-    config = training.get("config", {})
+    training, export = manifest.training, manifest.export
+    config = training.config
+
+    def known(value: object) -> object:
+        # A bundle made elsewhere may leave the training and export records out.
+        return "?" if value is None else value
+
     rows = [
         ("bundle", str(loaded.path)),
-        ("format_version", manifest["format_version"]),
-        ("image_shape", "x".join(map(str, manifest["image_shape"]))),
-        ("latent_dim", manifest["latent_dim"]),
-        ("classes", ", ".join(manifest["classes"])),
-        ("width", config.get("width", "?")),
-        ("penalty", f"{config.get('penalty', '?')} (weight {config.get('penalty_weight', '?')})"),
-        ("epochs run", training.get("epochs_run", "?")),
-        ("final losses", training.get("final_losses", "?")),
+        ("format_version", manifest.format_version),
+        ("image_shape", "x".join(map(str, manifest.image_shape))),
+        ("latent_dim", manifest.latent_dim),
+        ("classes", ", ".join(manifest.classes)),
+        ("width", known(config.get("width"))),
+        ("penalty", f"{known(config.get('penalty'))} (weight {known(config.get('penalty_weight'))})"),
+        ("epochs run", known(training.epochs_run)),
+        ("final losses", known(training.final_losses)),
         (
             "export",
-            f"opset {export.get('opset', '?')}, torch {export.get('torch_version', '?')}, "
-            f"max_abs_diff {export.get('max_abs_diff', '?')}",
+            f"opset {known(export.opset)}, torch {known(export.torch_version)}, "
+            f"max_abs_diff {known(export.max_abs_diff)}",
         ),
         ("fingerprint", loaded.fingerprint),
         ("hashes", "ok"),

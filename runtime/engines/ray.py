@@ -1,9 +1,9 @@
 """The Ray engine: the job's shards on a pool of Ray actors, locally or on an existing cluster.
 
-The fitted sampler is put in Ray's object store once; each actor fetches it and opens its
+The fitted synthesizer is put in Ray's object store once; each actor fetches it and opens its
 onnxruntime sessions once, when it starts. The driver hands each actor a shard at a time,
 with one more queued so that it never waits for the driver. The actor
-synthesizes the shard, writes its files with the local engine's writer and marks it done, so
+makes the shard's images (``Synthesizer.images``), writes them with the format's writer and marks it done, so
 the output layout is the local engine's and a rerun resumes from the same marks.
 
 Fault tolerance is Ray's own: actors are created with ``max_restarts`` and
@@ -18,7 +18,6 @@ mounts at the same path; each worker checks that it sees the job's OUT before ta
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ from typing import Any
 from ..errors import DeepSMOTEError
 from ..outdir import JOB_FILE, OutputDir
 from ..plan import Shard
-from ..sampler import DeepSMOTE
+from ..synthesis import Synthesizer
 from ..writers import make_writer
 
 INSTALL_HINT = "--engine ray needs Ray: pip install 'deepsmote[ray]'"
@@ -62,9 +61,9 @@ def import_ray() -> ModuleType:
 
 
 class ShardWorker:
-    """One Ray actor's state: the writer, OUT, and the sampler once fetched.
+    """One Ray actor's state: the writer, OUT, and the synthesizer once fetched.
 
-    The sampler reaches the actor as an object reference inside a list with each call, which
+    The synthesizer reaches the actor as an object reference inside a list with each call, which
     Ray leaves unresolved: the actor fetches it once per process, and again only after a
     restart. (An actor that took it as a constructor argument would depend on Ray keeping
     constructor arguments for restarts, which Ray warns it may not.)
@@ -84,7 +83,7 @@ class ShardWorker:
     def __init__(self, fmt: str, classes: Sequence[str], out: Path, settings: dict[str, Any]) -> None:
         self.out = OutputDir(out, settings)
         self.writer = make_writer(fmt, out, classes)
-        self._sampler: DeepSMOTE | None = None
+        self._synthesizer: Synthesizer | None = None
 
     def out_problem(self) -> str | None:
         """Why this worker cannot write the job's OUT, or None."""
@@ -99,8 +98,8 @@ class ShardWorker:
             "on a Ray cluster OUT must be on storage that every node mounts at the same path"
         )
 
-    def ready(self, sampler: Sequence[Any]) -> str | None:
-        """Check OUT, fetch the sampler and open its sessions; return why it cannot work, or None.
+    def ready(self, box: Sequence[Any]) -> str | None:
+        """Check OUT, fetch the synthesizer and open its sessions; return why it cannot work, or None.
 
         Opening the sessions here, once per worker, makes a worker that cannot run the bundle
         (a missing provider, say) fail before it takes work.
@@ -108,29 +107,27 @@ class ShardWorker:
         problem = self.out_problem()
         if problem is None:
             try:
-                self._fetch(sampler)._models()
+                self._fetch(box).models()
             except DeepSMOTEError as exc:
                 problem = f"the Ray worker on {socket.gethostname()} cannot run the bundle: {exc}"
         return problem
 
-    def run(self, sampler: Sequence[Any], shard: Shard) -> Shard:
+    def run(self, box: Sequence[Any], shard: Shard) -> Shard:
         """Synthesize, write and mark done one shard; return it."""
         if self.out.is_done(shard):
             # Ray reruns every task a dead worker had not reported, including one it finished
             # just before it died: the mark says that shard's files are complete.
             return shard
-        fitted = self._fetch(sampler)
-        images = fitted.layout_.from_model(fitted.synthesize_shard(shard))
-        self.writer.write(shard, images)
+        self.writer.write(shard, self._fetch(box).images(shard))
         self.out.mark_done(shard)
         return shard
 
-    def _fetch(self, sampler: Sequence[Any]) -> DeepSMOTE:
-        if self._sampler is None:
+    def _fetch(self, box: Sequence[Any]) -> Synthesizer:
+        if self._synthesizer is None:
             import ray
 
-            self._sampler = ray.get(sampler[0])
-        return self._sampler
+            self._synthesizer = ray.get(box[0])
+        return self._synthesizer
 
 
 @contextmanager
@@ -210,7 +207,7 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _start_workers(
-    ray: ModuleType, sampler: list[Any], count: int, cpus: float, gpus: float, retries: int, args: tuple[Any, ...]
+    ray: ModuleType, box: list[Any], count: int, cpus: float, gpus: float, retries: int, args: tuple[Any, ...]
 ) -> list[Any]:
     """Create ``count`` actors and wait until each sees OUT and has its sessions open."""
     from ray.exceptions import RayError
@@ -220,7 +217,7 @@ def _start_workers(
     )
     actors = [actor_class.remote(*args) for _ in range(count)]
     try:
-        pending = [actor.ready.remote(sampler) for actor in actors]
+        pending = [actor.ready.remote(box) for actor in actors]
         done, waiting = ray.wait(pending, num_returns=len(pending), timeout=STARTUP_TIMEOUT_S)
         if waiting:
             raise DeepSMOTEError(
@@ -244,91 +241,100 @@ def _stop(ray: ModuleType, actors: Sequence[Any]) -> None:
         ray.kill(actor, no_restart=True)
 
 
-def run_ray(
-    sampler: DeepSMOTE,
-    shards: Sequence[Shard],
-    fmt: str,
-    classes: Sequence[str],
-    out: OutputDir,
-    on_shard_done: Callable[[Shard], None],
-    *,
-    address: str | None = None,
-    workers: int | None = None,
-    cpus_per_worker: float = 1,
-    gpus_per_worker: float | None = None,
-    max_retries: int = 3,
-) -> dict[str, Any]:
-    """Run the shards on Ray actors; each writes and marks done its shards in OUT.
+class RayEngine:
+    """Runs the shards on Ray actors (an :class:`~deepsmote.runtime.engines.Engine`); each marks its own shards.
 
     Parameters
     ----------
-    sampler : DeepSMOTE
-        A fitted sampler.
-    shards : sequence of Shard
-        The shards still to do.
-    fmt : str
-        Output format name.
-    classes : sequence of str
-        Class names in label order.
-    out : OutputDir
-        The entered output directory; on a cluster, on storage shared by every node.
-    on_shard_done : callable
-        Called in the driver after each shard is written and marked (progress).
     address : str, optional
         Ray cluster address; None joins ``RAY_ADDRESS`` or starts a local Ray for the job. A
         Ray this process already initialised is used as it is.
     workers : int, optional
         Actors to start; default: as many as the cluster's CPUs (or GPUs) allow.
     cpus_per_worker : float, default 1
-        CPUs Ray reserves per actor, and its onnxruntime/numba threads unless the sampler sets them.
+        CPUs Ray reserves per actor, and its onnxruntime/numba threads unless the job sets them.
     gpus_per_worker : float, optional
-        GPUs per actor; default 1 when the sampler runs on CUDA, else 0.
+        GPUs per actor; default 1 when the job runs on CUDA, else 0.
     max_retries : int, default 3
         Restarts of a dead actor, and reruns of each shard it had taken.
-
-    Returns
-    -------
-    dict
-        ``workers`` (actors used) and ``startup_s`` (Ray start or connection plus actors ready).
 
     Raises
     ------
     DeepSMOTEError
-        If Ray is missing, the cluster cannot be reached or cannot place the actors, a worker
-        cannot see OUT or run the bundle, or a shard fails or keeps killing its worker.
-        Finished shards stay marked, so a rerun resumes.
+        If Ray is missing or an option is out of range (when built, before any work).
     """
-    start = time.perf_counter()
-    _check_options(workers, cpus_per_worker, gpus_per_worker, max_retries)
-    on_cuda = sampler.provider_ == "CUDAExecutionProvider"
-    gpus = float(gpus_per_worker) if gpus_per_worker is not None else (1.0 if on_cuda else 0.0)
-    shipped = copy.copy(sampler)  # a copy without the sessions and data (DeepSMOTE.__getstate__)
-    # Workers run on the provider the driver fitted with, never a silent CPU fallback that
-    # could change the bytes, and on the CPUs Ray reserved for them rather than every core.
-    shipped.provider = "cuda" if on_cuda else "cpu"
-    if shipped.n_threads is None:
-        shipped.n_threads = max(1, int(cpus_per_worker))
-    # A local Ray gets room for every worker asked for, even beyond the cores.
-    local_cpus = None if workers is None else max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker))
-    with ray_connection(address, local_cpus) as ray:
-        count = _worker_count(ray, workers, cpus_per_worker, gpus)
-        # One copy in the object store for all actors, kept there by this reference until the
-        # job ends, so that restarted actors can fetch it too.
-        sampler_box = [ray.put(shipped)]
-        args = (fmt, list(classes), out.path.resolve(), out.settings)
-        actors = _start_workers(ray, sampler_box, count, cpus_per_worker, gpus, max_retries, args)
-        startup_s = time.perf_counter() - start
-        try:
-            _dispatch(ray, actors, sampler_box, shards, on_shard_done, max_retries)
-        finally:
-            _stop(ray, actors)
-    return {"workers": count, "startup_s": round(startup_s, 3)}
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        import_ray()
+        _check_options(workers, cpus_per_worker, gpus_per_worker, max_retries)
+        self.address = address
+        self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
+        self.gpus_per_worker = gpus_per_worker
+        self.max_retries = max_retries
+
+    def run(
+        self,
+        synthesizer: Synthesizer,
+        shards: Sequence[Shard],
+        out: OutputDir,
+        fmt: str,
+        classes: Sequence[str],
+        on_shard_done: Callable[[Shard], None],
+    ) -> dict[str, Any]:
+        """Run the shards on Ray actors; OUT must be on storage shared by every node.
+
+        Returns
+        -------
+        dict
+            ``workers`` (actors used) and ``startup_s`` (Ray start or connection plus actors ready).
+
+        Raises
+        ------
+        DeepSMOTEError
+            If the cluster cannot be reached or cannot place the actors, a worker cannot see OUT
+            or run the bundle, or a shard fails or keeps killing its worker. Finished shards stay
+            marked, so a rerun resumes.
+        """
+        start = time.perf_counter()
+        on_cuda = synthesizer.provider == "CUDAExecutionProvider"
+        gpus = float(self.gpus_per_worker) if self.gpus_per_worker is not None else (1.0 if on_cuda else 0.0)
+        # Workers run on the CPUs Ray reserved for them rather than every core (the synthesizer
+        # keeps its provider: never a silent CPU fallback that could change the bytes).
+        shipped = (
+            synthesizer
+            if synthesizer.threads is not None
+            else synthesizer.with_threads(max(1, int(self.cpus_per_worker)))
+        )
+        workers, cpus = self.workers, self.cpus_per_worker
+        # A local Ray gets room for every worker asked for, even beyond the cores.
+        local_cpus = None if workers is None else max(os.cpu_count() or 1, math.ceil(workers * cpus))
+        with ray_connection(self.address, local_cpus) as ray:
+            count = _worker_count(ray, workers, cpus, gpus)
+            # One copy in the object store for all actors, kept there by this reference until the
+            # job ends, so that restarted actors can fetch it too.
+            box = [ray.put(shipped)]
+            args = (fmt, list(classes), out.path.resolve(), out.settings)
+            actors = _start_workers(ray, box, count, cpus, gpus, self.max_retries, args)
+            startup_s = time.perf_counter() - start
+            try:
+                _dispatch(ray, actors, box, shards, on_shard_done, self.max_retries)
+            finally:
+                _stop(ray, actors)
+        return {"workers": count, "startup_s": round(startup_s, 3)}
 
 
 def _dispatch(
     ray: ModuleType,
     actors: Sequence[Any],
-    sampler: list[Any],
+    box: list[Any],
     shards: Sequence[Shard],
     on_shard_done: Callable[[Shard], None],
     retries: int,
@@ -341,7 +347,7 @@ def _dispatch(
     def give(actor: Any) -> None:
         shard = next(queue, None)
         if shard is not None:
-            pending[actor.run.remote(sampler, shard)] = (shard, actor)
+            pending[actor.run.remote(box, shard)] = (shard, actor)
 
     for actor in actors:
         for _ in range(1 + QUEUED_PER_WORKER):

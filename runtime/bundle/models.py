@@ -1,4 +1,4 @@
-"""Encoder and decoder of a bundle, run by onnxruntime, with their signatures checked.
+"""Encoder and decoder of a verified bundle, run by onnxruntime.
 
 On the CPU each session runs single-threaded and the batches of one call run concurrently on
 a pool of threads (onnxruntime releases the GIL and allows concurrent ``run`` calls). Measured
@@ -21,17 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import (
-    CPU_DECODER_FILE,
-    DECODER_FILE,
-    DECODER_INPUT,
-    DECODER_OUTPUT,
-    ENCODER_FILE,
-    ENCODER_INPUT,
-    ENCODER_OUTPUT,
-    Bundle,
-)
-from .errors import DeepSMOTEError
+from .loading import Bundle
+from .manifest import DECODER_INPUT, ENCODER_INPUT
 from .precision import decoder_graph
 from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
@@ -126,29 +117,6 @@ def default_decode_batch(provider: str) -> int:
     return CPU_DECODE_BATCH if provider == CPU_PROVIDER else GPU_DECODE_BATCH
 
 
-def _check_signature(session: Any, which: str, expect_in: tuple[str, tuple], expect_out: tuple[str, tuple]) -> None:
-    for kind, args, (name, shape) in (
-        ("input", session.get_inputs(), expect_in),
-        ("output", session.get_outputs(), expect_out),
-    ):
-        if len(args) != 1 or args[0].name != name:
-            found = [a.name for a in args]
-            raise DeepSMOTEError(
-                f"{which}: expected one {kind} named '{name}', found {found}; the bundle does not meet the contract"
-            )
-        declared = args[0].shape
-        if len(declared) != len(shape) or any(
-            isinstance(d, int) and d != s for d, s in zip(declared[1:], shape[1:], strict=True)
-        ):
-            raise DeepSMOTEError(f"{which}: {kind} '{name}' has shape {declared}, the manifest implies {list(shape)}")
-        if isinstance(declared[0], int):
-            raise DeepSMOTEError(
-                f"{which}: {kind} '{name}' has a fixed batch size {declared[0]}; the batch axis must be dynamic"
-            )
-        if args[0].type != "tensor(float)":
-            raise DeepSMOTEError(f"{which}: {kind} '{name}' is {args[0].type}, expected tensor(float)")
-
-
 def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = None, precision: str = "fp32") -> Models:
     """Build and check both sessions of ``bundle``.
 
@@ -165,7 +133,8 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     Raises
     ------
     DeepSMOTEError
-        If a graph's names or shapes disagree with the manifest, or the provider is missing.
+        If the provider is missing or onnxruntime cannot load a graph. The graphs' names and
+        shapes were checked by :func:`load_bundle`.
     """
     on_cpu = resolve_provider(provider) == CPU_PROVIDER
     workers = (threads or os.cpu_count() or 1) if on_cpu else 1
@@ -174,12 +143,6 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     decoder_options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
     # The CPU arrangement uses Col2Im, which onnxruntime runs on the CPU only.
     cpu_graph = used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None
-    decoder_file, decoder_bytes = (
-        (CPU_DECODER_FILE, bundle.cpu_decoder_bytes) if cpu_graph else (DECODER_FILE, bundle.decoder_bytes)
-    )
+    decoder_bytes = bundle.cpu_decoder_bytes if cpu_graph else bundle.decoder_bytes
     decoder, _ = create_session(decoder_graph(decoder_bytes, precision), provider, session_threads, decoder_options)
-    image = ("N", *bundle.image_shape)
-    latent = ("N", bundle.latent_dim)
-    _check_signature(encoder, f"{bundle.path}/{ENCODER_FILE}", (ENCODER_INPUT, image), (ENCODER_OUTPUT, latent))
-    _check_signature(decoder, f"{bundle.path}/{decoder_file}", (DECODER_INPUT, latent), (DECODER_OUTPUT, image))
     return Models(bundle, encoder, decoder, used, workers)

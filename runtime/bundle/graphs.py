@@ -1,15 +1,18 @@
-"""Find external-data references in a serialized ONNX model without the ``onnx`` package.
+"""Read what the bundle checks need from a serialized ONNX model, without the ``onnx`` package.
 
-onnxruntime resolves external data of a model loaded from bytes against the working
-directory, so a bundle could make it read files that are not part of the bundle. The
-runtime keeps its dependencies light, so this walks the protobuf wire format along the
-schema paths that can hold a tensor (GUIDE §2: refuse paths outside the bundle; the runtime
-refuses external data altogether and names the path it found).
+Two readings of the protobuf wire format, along the schema paths that hold what they need:
+
+- :func:`external_data_locations`: onnxruntime resolves external data of a model loaded from
+  bytes against the working directory, so a bundle could make it read files that are not part
+  of the bundle; the runtime refuses external data altogether and names the path it found.
+- :func:`graph_signature`: the names, element types and shapes of the graph's inputs and
+  outputs, checked against the manifest when the bundle is loaded (``docs/design.md`` §2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 # Field numbers from onnx.proto, checked against the onnx package's descriptors in tests.
 _MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 7, 20, 25
@@ -20,6 +23,30 @@ _FUNCTION_NODE = 7
 _ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+_TENSOR_NAME = 8
+_GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
+_VALUE_NAME, _VALUE_TYPE = 1, 2
+_TYPE_TENSOR = 1
+_TENSOR_TYPE_ELEM, _TENSOR_TYPE_SHAPE = 1, 2
+_SHAPE_DIM = 1
+_DIM_VALUE, _DIM_PARAM = 1, 2
+# TensorProto.DataType names as onnxruntime prints them ("tensor(float)").
+_ELEMENT_TYPES = {
+    1: "float",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "double",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+}
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _EXTERNAL = 1
 # Subgraphs nest (If, Loop, Scan bodies); a real model nests a few levels, a crafted one could
@@ -136,3 +163,71 @@ def external_data_locations(model: bytes) -> list[str]:
     for function in _children(view, (_MODEL_FUNCTIONS,)):
         found += _nodes(_children(function, (_FUNCTION_NODE,)), 0)
     return found
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """One graph input or output.
+
+    Attributes
+    ----------
+    name : str
+    type : str
+        As onnxruntime names it: ``tensor(float)``, ``tensor(double)``, ...
+    shape : list
+        One entry per axis: an int for a fixed size, a str for a named (symbolic) size, None for
+        an unnamed one.
+    """
+
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+def _value_info(data: memoryview) -> ValueInfo:
+    name, kind, shape = "", "unknown", []
+    for number, wire, value in _fields(data):
+        if number == _VALUE_NAME and wire == 2:
+            name = bytes(value).decode("utf-8", "replace")  # type: ignore[arg-type]
+        elif number == _VALUE_TYPE and wire == 2:
+            for tensor in _children(value, (_TYPE_TENSOR,)):  # type: ignore[arg-type]
+                for tnum, twire, tval in _fields(tensor):
+                    if tnum == _TENSOR_TYPE_ELEM and twire == 0:
+                        kind = f"tensor({_ELEMENT_TYPES.get(tval, str(tval))})"  # type: ignore[arg-type]
+                    elif tnum == _TENSOR_TYPE_SHAPE and twire == 2:
+                        shape = [_dimension(d) for d in _children(tval, (_SHAPE_DIM,))]  # type: ignore[arg-type]
+    return ValueInfo(name, kind, shape)
+
+
+def _dimension(data: memoryview) -> int | str | None:
+    for number, wire, value in _fields(data):
+        if number == _DIM_VALUE and wire == 0:
+            return int(value)  # type: ignore[arg-type]
+        if number == _DIM_PARAM and wire == 2:
+            return bytes(value).decode("utf-8", "replace")  # type: ignore[arg-type]
+    return None
+
+
+def graph_signature(model: bytes) -> tuple[list[ValueInfo], list[ValueInfo]]:
+    """The inputs and outputs of a serialized ModelProto's main graph.
+
+    Inputs that are also initializers (weights listed as inputs by old exporters) are left out,
+    as onnxruntime leaves them out of ``get_inputs()``.
+
+    Raises
+    ------
+    MalformedModel
+        If the bytes are not a well-formed protobuf message.
+    """
+    inputs: list[ValueInfo] = []
+    outputs: list[ValueInfo] = []
+    for graph in _children(memoryview(model), (_MODEL_GRAPH,)):
+        weights = {
+            bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+            for tensor in _children(graph, (_GRAPH_INITIALIZER,))
+            for n, w, v in _fields(tensor)
+            if n == _TENSOR_NAME and w == 2
+        }
+        inputs += [i for i in map(_value_info, _children(graph, (_GRAPH_INPUT,))) if i.name not in weights]
+        outputs += map(_value_info, _children(graph, (_GRAPH_OUTPUT,)))
+    return inputs, outputs

@@ -7,7 +7,7 @@ GPUs; the difference from the fp32 decoder is measured when the models are opene
 
 from __future__ import annotations
 
-from .errors import DeepSMOTEError
+from ..errors import DeepSMOTEError
 
 PRECISIONS = ("fp32", "fp16")
 

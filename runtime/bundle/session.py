@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from .errors import DeepSMOTEError
+from ..errors import DeepSMOTEError
 
 Provider = Literal["auto", "cpu", "cuda"]
 PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda")

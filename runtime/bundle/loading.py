@@ -1,0 +1,170 @@
+"""Loading a bundle: every check that makes it safe to run, done once, giving a verified :class:`Bundle`.
+
+A bundle is a directory with ``encoder.onnx``, ``decoder.onnx`` and ``deepsmote.json``, and
+optionally ``decoder_cpu.onnx`` (``docs/design.md`` §2). The runtime treats it as untrusted:
+the manifest is type-checked, each ONNX file must match its sha256, graphs with external-data
+references are refused (onnxruntime would resolve them against the working directory), each
+graph's input and output names, element types and shapes must be those the manifest implies
+with a dynamic batch axis, and the graphs reach onnxruntime as bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeepSMOTEError
+from .graphs import MalformedModel, ValueInfo, external_data_locations, graph_signature
+from .manifest import (
+    CPU_DECODER_FILE,
+    DECODER_FILE,
+    DECODER_INPUT,
+    DECODER_OUTPUT,
+    ENCODER_FILE,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    MANIFEST_NAME,
+    Manifest,
+)
+
+__all__ = ["Bundle", "load_bundle", "read_manifest", "sha256_bytes", "sha256_file"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified model bundle.
+
+    Attributes
+    ----------
+    path : Path
+        The bundle directory.
+    manifest : Manifest
+        The checked ``deepsmote.json``.
+    encoder_bytes, decoder_bytes : bytes
+        The ONNX graphs whose sha256 matched the manifest.
+    cpu_decoder_bytes : bytes or None
+        ``decoder_cpu.onnx`` when the bundle has one, checked the same way.
+    """
+
+    path: Path
+    manifest: Manifest
+    encoder_bytes: bytes = field(repr=False)
+    decoder_bytes: bytes = field(repr=False)
+    cpu_decoder_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the model takes and makes."""
+        return self.manifest.image_shape
+
+    @property
+    def latent_dim(self) -> int:
+        """Size Z of a latent code."""
+        return self.manifest.latent_dim
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names the model was trained on, in label order."""
+        return self.manifest.classes
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the manifest's file hashes: identifies the model."""
+        return self.manifest.fingerprint
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's contents, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Parse and type-check ``deepsmote.json`` in the bundle directory ``path``."""
+    bundle = Path(path)
+    if not bundle.is_dir():
+        raise DeepSMOTEError(f"{bundle}: not a bundle directory; train one with `deepsmote train`")
+    where = bundle / MANIFEST_NAME
+    try:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DeepSMOTEError(f"{bundle}: no {MANIFEST_NAME}; this is not a deepsmote bundle") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeepSMOTEError(f"{where}: not valid JSON ({exc})") from None
+    return Manifest.from_json(manifest, where)
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Read a bundle and run every check on it.
+
+    Raises
+    ------
+    DeepSMOTEError
+        On a missing or mistyped manifest field, an unsupported version, a hash mismatch, external
+        data, or a graph whose inputs and outputs are not those the manifest implies.
+    """
+    bundle = Path(path)
+    manifest = read_manifest(bundle)
+    image = ("N", *manifest.image_shape)
+    latent = ("N", manifest.latent_dim)
+    signatures = {
+        ENCODER_FILE: ((ENCODER_INPUT, image), (ENCODER_OUTPUT, latent)),
+        DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
+        CPU_DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
+    }
+    graphs = []
+    for name in manifest.graph_files:
+        file = bundle / name
+        if file.is_symlink() or not file.is_file():
+            raise DeepSMOTEError(f"{file}: missing (or a link); a bundle holds its ONNX files itself")
+        data = file.read_bytes()
+        if sha256_bytes(data) != manifest.files[name]:
+            raise DeepSMOTEError(
+                f"{file}: sha256 does not match the manifest; the file was modified or corrupted, re-export the bundle"
+            )
+        try:
+            external = external_data_locations(data)
+            inputs, outputs = graph_signature(data)
+        except MalformedModel as exc:
+            raise DeepSMOTEError(f"{file}: not a valid ONNX file ({exc})") from None
+        if external:
+            raise DeepSMOTEError(
+                f"{file}: weights stored as external data ({external[0]!r}); the runtime loads only "
+                "self-contained graphs, re-export with the weights inline"
+            )
+        expect_in, expect_out = signatures[name]
+        _check_signature(f"{bundle}/{name}", "input", inputs, expect_in)
+        _check_signature(f"{bundle}/{name}", "output", outputs, expect_out)
+        graphs.append(data)
+    return Bundle(bundle, manifest, *graphs)
+
+
+def _check_signature(which: str, kind: str, found: list[ValueInfo], expected: tuple[str, tuple]) -> None:
+    name, shape = expected
+    if len(found) != 1 or found[0].name != name:
+        raise DeepSMOTEError(
+            f"{which}: expected one {kind} named '{name}', found {[v.name for v in found]}; "
+            "the bundle does not meet the contract"
+        )
+    declared = found[0].shape
+    if len(declared) != len(shape) or any(
+        isinstance(d, int) and d != s for d, s in zip(declared[1:], shape[1:], strict=True)
+    ):
+        raise DeepSMOTEError(f"{which}: {kind} '{name}' has shape {declared}, the manifest implies {list(shape)}")
+    if isinstance(declared[0], int):
+        raise DeepSMOTEError(
+            f"{which}: {kind} '{name}' has a fixed batch size {declared[0]}; the batch axis must be dynamic"
+        )
+    if found[0].type != "tensor(float)":
+        raise DeepSMOTEError(f"{which}: {kind} '{name}' is {found[0].type}, expected tensor(float)")
