@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from _common import paper_bundle, paper_train_set
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.bundle import load_bundle
-from deepsmote.runtime.models import open_models
+from deepsmote.runtime.bundle import load_bundle, open_models
 from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.training.trainer import load_checkpoint, models_from_checkpoint
 from sklearn.neighbors import NearestNeighbors

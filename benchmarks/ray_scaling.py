@@ -1,11 +1,11 @@
 """Generation throughput of the local engine and of Ray with 1 and 2 workers, and Ray's start-up cost.
 
-One fitted sampler makes the same job (``--images`` synthetic images spread over the classes, in
+One fitted job makes the same output (``--images`` synthetic images spread over the classes, in
 ``--shard-size`` shards) with each engine into a fresh OUT; the outputs are checked to be the same
 bytes. With ``--repeat R`` each figure is the fastest of R runs. Figures printed:
 
 - Ray start-up: ``ray.init`` of a local instance, and the actor pool ready (each actor has
-  unpickled the sampler and opened its onnxruntime sessions), on a running instance;
+  unpickled the fitted job and opened its onnxruntime sessions), on a running instance;
 - throughput (images/s) of each engine end to end, and for Ray also without its start-up.
 
 The local engine runs in this process with every core (its default) and with one thread; each
@@ -18,7 +18,6 @@ one epoch, as in the tests) is trained first, which needs the train extra.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import logging
 import os
@@ -30,12 +29,13 @@ from pathlib import Path
 
 import ray
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.engines.local import run_local
-from deepsmote.runtime.engines.ray import run_ray
+from deepsmote.runtime.engines.local import LocalEngine
+from deepsmote.runtime.engines.ray import RayEngine
 from deepsmote.runtime.outdir import DONE_DIR, OutputDir
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.runtime.sampler import DeepSMOTE
-from deepsmote.runtime.writers import FORMATS, make_writer
+from deepsmote.runtime.synthesis import Synthesizer
+from deepsmote.runtime.writers import FORMATS
 
 
 def tiny_bundle(scratch: Path, data_path: Path) -> Path:
@@ -104,40 +104,42 @@ def main() -> None:
         counts = data.class_counts()
         per_class = -(-args.images // len(counts))
         strategy = {name: int(n) + per_class for name, n in zip(data.classes, counts, strict=True)}
-        sampler = DeepSMOTE(bundle, strategy, random_state=0, shard_size=args.shard_size)
-        sampler.fit(data.images, data.labels)
-        images = sum(s.count for s in sampler.shards_)
+        synthesizer = (
+            DeepSMOTE(bundle, strategy, random_state=0, shard_size=args.shard_size)
+            .fit(data.images, data.labels)
+            .synthesizer_
+        )
+        shards = synthesizer.shards
+        images = sum(s.count for s in shards)
         # Compile the numba kernels in this process before any timing.
-        sampler.synthesize_shard(sampler.shards_[0])
+        synthesizer.images(shards[0])
         print(
-            f"{images} images of {'x'.join(map(str, sampler.bundle_.image_shape))} in {len(sampler.shards_)} shards "
+            f"{images} images of {'x'.join(map(str, synthesizer.bundle.image_shape))} in {len(shards)} shards "
             f"of {args.shard_size}, format {args.format}, {os.cpu_count()} CPUs, bundle {bundle}"
         )
 
-        # The same fitted sampler on one thread: what one Ray worker (one CPU, one thread) has.
-        one_thread = copy.copy(sampler)
-        one_thread.n_threads = 1
+        # The same fitted job on one thread: what one Ray worker (one CPU, one thread) has.
+        one_thread = synthesizer.with_threads(1)
 
-        def on_local(fitted: DeepSMOTE) -> Callable[[OutputDir, Callable], None]:
+        def on_local(fitted: Synthesizer) -> Callable[[OutputDir, Callable], None]:
             def engine(output: OutputDir, done: Callable) -> None:
-                writer = make_writer(args.format, output.path, data.classes)
-                run_local(fitted, fitted.shards_, writer, output, done)
+                LocalEngine().run(fitted, shards, output, args.format, data.classes, done)
 
             return engine
 
         def on_ray(workers: int) -> Callable[[OutputDir, Callable], dict]:
             def engine(output: OutputDir, done: Callable) -> dict:
-                return run_ray(sampler, sampler.shards_, args.format, data.classes, output, done, workers=workers)
+                return RayEngine(workers=workers).run(synthesizer, shards, output, args.format, data.classes, done)
 
             return engine
 
         rows: list[tuple[str, float, float | None]] = []
-        seconds, _, reference = best_of(args.repeat, scratch / "local", on_local(sampler), None)
+        seconds, _, reference = best_of(args.repeat, scratch / "local", on_local(synthesizer), None)
         rows.append((f"local, {os.cpu_count()} threads", images / seconds, None))
         seconds, _, _ = best_of(args.repeat, scratch / "local-1", on_local(one_thread), reference)
         rows.append(("local, 1 thread", images / seconds, None))
 
-        # Cold runs: run_ray starts a local Ray, and its start-up includes ray.init.
+        # Cold runs: the Ray engine starts a local Ray, and its start-up includes ray.init.
         _, info, _ = best_of(args.repeat, scratch / "ray-cold", on_ray(1), reference)
         cold_startup = info["startup_s"]
 
