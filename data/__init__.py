@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+__all__ = ["SPLITS", "fmnist_mini"]
+
 SPLITS = ("train", "t10k")
 
 

@@ -4,6 +4,8 @@ Every random choice (base row, neighbour slot, gap) is drawn by the caller and p
 computation is plain float32 arithmetic and its output does not depend on the thread count. Two
 paths give the same bytes: numpy's expression for outputs of at most ``SMALL_SIZE`` values, and a
 parallel numba kernel (`interpolate_numba`) above, where it is faster; numba is imported only then.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The numba path of `deepsmote.kernels.interpolate`, for outputs above its ``SMALL_SIZE`` values.
 
 Imported only when such an output is asked for, so that small jobs never import numba.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations

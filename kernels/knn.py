@@ -13,6 +13,8 @@ batch size, the thread count or the number of workers:
 Neither path calls BLAS: OpenBLAS rounds differently depending on how many threads split a
 product, so its distances (and so the neighbours of near-ties) would change with the BLAS thread
 count. numpy's ``einsum`` without ``optimize`` sums products in its own single-threaded loop.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations

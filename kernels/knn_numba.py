@@ -12,6 +12,8 @@ The dot products are computed by numba, not BLAS: OpenBLAS rounds differently de
 threads split a product, so its distances (and so the neighbours of near-ties) would change with
 the BLAS thread count. Here each dot product goes through the same micro-kernel whatever the thread
 count or the tile it falls in, and the result is the same bytes for any number of numba threads.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ numba's thread count belongs to the calling thread (``numba.set_num_threads`` is
 calling thread, and a kernel applies it when it next takes its numba path in that thread. So a job
 whose classes all take the numpy paths never imports numba (about 0.6 s of start-up with its
 compiled kernels), and one that does runs them with the count it asked for.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations

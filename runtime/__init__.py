@@ -1,8 +1,23 @@
-"""deepsmote.runtime: torch-free DeepSMOTE generation with onnxruntime and numba."""
+"""deepsmote.runtime: torch-free DeepSMOTE generation with onnxruntime and numba.
 
+The names below are the runtime's public API (``docs/design.md`` §7); the modules behind them are
+internal.
+"""
+
+from .bundle import Bundle, Manifest, load_bundle
 from .errors import DeepSMOTEError
-from .job import generate_dataset
+from .job import JobSettings, generate_dataset
 from .readers import LabelledImages, read_dataset
 from .sampler import DeepSMOTE
 
-__all__ = ["DeepSMOTE", "DeepSMOTEError", "LabelledImages", "generate_dataset", "read_dataset"]
+__all__ = [
+    "Bundle",
+    "DeepSMOTE",
+    "DeepSMOTEError",
+    "JobSettings",
+    "LabelledImages",
+    "Manifest",
+    "generate_dataset",
+    "load_bundle",
+    "read_dataset",
+]

@@ -4,6 +4,8 @@ A reader never sees half a file, and a write that fails or is interrupted (an ex
 SIGTERM) removes its temporary file. The temporary name is hidden (a leading dot) and ends in
 :data:`TMP_SUFFIX`, so no DATA reader takes it for an image and a resumed job finds and removes
 what a killed one left.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations

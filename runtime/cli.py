@@ -7,6 +7,8 @@ hint when torch is missing.
 Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progress unwinds
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
 says what was kept and how to resume. The exit status is 128 + the signal number.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import click
 
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, cli_message
 
 # name -> "module:attribute"; imported on first use only.
 _LAZY_COMMANDS = {
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> Any:
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)
     except DeepSMOTEError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {cli_message(str(exc))}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

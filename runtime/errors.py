@@ -1,9 +1,28 @@
-"""The one exception type that every user-facing failure raises.
+"""The one exception type that every user-facing failure raises, and how the CLI words it.
 
 The CLI prints its message as a single line and exits non-zero; the Python API lets it
-propagate. Messages name the problem and the fix.
+propagate. Messages name the problem and the fix. A message names a parameter of the library
+call in backticks (`` `out` ``, `` `k_neighbors` ``); the CLI shows that as the flag that sets it
+(``--out``, ``--k``), so one message serves both.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DeepSMOTEError", "cli_message"]
+
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+# Parameters whose flag is not their name with dashes.
+_FLAGS = {"k_neighbors": "--k", "sampling_strategy": "--strategy", "fmt": "--format", "n_threads": "--threads"}
 
 
 class DeepSMOTEError(Exception):
     """A problem with the user's input, bundle or environment, with a one-line message."""
+
+
+def cli_message(message: str) -> str:
+    """``message`` with each `` `parameter` `` replaced by its command-line flag."""
+    return _PARAMETER.sub(lambda m: _FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)

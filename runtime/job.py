@@ -1,4 +1,7 @@
-"""A generation job on disk: DATA and a bundle in, synthetic shards and ``summary.json`` out."""
+"""A generation job on disk: DATA and a bundle in, synthetic shards and ``summary.json`` out.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The caller's image layout and dtype, kept from input to output of the Python API."""
+"""The caller's image layout and dtype, kept from input to output of the Python API.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
+"""
 
 from __future__ import annotations
 

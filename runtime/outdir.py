@@ -6,6 +6,8 @@ are refused unless ``overwrite``. A directory with content that no job wrote is 
 touched. A lock stops two jobs writing into the same directory at once. A failed write (full
 disk, read-only OUT) is a one-line :class:`DeepSMOTEError` naming OUT, and leaves no
 temporary file.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class OutputDir:
     def check(self) -> None:
         """Refuse, without writing anything, an OUT that this job may not use."""
         if self.path.exists() and not self.path.is_dir():
-            raise DeepSMOTEError(f"--out {self.path} is a file; give a directory")
+            raise DeepSMOTEError(f"`out` {self.path} is a file; give a directory")
         if not self.path.exists():
             return
         self._refuse_if_locked()
@@ -63,7 +65,7 @@ class OutputDir:
             foreign = [p.name for p in self.path.iterdir() if p.name not in {LOCK_FILE, DONE_DIR}]
             if foreign:
                 raise DeepSMOTEError(
-                    f"--out {self.path} is not empty and was not made by deepsmote generate "
+                    f"`out` {self.path} is not empty and was not made by deepsmote generate "
                     f"(holds {foreign[0]!r}); choose a new or empty directory"
                 )
             return
@@ -71,8 +73,8 @@ class OutputDir:
         if previous != self.settings and not self.overwrite:
             changed = sorted(k for k in {*self.settings, *previous} if previous.get(k) != self.settings.get(k))
             raise DeepSMOTEError(
-                f"--out {self.path} holds a job made with other settings (differs in: {', '.join(changed)}); "
-                "pass --overwrite to replace it, or choose another --out"
+                f"`out` {self.path} holds a job made with other settings (differs in: {', '.join(changed)}); "
+                "pass `overwrite` to replace it, or choose another `out`"
             )
 
     def __enter__(self) -> OutputDir:
@@ -81,7 +83,7 @@ class OutputDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DeepSMOTEError(f"cannot create --out {self.path}: {exc.strerror}") from None
+            raise DeepSMOTEError(f"cannot create `out` {self.path}: {exc.strerror}") from None
         try:
             self._acquire_lock()
             self._prepare()
@@ -148,7 +150,7 @@ class OutputDir:
 
     def _in_use(self) -> DeepSMOTEError:
         return DeepSMOTEError(
-            f"--out {self.path} is in use by another deepsmote job; wait for it or choose another --out"
+            f"`out` {self.path} is in use by another deepsmote job; wait for it or choose another `out`"
         )
 
     def _refuse_if_locked(self) -> None:

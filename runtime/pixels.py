@@ -1,4 +1,7 @@
-"""Conversion between stored pixels and the model's float32 NCHW tensors in [-1, 1]."""
+"""Conversion between stored pixels and the model's float32 NCHW tensors in [-1, 1].
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""The job as shards with their seeds (GUIDE §5).
+"""The job as shards with their seeds (``docs/design.md`` §4).
 
 Each class's synthetic samples are cut into shards of a fixed size that does not depend on
 the batch size or the number of workers, and each shard draws its randomness from
 ``SeedSequence([seed, class_index, shard_index])``. A shard is therefore a pure function of
 the job's settings, and so is every output byte.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations

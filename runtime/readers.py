@@ -7,6 +7,8 @@ allocated, and data is read in chunks that stop at the size the header declares,
 header that claims billions of images nor a compressed "bomb" makes a reader allocate more than
 the data it really holds (at most what the header declares). A corrupt, truncated, unreadable or
 mismatched file raises :class:`DeepSMOTEError` naming the file; nothing is unpickled.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = Non
             f"{path}: no such file or directory; give an ImageFolder directory, an .npz or an IDX file"
         )
     if labels is not None and not _is_idx_name(path):
-        raise DeepSMOTEError(f"--labels is only for IDX images files, not {path}")
+        raise DeepSMOTEError(f"`labels` is only for IDX images files, not {path}")
     if path.is_dir():
         with _reading(path):
             has_classes = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
@@ -266,11 +268,11 @@ def _read_idx_array(path: Path, magic: int) -> np.ndarray:
 def _labels_path_for(images: Path) -> Path:
     name = images.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
     if name == images.name:
-        raise DeepSMOTEError(f"{images}: cannot derive the labels file name; give it with --labels")
+        raise DeepSMOTEError(f"{images}: cannot derive the labels file name; give it with `labels`")
     for candidate in (name, name.removesuffix(".gz"), name + ".gz"):
         if (images.parent / candidate).exists():
             return images.parent / candidate
-    raise DeepSMOTEError(f"{images}: labels file {images.parent / name} not found; give it with --labels")
+    raise DeepSMOTEError(f"{images}: labels file {images.parent / name} not found; give it with `labels`")
 
 
 def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:

@@ -1,4 +1,7 @@
-"""The DeepSMOTE over-sampler, with imbalanced-learn's conventions (``docs/design.md`` §7)."""
+"""The DeepSMOTE over-sampler, with imbalanced-learn's conventions (``docs/design.md`` §7).
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """``sampling_strategy`` to the number of new samples per class, as imbalanced-learn defines it
-for over-samplers."""
+for over-samplers.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ decode (onnxruntime); the two middle steps run in numpy for small work and in nu
 Each step takes and returns plain numpy arrays. :class:`Synthesizer` holds what fitting found
 (codes, neighbours, the shard plan) and is the one place where a shard becomes images: the
 sampler, the local engine and the Ray workers all call :meth:`Synthesizer.images`.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Every file is written under a temporary name and renamed when complete, so a rea
 sees half a file, and the bytes depend only on the images (fixed PNG settings, tar headers
 with zero times and owners). A write that fails (full disk, read-only OUT) or is interrupted
 removes its temporary file; a failure is a one-line :class:`DeepSMOTEError` naming OUT.
+
+Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ def encode_png(image: np.ndarray) -> bytes:
 def write_error(out: Path, target: Path, exc: OSError) -> DeepSMOTEError:
     """The one-line error for a failed write of ``target`` inside the output directory ``out``."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = "free some space or choose another --out"
+        hint = "free some space or choose another `out`"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "choose a writable --out"
+        hint = "choose a writable `out`"
     else:
-        hint = "check the disk or choose another --out"
+        hint = "check the disk or choose another `out`"
     where = target.relative_to(out) if target.is_relative_to(out) else target
-    return DeepSMOTEError(f"cannot write to --out {out}: {exc.strerror or exc} (writing {where}); {hint}")
+    return DeepSMOTEError(f"cannot write to `out` {out}: {exc.strerror or exc} (writing {where}); {hint}")
 
 
 def write_atomic(out: Path, path: Path, data: bytes) -> None:
@@ -63,7 +65,7 @@ def write_atomic(out: Path, path: Path, data: bytes) -> None:
 def safe_class_dir(name: str) -> str:
     """``name`` if it is usable as one directory name, else a one-line error."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
-        raise DeepSMOTEError(f"class name {name!r} cannot be a directory name; use --format npz or webdataset")
+        raise DeepSMOTEError(f"class name {name!r} cannot be a directory name; use `fmt` npz or webdataset")
     return name
 
 
@@ -128,5 +130,5 @@ def make_writer(fmt: str, out: Path, classes: Sequence[str]) -> ShardWriter:
     """The writer for ``fmt`` (one of :data:`FORMATS`)."""
     writers = {"imagefolder": ImageFolderWriter, "npz": NpzWriter, "webdataset": WebDatasetWriter}
     if fmt not in writers:
-        raise DeepSMOTEError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+        raise DeepSMOTEError(f"`fmt` must be one of {', '.join(FORMATS)}, got '{fmt}'")
     return writers[fmt](out, classes)

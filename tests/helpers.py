@@ -32,6 +32,23 @@ def run_main(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[in
     return code, out, err
 
 
+def run_cli(
+    *args: str, check: bool = True, prelude: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`deepsmote ARGS` in a fresh interpreter, after ``prelude`` (e.g. hiding a module).
+
+    A fresh process is where signals, exit codes and imports behave as for a user. With ``check``
+    a non-zero exit fails the test with the command's stderr.
+    """
+    code = f"import sys\n{prelude}\nfrom deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600, env=env
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
 def run_python(script: str, timeout: float = 600) -> None:
     """Run ``script`` in a fresh interpreter, which must exit 0 after printing ``ok``.
 

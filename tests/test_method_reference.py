@@ -12,8 +12,6 @@ paths. A sampler that drew no gap, the wrong neighbour or the wrong base fails h
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import naive
 import numpy as np
@@ -23,6 +21,7 @@ from deepsmote.kernels.interpolate import SMALL_SIZE
 from deepsmote.kernels.knn import SMALL_N
 from deepsmote.runtime import DeepSMOTE, read_dataset
 from golden import GOLDEN_BUNDLE
+from helpers import run_cli
 
 K = 5
 SEED = 11
@@ -120,11 +119,9 @@ def test_cli_matches_the_reference(data, reference, threads, tmp_path):
     # numba's pool has one thread per core unless told otherwise: 3 threads must be real threads.
     env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
     strategy = "{" + ", ".join(f'"{c}": {n}' for c, n in targets.items()) + "}"
-    command = [sys.executable, "-m", "deepsmote.runtime.cli", "generate", str(GOLDEN_BUNDLE), str(fmnist_mini())]
-    command += ["--out", str(out), "--format", "npz", "--strategy", strategy, "--seed", str(SEED)]
-    command += ["--k", str(K), "--shard-size", str(SHARD_SIZE), "--threads", str(threads), "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr
+    args = ["generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--strategy", strategy]
+    args += ["--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--threads", threads, "--quiet"]
+    run_cli(*args, env=env)
     back = read_dataset(out)
     for c in NEW:
         got = back.images[back.labels == back.classes.index(str(c))]

@@ -14,21 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime import DeepSMOTE
+from deepsmote.runtime import DeepSMOTE, DeepSMOTEError, generate_dataset
 from deepsmote.runtime.outdir import DONE_DIR, JOB_FILE, LOCK_FILE, OutputDir
 from deepsmote.runtime.readers import read_dataset
-from helpers import run_python, tree_digest
+from helpers import run_cli, run_python, tree_digest
 
 EXPECTED_NEW = [0, 200, 300, 325, 350, 365, 380, 390, 394, 396]
-
-
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "deepsmote.runtime.cli", *args], capture_output=True, text=True, timeout=600
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +207,16 @@ def test_a_job_on_another_provider_or_library_is_refused(tiny_bundle, tmp_path, 
     before = tree_digest(out)
     assert_refused(run_cli("generate", *args, "--strategy", '{"9": 10}', check=False), f"differs in: {field}")
     assert tree_digest(out) == before
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(tiny_bundle, tmp_path):
+    out = tmp_path / "a-file"
+    out.write_text("mine")
+    with pytest.raises(DeepSMOTEError, match=r"^`out` .* is a file; give a directory$"):
+        generate_dataset(tiny_bundle, read_dataset(fmnist_mini()), out, progress=False)
+    result = run_cli("generate", tiny_bundle, fmnist_mini(), "--out", out, check=False)
+    assert_refused(result, f"--out {out} is a file; give a directory")
+    assert out.read_text() == "mine"
 
 
 def test_wrong_image_size_for_bundle(tiny_bundle, tmp_path):

@@ -132,7 +132,7 @@ def test_idx_label_count_mismatch(tmp_path, small):
 
 def test_idx_labels_file_missing(tmp_path, small):
     path = write_idx(tmp_path / "o-images-idx3-ubyte.gz", small[0])
-    expect_error(path, "--labels")
+    expect_error(path, "give it with `labels`")
 
 
 def test_npz_missing_key(tmp_path, small):

@@ -1,4 +1,4 @@
-"""Export a training checkpoint as a model bundle (GUIDE §2), verified against torch.
+"""Export a training checkpoint as a model bundle (``docs/design.md`` §2), verified against torch.
 
 The graphs are exported in eval mode (BatchNorm with its running statistics) by
 ``torch.onnx.export(dynamo=True)``, the torch.export-based exporter that is torch's default and

@@ -1,7 +1,7 @@
 """DeepSMOTE's training loss: reconstruction plus the reference code's penalty.
 
 ``loss = MSE(decode(encode(x)), x) + weight * penalty``. The ``reference`` penalty is what the
-authors' ``DeepSMOTE_MNIST.py`` computes each step (GUIDE §1): one class drawn at random, up to
+authors' ``DeepSMOTE_MNIST.py`` computes each step (``docs/design.md`` §1): one class drawn at random, up to
 a batch of its images encoded with the gradient stopped, the codes shifted by one position
 (cyclic), decoded, and compared with the images shifted the same way. It therefore trains only
 the decoder, on same-class images. ``none`` is the ablation without it.

@@ -1,6 +1,6 @@
 """The DeepSMOTE encoder and decoder, built from (image shape, width, latent size).
 
-For 28x28 images the layers are exactly the authors' ``DeepSMOTE_MNIST.py`` (GUIDE §1): module
+For 28x28 images the layers are exactly the authors' ``DeepSMOTE_MNIST.py`` (``docs/design.md`` §1): module
 names ``conv``/``fc`` and ``fc``/``deconv`` match theirs, so their state dicts load. 32x32 uses
 the common reconstruction the guide describes. Only these two sizes are supported: the strides
 are fixed by the reference and do not generalise to other sizes.

@@ -7,6 +7,8 @@ Two readings of the protobuf wire format, along the schema paths that hold what 
   of the bundle; the runtime refuses external data altogether and names the path it found.
 - :func:`graph_signature`: the names, element types and shapes of the graph's inputs and
   outputs, checked against the manifest when the bundle is loaded (``docs/design.md`` §2).
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations

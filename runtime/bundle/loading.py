@@ -6,6 +6,8 @@ the manifest is type-checked, each ONNX file must match its sha256, graphs with 
 references are refused (onnxruntime would resolve them against the working directory), each
 graph's input and output names, element types and shapes must be those the manifest implies
 with a dynamic batch axis, and the graphs reach onnxruntime as bytes.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations

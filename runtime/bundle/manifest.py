@@ -3,6 +3,8 @@
 One typed :class:`Manifest`, checked field by field when it is read, so nothing downstream looks
 a field up by name or guesses a default. The schema is the bundle contract of
 ``docs/design.md`` §2.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ number of threads.
 Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the exported
 decoder's batched MatMul keeps its working set in cache at that size, and ran ~10% faster than at
 256 (``benchmarks/model_flops.py``). A call too small to keep every thread busy is split evenly.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 ``fp16`` converts the decoder's weights and arithmetic to float16 while its input and output
 stay float32 (onnxruntime's own converter, which needs the ``onnx`` package). It is meant for
 GPUs; the difference from the fp32 decoder is measured when the models are opened.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,6 @@ def decoder_graph(graph: bytes, precision: str) -> bytes:
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
     except ImportError:
-        raise DeepSMOTEError("--precision fp16 needs the onnx package: pip install 'deepsmote[gpu]' or onnx") from None
+        raise DeepSMOTEError("`precision` fp16 needs the onnx package: pip install 'deepsmote[gpu]' or onnx") from None
     model = convert_float_to_float16(onnx.load_model_from_string(graph), keep_io_types=True)
     return model.SerializeToString()

@@ -3,6 +3,8 @@
 ``provider`` is ``auto`` (CUDA when onnxruntime-gpu can run it, else CPU), ``cpu`` or
 ``cuda``. A provider that is asked for and missing is an error that lists the available ones,
 and the provider a session really runs on is read back, so a silent CUDA fallback is caught.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
 from __future__ import annotations

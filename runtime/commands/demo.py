@@ -1,4 +1,7 @@
-"""`deepsmote demo`: the main job on the embedded Fashion-MNIST subset, start to finish."""
+"""`deepsmote demo`: the main job on the embedded Fashion-MNIST subset, start to finish.
+
+Internal module: the command line is the interface (``deepsmote --help``).
+"""
 
 from __future__ import annotations
 

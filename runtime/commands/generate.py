@@ -1,4 +1,7 @@
-"""`deepsmote generate BUNDLE DATA --out OUT`: torch-free oversampling to disk."""
+"""`deepsmote generate BUNDLE DATA --out OUT`: torch-free oversampling to disk.
+
+Internal module: the command line is the interface (``deepsmote --help``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`deepsmote grid BUNDLE DATA --out grid.png`: real and synthetic images side by side, per class."""
+"""`deepsmote grid BUNDLE DATA --out grid.png`: real and synthetic images side by side, per class.
+
+Internal module: the command line is the interface (``deepsmote --help``).
+"""
 
 from __future__ import annotations
 

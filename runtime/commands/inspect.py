@@ -1,4 +1,7 @@
-"""`deepsmote inspect BUNDLE`: the manifest's summary, with the file hashes checked."""
+"""`deepsmote inspect BUNDLE`: the manifest's summary, with the file hashes checked.
+
+Internal module: the command line is the interface (``deepsmote --help``).
+"""
 
 from __future__ import annotations
 

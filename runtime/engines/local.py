@@ -1,4 +1,7 @@
-"""The default engine: shards one after another in this process, writing overlapped with decoding."""
+"""The default engine: shards one after another in this process, writing overlapped with decoding.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.engines`.
+"""
 
 from __future__ import annotations
 

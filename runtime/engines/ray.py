@@ -14,6 +14,8 @@ under a temporary name and renamed, so a redone shard leaves neither a duplicate
 
 Workers write into OUT themselves, so on a cluster OUT must be on storage that every node
 mounts at the same path; each worker checks that it sees the job's OUT before taking work.
+
+Internal module: use the public names of :mod:`deepsmote.runtime.engines`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ..plan import Shard
 from ..synthesis import Synthesizer
 from ..writers import make_writer
 
-INSTALL_HINT = "--engine ray needs Ray: pip install 'deepsmote[ray]'"
+INSTALL_HINT = "`engine` ray needs Ray: pip install 'deepsmote[ray]'"
 # Shards given to an actor beyond the one it runs: one is enough to hide the round trip.
 QUEUED_PER_WORKER = 1
 # How long actors may take to be placed and started before the job gives up.
@@ -94,7 +96,7 @@ class ShardWorker:
         if written == self.out.settings:
             return None
         return (
-            f"the Ray worker on {socket.gethostname()} does not see the job's --out {self.out.path}; "
+            f"the Ray worker on {socket.gethostname()} does not see the job's `out` {self.out.path}; "
             "on a Ray cluster OUT must be on storage that every node mounts at the same path"
         )
 
@@ -162,7 +164,7 @@ def ray_connection(address: str | None, num_cpus: int | None = None) -> Iterator
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"at --address {address}" if address else "locally"
+        where = f"at `address` {address}" if address else "locally"
         raise DeepSMOTEError(f"cannot start or reach Ray {where}: {exc}") from None
     # ray.init replaces the SIGTERM handler with an immediate exit; a handler the caller had set
     # (the CLI's says what was kept and how to resume) is put back: it unwinds through the
@@ -195,7 +197,7 @@ def _worker_count(ray: ModuleType, workers: int | None, cpus: float, gpus: float
     if gpus > 0:
         count = int(resources.get("GPU", 0) // gpus)
         if count < 1:
-            raise DeepSMOTEError("the bundle runs on CUDA but the Ray cluster has no GPU; pass --provider cpu")
+            raise DeepSMOTEError("the bundle runs on CUDA but the Ray cluster has no GPU; pass `provider` cpu")
         return count
     return max(1, int(resources.get("CPU", 1) // cpus))
 
@@ -222,7 +224,7 @@ def _start_workers(
         if waiting:
             raise DeepSMOTEError(
                 f"only {len(done)} of {count} Ray workers started within {STARTUP_TIMEOUT_S:.0f} s; each asks for "
-                f"{cpus} CPU and {gpus} GPU and the cluster has {ray.cluster_resources()}: ask for fewer --workers"
+                f"{cpus} CPU and {gpus} GPU and the cluster has {ray.cluster_resources()}: ask for fewer `workers`"
             )
         for problem in ray.get(done):
             if problem is not None:

@@ -39,9 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from deepsmote.runtime.bundle import load_bundle
+from deepsmote.runtime.bundle import load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
-from deepsmote.runtime.models import open_models
 from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.runtime.readers import LabelledImages
 
@@ -235,7 +234,7 @@ def resample(
 
 def _bundle_provenance(bundle: str | os.PathLike, fit: LabelledImages, train: LabelledImages) -> dict[str, Any]:
     manifest = load_bundle(bundle).manifest
-    trained_on = manifest["training"].get("data_sha256")
+    trained_on = manifest.training.data_sha256
     if trained_on == fit.fingerprint():
         where = "fit split"
     elif trained_on == train.fingerprint():
@@ -250,9 +249,9 @@ def _bundle_provenance(bundle: str | os.PathLike, fit: LabelledImages, train: La
     return {
         "path": str(bundle),
         "trained_on": where,
-        "latent_dim": manifest["latent_dim"],
-        "training": manifest["training"].get("config"),
-        "epochs_run": manifest["training"].get("epochs_run"),
+        "latent_dim": manifest.latent_dim,
+        "training": manifest.training.config,
+        "epochs_run": manifest.training.epochs_run,
     }
 
 
