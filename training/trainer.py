@@ -20,11 +20,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from deepsmote.runtime.atomic import atomic_path
+from deepsmote.runtime.bundle import PROVIDERS, Provider
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
@@ -33,8 +34,9 @@ from tqdm import tqdm
 from .loss import PENALTIES, Penalty, class_members, deepsmote_loss
 from .model import Decoder, Encoder, ModelConfig, build_models
 
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+# Where to train: the same choices as the runtime's --provider.
+Device = Provider
+DEVICES = PROVIDERS
 CHECKPOINT_FORMAT = "deepsmote-checkpoint"
 CHECKPOINT_VERSION = 1
 VERIFICATION_IMAGES = 64

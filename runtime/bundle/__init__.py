@@ -23,7 +23,7 @@ from .manifest import (
 )
 from .models import CPU_DECODE_BATCH, GPU_DECODE_BATCH, Models, default_decode_batch, open_models
 from .precision import PRECISIONS, decoder_graph
-from .session import CPU_PROVIDER, PROVIDERS, create_session, import_onnxruntime, resolve_provider
+from .session import CPU_PROVIDER, PROVIDERS, Provider, create_session, import_onnxruntime, resolve_provider
 
 __all__ = [
     "CPU_DECODER_FILE",
@@ -45,6 +45,7 @@ __all__ = [
     "MalformedModel",
     "Manifest",
     "Models",
+    "Provider",
     "TrainingRecord",
     "create_session",
     "decoder_graph",
