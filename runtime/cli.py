@@ -35,9 +35,9 @@ _LAZY_COMMANDS = {
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
     "demo": ("deepsmote.runtime.commands.demo:demo", "train, export and generate on the embedded dataset"),
-    "dataset": ("deepsmote.training.evaluation.commands:dataset", "make the protocol's imbalanced/test sets"),
+    "dataset": ("deepsmote.evaluation.commands:dataset", "make the protocol's imbalanced/test sets"),
     "evaluate": (
-        "deepsmote.training.evaluation.commands:evaluate",
+        "deepsmote.evaluation.commands:evaluate",
         "compare classifiers trained with and without oversampling",
     ),
 }

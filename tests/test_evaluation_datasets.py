@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.readers import LabelledImages, read_dataset
-from deepsmote.training.evaluation.datasets import choose_indices, label_values
+from deepsmote.evaluation.datasets import choose_indices
+from deepsmote.runtime.readers import LabelledImages, label_values, read_dataset
 from helpers import run_main, run_python
 
 COUNTS = "40,30,20,20,15,12,10,8,6,4"
@@ -133,7 +133,7 @@ def test_out_must_be_an_npz(tmp_path, capsys):
 
 
 def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
-    from deepsmote.training.evaluation import datasets
+    from deepsmote.evaluation import datasets
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
@@ -150,6 +150,9 @@ def test_dataset_runs_where_torch_cannot_be_imported(tmp_path):
     script = f"""
 import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
+import deepsmote.evaluation  # its numpy-only parts: datasets, metrics, quality
+missing = [name for name in deepsmote.evaluation.__all__ if not hasattr(deepsmote.evaluation, name)]
+assert not missing, missing
 from deepsmote.runtime.cli import main
 try:
     main(["dataset", "imbalance", {str(fmnist_mini("t10k"))!r}, "--per-class", "3", "--out", {str(out)!r}])
@@ -157,6 +160,7 @@ except SystemExit as exit:
     assert not exit.code, exit.code
 loaded = [m for m in sys.modules if m.startswith("torch") and sys.modules[m] is not None]
 assert not loaded, loaded
+assert "deepsmote.training" not in sys.modules, "training was imported"
 print("ok")
 """
     run_python(script, timeout=300)

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from deepsmote.training.evaluation.metrics import scores
+from deepsmote.evaluation.metrics import scores
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="the references need the eval extra")
 imblearn_metrics = pytest.importorskip("imblearn.metrics", reason="the references need the eval extra")

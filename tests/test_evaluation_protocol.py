@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.cli import main
-from deepsmote.runtime.readers import LabelledImages, read_dataset
-from deepsmote.training.evaluation.classifiers import ClassifierConfig, build_classifier, resnet18
-from deepsmote.training.evaluation.protocol import (
+from deepsmote.evaluation.classifiers import ClassifierConfig, build_classifier, resnet18
+from deepsmote.evaluation.protocol import (
     METHODS,
     ProtocolConfig,
     effective_k,
@@ -22,7 +20,9 @@ from deepsmote.training.evaluation.protocol import (
     split_fit,
     validation_split,
 )
-from helpers import run_main
+from deepsmote.runtime.cli import main
+from deepsmote.runtime.readers import LabelledImages, read_dataset
+from helpers import run_cli, run_main
 
 pytest.importorskip("imblearn", reason="the baselines need the eval extra")
 
@@ -166,6 +166,25 @@ def test_evaluate_refuses_deepsmote_without_a_bundle(small_sets, tmp_path, capsy
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_without_torch_gives_the_install_hint(small_sets, tmp_path):
+    result = run_cli(
+        "evaluate",
+        small_sets["train"],
+        "--test",
+        f"imbalanced={small_sets['imbalanced']}",
+        "--methods",
+        "none",
+        "--out",
+        tmp_path / "results",
+        check=False,
+        prelude='sys.modules["torch"] = None',
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "pip install" in lines[0] and "deepsmote[train]" in lines[0] and "'torch'" in lines[0], lines[0]
+    assert not (tmp_path / "results").exists()
+
+
 def test_sample_quality_scores_every_set(small_sets, tiny_bundle):
     train = read_dataset(small_sets["train"])
     fit, _ = split_fit(train, ProtocolConfig())
@@ -181,7 +200,7 @@ def test_sample_quality_scores_every_set(small_sets, tiny_bundle):
 
 
 def test_worker_processes_give_the_runs_of_one_process(small_sets):
-    from deepsmote.training.evaluation.protocol import evaluate
+    from deepsmote.evaluation.protocol import evaluate
 
     train, test = read_dataset(small_sets["train"]), read_dataset(small_sets["balanced"])
     classifier = ClassifierConfig(width=4, steps=4, eval_every=2, batch_size=32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepsmote.training.evaluation.quality import (
+from deepsmote.evaluation.quality import (
     compare,
     frechet_distance,
     frechet_distance_of,

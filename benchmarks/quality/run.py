@@ -36,10 +36,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from deepsmote.runtime.readers import LabelledImages, read_dataset
-from deepsmote.training.evaluation.classifiers import ClassifierConfig
-from deepsmote.training.evaluation.datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced
-from deepsmote.training.evaluation.protocol import (
+from deepsmote.evaluation.classifiers import ClassifierConfig
+from deepsmote.evaluation.datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced
+from deepsmote.evaluation.protocol import (
     METHOD_TITLES,
     ProtocolConfig,
     evaluate,
@@ -48,6 +47,7 @@ from deepsmote.training.evaluation.protocol import (
     split_fit,
     write_tables,
 )
+from deepsmote.runtime.readers import LabelledImages, read_dataset
 from deepsmote.training.export import export_bundle
 from deepsmote.training.trainer import TrainConfig, train
 

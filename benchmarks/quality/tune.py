@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from deepsmote.training.evaluation.protocol import METHOD_TITLES, evaluate, split_fit, write_tables
+from deepsmote.evaluation.protocol import METHOD_TITLES, evaluate, split_fit, write_tables
 from deepsmote.training.trainer import TrainConfig
 from run import HERE, PRESETS, ROOT, SOURCE, make_datasets, train_autoencoder
 

@@ -41,7 +41,7 @@ class Classifier(nn.Module):
     """A feature extractor followed by a linear head.
 
     ``features(x)`` is the penultimate representation, used as the embedding space of the
-    sample-quality metrics (:mod:`deepsmote.training.evaluation.quality`).
+    sample-quality metrics (:mod:`deepsmote.evaluation.quality`).
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, n_classes: int) -> None:

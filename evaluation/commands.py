@@ -1,7 +1,8 @@
 """`deepsmote dataset imbalance` (numpy only) and `deepsmote evaluate` (torch, imported when called).
 
 This module imports no torch, so that `deepsmote dataset` runs with the runtime alone; the
-evaluation protocol is imported inside `evaluate`.
+evaluation protocol is imported inside `evaluate`, which gives the CLI's install hint when torch is
+missing (docs/design.md §5).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from deepsmote.runtime.cli import _TORCH_HINT
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import read_dataset
 
@@ -129,9 +131,16 @@ def evaluate(
     weights; the oversamplers see only the rest of TRAIN, and test sets are never resampled.
     Reports ACSA, macro GM, macro F1 and per-class recall, mean ± std over seeds.
     """
-    from .classifiers import ClassifierConfig
-    from .protocol import ProtocolConfig, results_markdown
-    from .protocol import evaluate as run_protocol
+    try:
+        from .classifiers import ClassifierConfig
+        from .protocol import ProtocolConfig, results_markdown
+        from .protocol import evaluate as run_protocol
+    except ModuleNotFoundError as exc:
+        # The CLI's hint fires when a command's module fails to import; this one imports torch
+        # only here, so it gives the same hint itself.
+        if exc.name and exc.name.split(".")[0] == "torch":
+            raise click.ClickException(f"{_TORCH_HINT} (missing module '{exc.name}')") from None
+        raise
 
     config = ProtocolConfig(
         methods=tuple(m.strip() for m in methods.split(",")),

@@ -9,11 +9,11 @@ and its count, and a smaller count with the same seed picks a subset of a larger
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from deepsmote.runtime.atomic import atomic_path
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import LabelledImages
 
@@ -88,16 +88,6 @@ def choose_indices(
     return np.concatenate(chosen).astype(np.int64)
 
 
-def label_values(classes: Sequence[str]) -> np.ndarray:
-    """The label value of each class: integers when every name is one (NPZ, IDX), else the names.
-
-    Written as an npz's ``labels``, these read back as the same class names.
-    """
-    if all(name.lstrip("-").isdigit() for name in classes):
-        return np.asarray([int(name) for name in classes], dtype=np.int64)
-    return np.asarray(classes, dtype=str)
-
-
 def write_npz(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, *, overwrite: bool = False) -> None:
     """Write ``images`` and ``labels`` as an npz DATA, atomically.
 
@@ -115,14 +105,8 @@ def write_npz(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, *
     if path.is_dir():
         raise DeepSMOTEError(f"{path} is a directory; --out must be an .npz file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(partial, "wb") as f:
-            np.savez(f, images=images, labels=labels)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels)
 
 
 def imbalance(
@@ -159,6 +143,9 @@ def write_imbalanced(
 ) -> tuple[LabelledImages, np.ndarray]:
     """:func:`imbalance`, written to ``out`` as an npz with the source's label values.
 
+    The labels are :meth:`LabelledImages.label_values` (``deepsmote.runtime.readers.label_values``
+    of each image's class), so the npz reads back with the same class names.
+
     Returns
     -------
     subset, indices
@@ -167,5 +154,5 @@ def write_imbalanced(
     if Path(out).exists() and not overwrite:  # before choosing, so a refused run does no work
         raise DeepSMOTEError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     subset, indices = imbalance(data, counts, seed, exclude)
-    write_npz(out, subset.images, label_values(subset.classes)[subset.labels], overwrite=overwrite)
+    write_npz(out, subset.images, subset.label_values(), overwrite=overwrite)
     return subset, indices

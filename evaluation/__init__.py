@@ -1,4 +1,4 @@
-"""deepsmote.training.evaluation: the paper's evaluation protocol, its baselines and sample quality.
+"""deepsmote.evaluation: the paper's evaluation protocol, its baselines and sample quality.
 
 - :mod:`.datasets` (numpy only): the seeded per-class subsets of Table I;
 - :mod:`.metrics` (numpy only): ACSA, macro geometric mean, macro F1, per-class recall;
@@ -7,7 +7,10 @@
 - :mod:`.protocol` (torch): oversampling with each method, training, scoring, tables;
 - :mod:`.commands`: `deepsmote dataset imbalance` and `deepsmote evaluate`.
 
-Nothing torch-based is imported here, so the numpy-only modules load without torch.
+It uses the runtime (reading DATA, oversampling with a bundle) and training (the device choice)
+alike, so it is a room of its own beside them (docs/design.md §5). Nothing torch-based is imported
+here, so this package and its numpy-only modules load without torch: `deepsmote dataset` runs
+with the runtime alone.
 """
 
 from .datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced

@@ -39,12 +39,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from deepsmote.runtime.atomic import atomic_path
 from deepsmote.runtime.bundle import load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.runtime.readers import LabelledImages
+from deepsmote.training.trainer import resolve_device
 
-from ..trainer import resolve_device
 from .classifiers import ClassifierConfig, embed, predict, train_classifier
 from .metrics import scores
 from .quality import DEFAULT_K, compare
@@ -504,9 +505,8 @@ def write_tables(out_dir: str | os.PathLike, stem: str, results: dict[str, Any],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(results, indent=1) + "\n"), (".md", markdown)):
-        partial = out / f".{stem}{suffix}.partial"
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, out / f"{stem}{suffix}")
+        with atomic_path(out / f"{stem}{suffix}") as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 # --- sample quality --------------------------------------------------------------------------
