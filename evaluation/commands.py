@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from deepsmote.runtime.cli import _TORCH_HINT
-from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.errors import TRAINING_MODULES, DeepSMOTEError, missing_training_extra
 from deepsmote.runtime.readers import read_dataset
 
 from .datasets import parse_counts, write_imbalanced
@@ -138,8 +137,8 @@ def evaluate(
     except ModuleNotFoundError as exc:
         # The CLI's hint fires when a command's module fails to import; this one imports torch
         # only here, so it gives the same hint itself.
-        if exc.name and exc.name.split(".")[0] == "torch":
-            raise click.ClickException(f"{_TORCH_HINT} (missing module '{exc.name}')") from None
+        if exc.name and exc.name.split(".")[0] in TRAINING_MODULES:
+            raise missing_training_extra(exc.name) from None
         raise
 
     config = ProtocolConfig(

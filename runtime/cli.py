@@ -1,8 +1,8 @@
 """The ``deepsmote`` command line.
 
-Runtime commands import no torch. Commands that need torch (``train``, ``export``,
-``evaluate``) live in ``deepsmote.training`` and are imported only when called, with an install
-hint when torch is missing.
+Runtime commands import no torch. Commands that need torch (``train`` and ``export`` in
+``deepsmote.training``, ``evaluate`` in ``deepsmote.evaluation``) are imported only when called,
+with an install hint when torch is missing.
 
 Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progress unwinds
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from .errors import DeepSMOTEError, cli_message
+from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_training_extra
 
 # name -> "module:attribute"; imported on first use only.
 _LAZY_COMMANDS = {
@@ -41,7 +41,6 @@ _LAZY_COMMANDS = {
         "compare classifiers trained with and without oversampling",
     ),
 }
-_TORCH_HINT = "this command needs the training extra: pip install torch==2.13.0 && pip install 'deepsmote[train]'"
 
 
 class _Terminated(KeyboardInterrupt):
@@ -74,8 +73,8 @@ class _LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in {"torch", "onnx", "onnxscript", "matplotlib"}:
-                raise click.ClickException(f"{_TORCH_HINT} (missing module '{exc.name}')") from None
+            if exc.name and exc.name.split(".")[0] in TRAINING_MODULES:
+                raise missing_training_extra(exc.name) from None
             raise
         return getattr(module, attribute)
 

@@ -12,15 +12,27 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DeepSMOTEError", "cli_message"]
+__all__ = ["TRAINING_MODULES", "DeepSMOTEError", "cli_message", "missing_training_extra"]
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 # Parameters whose flag is not their name with dashes.
 _FLAGS = {"k_neighbors": "--k", "sampling_strategy": "--strategy", "fmt": "--format", "n_threads": "--threads"}
 
 
+# Modules of the ``train`` extra: a command that misses one is told how to install it.
+TRAINING_MODULES = frozenset({"torch", "onnx", "onnxscript", "matplotlib"})
+
+
 class DeepSMOTEError(Exception):
     """A problem with the user's input, bundle or environment, with a one-line message."""
+
+
+def missing_training_extra(module: str) -> DeepSMOTEError:
+    """The error for a command that needs the ``train`` extra and could not import ``module``."""
+    return DeepSMOTEError(
+        "this command needs the training extra: pip install torch==2.13.0 && pip install 'deepsmote[train]' "
+        f"(missing module '{module}')"
+    )
 
 
 def cli_message(message: str) -> str:
