@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from deepsmote.runtime.bundle import PROVIDERS
 from deepsmote.runtime.errors import TRAINING_MODULES, DeepSMOTEError, missing_training_extra
 from deepsmote.runtime.readers import read_dataset
 
@@ -97,7 +98,7 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Validation share of each class.")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seeds the validation split.")
 @click.option("--k", "k_neighbors", type=int, default=5, show_default=True, help="Neighbours of both SMOTEs.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(PROVIDERS), default="auto", show_default=True)
 @click.option("--threads", type=int, help="torch/onnxruntime/numba threads [default: the libraries' own].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Classifiers trained at once, in processes.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
