@@ -72,9 +72,3 @@ def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
-
-
-def gemm_rate(size: int = 4096, repeats: int = 5) -> float:
-    """float32 GEMM rate of numpy's BLAS on this machine, GFLOP/s (median)."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    return 2 * size**3 / median_time(lambda: a @ a, repeats) / 1e9
