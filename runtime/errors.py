@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DeepSMOTEError", "cli_message"]
+__all__ = ["DeepSMOTEError", "InvalidInputError", "cli_message"]
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 # Parameters whose flag is not their name with dashes.
@@ -21,6 +21,15 @@ _FLAGS = {"k_neighbors": "--k", "sampling_strategy": "--strategy", "fmt": "--for
 
 class DeepSMOTEError(Exception):
     """A problem with the user's input, bundle or environment, with a one-line message."""
+
+
+class InvalidInputError(DeepSMOTEError, ValueError):
+    """A parameter or argument value that the call cannot take (a bad ``k_neighbors``, ``X``,
+    ``sampling_strategy`` ...): also a ``ValueError``, as scikit-learn and imbalanced-learn raise.
+
+    Kept apart from :class:`DeepSMOTEError` so that I/O failures (unreadable files, a full disk)
+    are not ``ValueError``s, and the readers' handling of library ``ValueError`` never catches it.
+    """
 
 
 def cli_message(message: str) -> str:

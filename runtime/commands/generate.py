@@ -63,6 +63,7 @@ from ..writers import FORMATS
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
+@click.option("--include-originals", is_flag=True, help="Write the originals too: OUT is the whole balanced set.")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made by a job with other settings.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(
@@ -82,6 +83,7 @@ def generate(
     engine: str,
     address: str | None,
     workers: int | None,
+    include_originals: bool,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -107,6 +109,7 @@ def generate(
         precision=precision,
         engine=engine,
         engine_options=engine_options,
+        include_originals=include_originals,
         overwrite=overwrite,
         progress=not quiet,
     )

@@ -88,7 +88,13 @@ def grid(
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
-    sampler = DeepSMOTE(loaded, {c: int(counts[c]) + extra for c in growable}, k_neighbors, seed, provider)
+    sampler = DeepSMOTE(
+        loaded,
+        sampling_strategy={c: int(counts[c]) + extra for c in growable},
+        k_neighbors=k_neighbors,
+        random_state=seed,
+        provider=provider,
+    )
     sampler.fit(dataset.images, dataset.labels)
     synthetic = {c: [] for c in growable}
     for images, y in sampler.iter_synthetic():
