@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
+from .console import LineProgress
 from .engines import ENGINES, make_engine
 from .errors import DeepSMOTEError
 from .layout import ImageLayout
@@ -95,6 +97,34 @@ def plan_units(fmt: str, new: np.ndarray, counts: np.ndarray, shard_size: int, i
     """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise."""
     plan = plan_mixed if fmt in MIXED_FORMATS else plan_per_class
     return plan(new, counts if include_originals else None, shard_size)
+
+
+def plan_table(
+    data: LabelledImages,
+    sampling_strategy: str | Mapping[str, int],
+    fmt: str,
+    shard_size: int,
+    include_originals: bool,
+) -> list[dict[str, Any]]:
+    """What a job would write, per class: its count now, its target, how many to generate, in how many
+    shards (for WebDataset and Parquet, the shards that hold some of the class). Reads no bundle."""
+    counts = data.class_counts()
+    new = new_sample_counts(sampling_strategy, counts, data.classes)
+    units = plan_units(fmt, new, counts, shard_size, include_originals)
+    shards = np.zeros(len(counts), dtype=np.int64)
+    for unit in units:
+        for c in {part.class_index for part in (*unit.synthetic, *unit.real)}:
+            shards[c] += 1
+    return [
+        {
+            "class": name,
+            "current": int(counts[c]),
+            "target": int(counts[c] + new[c]),
+            "generate": int(new[c]),
+            "shards": int(shards[c]),
+        }
+        for c, name in enumerate(data.classes)
+    ]
 
 
 def manifest_csv(units: list[Unit], writer: UnitWriter, classes: tuple[str, ...]) -> bytes:
@@ -205,10 +235,15 @@ def generate_dataset(
     with output:
         todo = [s for s in shards if not output.is_done(s)]
         done_before = total - sum(s.count for s in todo)
-        with tqdm(total=total, initial=done_before, unit="img", desc="generate", disable=not progress) as bar:
+        # A bar on a terminal; elsewhere (CI, a log) one line per shard, so a run is never silent.
+        lines = LineProgress(len(shards), len(shards) - len(todo), "generate", "shards")
+        bar_wanted = progress and sys.stderr.isatty()
+        with tqdm(total=total, initial=done_before, unit="img", desc="generate", disable=not bar_wanted) as bar:
 
             def advance(unit: Unit) -> None:
                 bar.update(unit.count)
+                if progress and not bar_wanted:
+                    lines.update(1, f"{unit.count} images in {unit.name}")
 
             try:
                 engine_info = runner.run(synthesizer, todo, output, fmt, data.classes, advance)
