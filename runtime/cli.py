@@ -34,6 +34,7 @@ _LAZY_COMMANDS = {
     "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA with a bundle (torch-free)"),
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
+    "report": ("deepsmote.runtime.commands.report:report", "one HTML page about a generate job's OUT"),
     "demo": ("deepsmote.runtime.commands.demo:demo", "train, export and generate on the embedded dataset"),
     "dataset": ("deepsmote.evaluation.commands:dataset", "make the protocol's imbalanced/test sets"),
     "evaluate": (
