@@ -206,3 +206,14 @@ def test_mixed_formats_resume_to_the_same_bytes(names_data, tmp_path, capsys, fm
     assert summary["shards"]["skipped_as_done"] == summary["shards"]["total"] - 2
     assert tree_digest(resumed) == tree_digest(whole)
     assert not (resumed / ".deepsmote.lock").exists()
+
+
+def test_npz_keeps_the_class_order_of_the_input(tmp_path, capsys, fmnist_mini):
+    # numeric classes run in numeric order (2 before 10), which sorting the names would not keep
+    images = read_dataset(fmnist_mini).images[:12]
+    data = tmp_path / "data.npz"
+    np.savez(data, images=images, labels=np.array([2] * 8 + [10] * 4))
+    out = tmp_path / "out"
+    generate(data, out, "npz", capsys)
+    back = read_dataset(out)
+    assert back.classes == ("2", "10") and back.class_counts().tolist() == [0, 4]
