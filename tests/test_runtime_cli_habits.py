@@ -68,3 +68,9 @@ def test_train_without_a_terminal_prints_one_line_per_epoch_and_no_library_info(
     progress = [line for line in result.stderr.splitlines() if line.startswith("train: ")]
     assert [line.split(",")[0] for line in progress] == ["train: 1/2 epochs", "train: 2/2 epochs"]
     assert "INFO" not in result.stderr and "onnxscript" not in result.stderr, result.stderr
+    assert [line.split() for line in result.stdout.splitlines()[-4:]] == [
+        ["class", "training", "images"],
+        ["0", "20"],
+        ["1", "20"],
+        ["2", "20"],
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from deepsmote.runtime.bundle import Manifest
-from deepsmote.runtime.console import verbosity_options
+from deepsmote.runtime.console import table, verbosity_options
 from deepsmote.runtime.readers import read_dataset
 
 from .export import export_bundle, refuse_existing
@@ -79,6 +79,10 @@ def train(
     )
     manifest = export_bundle(files.best, out, overwrite=overwrite)
     click.echo(_summary(out, manifest))
+    counts = dataset.class_counts().tolist()
+    click.echo(
+        table(["class", "training images"], [[name, n] for name, n in zip(dataset.classes, counts, strict=True)])
+    )
 
 
 @click.command()
