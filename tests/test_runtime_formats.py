@@ -159,16 +159,19 @@ def test_mixed_webdataset_batches_hold_the_majority_in_its_share(names_data, tmp
     assert np.median(np.abs(np.asarray(shares) - share)) <= 0.15
 
 
-def test_ray_reads_the_webdataset_folder(names_data, tmp_path, capsys):
+def test_ray_reads_the_webdataset_folder_and_the_parquet_rows(names_data, tmp_path, capsys):
     ray = pytest.importorskip("ray")
-    out = tmp_path / "out"
-    generate(names_data, out, "webdataset", capsys, "--include-originals")
+    generate(names_data, tmp_path / "wds", "webdataset", capsys, "--include-originals")
+    generate(names_data, tmp_path / "pq", "parquet", capsys, "--include-originals")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        rows = ray.data.read_webdataset(str(out / "shards")).take_all()
+        samples = ray.data.read_webdataset(str(tmp_path / "wds" / "shards")).take_all()
+        rows = ray.data.read_parquet(str(tmp_path / "pq" / "data")).take_all()
     finally:
         ray.shutdown()
-    assert len(rows) == 90
+    assert len(samples) == 90
+    assert len(rows) == 90 and Counter(r["class"] for r in rows) == {"01": 30, "1": 30, "b": 30}
+    assert all(r["class"] == CLASSES[r["label"]] for r in rows)
 
 
 def test_parquet_reads_in_datasets_with_an_image_feature_and_in_pyarrow_as_rows(names_data, tmp_path, capsys):
