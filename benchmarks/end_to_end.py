@@ -62,7 +62,9 @@ def main() -> None:
 
     start = time.perf_counter()
     ours = list(
-        DeepSMOTE(bundle_dir, strategy, random_state=0, n_threads=args.threads).iter_synthetic(data.images, data.labels)
+        DeepSMOTE(bundle_dir, sampling_strategy=strategy, random_state=0, n_threads=args.threads).iter_synthetic(
+            data.images, data.labels
+        )
     )
     ours_s = time.perf_counter() - start
     start = time.perf_counter()

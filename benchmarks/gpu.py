@@ -78,7 +78,7 @@ def main() -> None:
     for precision in ("fp32", "fp16"):
         sampler = DeepSMOTE(
             args.bundle,
-            strategy,
+            sampling_strategy=strategy,
             random_state=0,
             provider=args.provider,
             batch_size=best[precision],

@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import ray
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime.engines.local import LocalEngine
 from deepsmote.runtime.engines.ray import RayEngine
-from deepsmote.runtime.outdir import DONE_DIR, OutputDir
+from deepsmote.runtime.job import plan_units
+from deepsmote.runtime.outdir import OutputDir
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.runtime.sampler import DeepSMOTE
 from deepsmote.runtime.synthesis import Synthesizer
@@ -53,7 +55,7 @@ def digest(root: Path) -> str:
     """One sha256 over every output file's name and bytes, without the job's bookkeeping."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts:
+        if p.is_file() and not p.name.startswith("."):
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -105,14 +107,14 @@ def main() -> None:
         per_class = -(-args.images // len(counts))
         strategy = {name: int(n) + per_class for name, n in zip(data.classes, counts, strict=True)}
         synthesizer = (
-            DeepSMOTE(bundle, strategy, random_state=0, shard_size=args.shard_size)
+            DeepSMOTE(bundle, sampling_strategy=strategy, random_state=0, shard_size=args.shard_size)
             .fit(data.images, data.labels)
             .synthesizer_
         )
-        shards = synthesizer.shards
+        shards = plan_units(args.format, np.asarray(list(strategy.values())) - counts, counts, args.shard_size, False)
         images = sum(s.count for s in shards)
         # Compile the numba kernels in this process before any timing.
-        synthesizer.images(shards[0])
+        synthesizer.samples(shards[0])
         print(
             f"{images} images of {'x'.join(map(str, synthesizer.bundle.image_shape))} in {len(shards)} shards "
             f"of {args.shard_size}, format {args.format}, {os.cpu_count()} CPUs, bundle {bundle}"

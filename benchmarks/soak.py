@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.outdir import DONE_DIR
+from deepsmote.runtime.outdir import done_marks
 from deepsmote.runtime.readers import read_dataset
 
 MiB = 1 << 20
@@ -71,10 +71,9 @@ def run_job(args: list[str], out: Path, shard_size: int, interval: float) -> Run
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "deepsmote.runtime.cli", *args], stdout=subprocess.DEVNULL)
     run = Run(seconds=0.0)
-    done = out / DONE_DIR
     while process.poll() is None:
         try:
-            shards = sum(1 for _ in os.scandir(done)) if done.is_dir() else 0
+            shards = len(done_marks(out))
             # Only once shards are being written is the process in its steady state.
             if shards:
                 sample = Sample(

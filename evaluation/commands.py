@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from deepsmote.runtime.bundle import PROVIDERS
+from deepsmote.runtime.console import verbosity_options
 from deepsmote.runtime.errors import TRAINING_MODULES, DeepSMOTEError, missing_training_extra
 from deepsmote.runtime.readers import read_dataset
 
@@ -30,6 +31,7 @@ def dataset() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the choice of images.")
 @click.option("--labels", type=click.Path(path_type=Path), help="IDX labels file, if not found by name.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@verbosity_options
 def imbalance(
     src: Path, counts: str | None, per_class: int | None, out: Path, seed: int, labels: Path | None, overwrite: bool
 ) -> None:
@@ -102,6 +104,7 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--threads", type=int, help="torch/onnxruntime/numba threads [default: the libraries' own].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Classifiers trained at once, in processes.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
+@verbosity_options
 def evaluate(
     train: Path,
     tests: tuple[str, ...],

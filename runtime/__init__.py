@@ -5,7 +5,7 @@ internal.
 """
 
 from .bundle import Bundle, Manifest, load_bundle
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 from .job import JobSettings, generate_dataset
 from .readers import LabelledImages, read_dataset
 from .sampler import DeepSMOTE
@@ -14,6 +14,7 @@ __all__ = [
     "Bundle",
     "DeepSMOTE",
     "DeepSMOTEError",
+    "InvalidInputError",
     "JobSettings",
     "LabelledImages",
     "Manifest",

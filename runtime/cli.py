@@ -14,7 +14,6 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import importlib
-import logging
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 import click
 
+from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity
 from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_training_extra
 
 # name -> "module:attribute"; imported on first use only.
@@ -34,6 +34,7 @@ _LAZY_COMMANDS = {
     "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA with a bundle (torch-free)"),
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
+    "report": ("deepsmote.runtime.commands.report:report", "one HTML page about a generate job's OUT"),
     "demo": ("deepsmote.runtime.commands.demo:demo", "train, export and generate on the embedded dataset"),
     "dataset": ("deepsmote.evaluation.commands:dataset", "make the protocol's imbalanced/test sets"),
     "evaluate": (
@@ -92,13 +93,12 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup)
-@click.option("-v", "--verbose", is_flag=True, help="Log details (provider used, timings).")
+@click.option("-v", "--verbose", is_flag=True, help="Log details (also after the command's name).")
+@click.option("-q", "--quiet", is_flag=True, help="Print results only (also after the command's name).")
 @click.version_option(package_name="deepsmote")
-def cli(verbose: bool) -> None:
+def cli(verbose: bool, quiet: bool) -> None:
     """DeepSMOTE oversampling of imbalanced image data."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    set_verbosity(VERBOSE if verbose else QUIET if quiet else NORMAL)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -131,7 +131,7 @@ def _report_stop(interrupt: KeyboardInterrupt) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: one-line errors and a non-zero exit for bad input or a signal."""
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), one_line_warnings():
             return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["TRAINING_MODULES", "DeepSMOTEError", "cli_message", "missing_training_extra"]
+__all__ = ["TRAINING_MODULES", "DeepSMOTEError", "InvalidInputError", "cli_message", "missing_training_extra"]
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 # Parameters whose flag is not their name with dashes.
@@ -25,6 +25,15 @@ TRAINING_MODULES = frozenset({"torch", "onnx", "onnxscript", "matplotlib"})
 
 class DeepSMOTEError(Exception):
     """A problem with the user's input, bundle or environment, with a one-line message."""
+
+
+class InvalidInputError(DeepSMOTEError, ValueError):
+    """A parameter or argument value that the call cannot take (a bad ``k_neighbors``, ``X``,
+    ``sampling_strategy`` ...): also a ``ValueError``, as scikit-learn and imbalanced-learn raise.
+
+    Kept apart from :class:`DeepSMOTEError` so that I/O failures (unreadable files, a full disk)
+    are not ``ValueError``s, and the readers' handling of library ``ValueError`` never catches it.
+    """
 
 
 def missing_training_extra(module: str) -> DeepSMOTEError:

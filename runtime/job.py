@@ -5,7 +5,10 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -17,15 +20,16 @@ import numpy as np
 from tqdm import tqdm
 
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
+from .console import LineProgress
 from .engines import ENGINES, make_engine
 from .errors import DeepSMOTEError
 from .layout import ImageLayout
 from .outdir import OutputDir
-from .plan import DEFAULT_SHARD_SIZE, Shard
+from .plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed, plan_per_class
 from .readers import LabelledImages
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
-from .writers import make_writer
+from .writers import MIXED_FORMATS, UnitWriter, make_writer, write_atomic
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
 
@@ -54,6 +58,8 @@ class JobSettings:
     k_neighbors, seed, shard_size : int
     format : str
     precision : str
+    include_originals : bool
+        Whether OUT holds the originals too (the whole balanced set).
     """
 
     deepsmote_version: str
@@ -67,17 +73,70 @@ class JobSettings:
     format: str
     shard_size: int
     precision: str
+    include_originals: bool
 
     def as_json(self) -> dict[str, Any]:
         """The settings as the JSON object recorded in OUT."""
         return {**asdict(self), "new_counts": list(self.new_counts)}
 
 
-def _byte_libraries() -> dict[str, str]:
-    """Versions of the libraries whose arithmetic or random streams reach the output bytes."""
+MANIFEST_FILE = "manifest.csv"
+
+
+def _byte_libraries(fmt: str) -> dict[str, str]:
+    """Versions of the libraries whose arithmetic, random streams or encoders reach the output bytes."""
     # onnxruntime-gpu installs the same module under another distribution name; numba's version
     # is read without importing it (a small job never loads numba).
-    return {"numpy": np.__version__, "numba": version("numba"), "onnxruntime": import_onnxruntime().__version__}
+    libraries = {"numpy": np.__version__, "numba": version("numba"), "onnxruntime": import_onnxruntime().__version__}
+    if fmt == "parquet":
+        libraries["pyarrow"] = version("pyarrow")
+    return libraries
+
+
+def plan_units(fmt: str, new: np.ndarray, counts: np.ndarray, shard_size: int, include_originals: bool) -> list[Unit]:
+    """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise."""
+    plan = plan_mixed if fmt in MIXED_FORMATS else plan_per_class
+    return plan(new, counts if include_originals else None, shard_size)
+
+
+def plan_table(
+    data: LabelledImages,
+    sampling_strategy: str | Mapping[str, int],
+    fmt: str,
+    shard_size: int,
+    include_originals: bool,
+) -> list[dict[str, Any]]:
+    """What a job would write, per class: its count now, its target, how many to generate, in how many
+    shards (for WebDataset and Parquet, the shards that hold some of the class). Reads no bundle."""
+    counts = data.class_counts()
+    new = new_sample_counts(sampling_strategy, counts, data.classes)
+    units = plan_units(fmt, new, counts, shard_size, include_originals)
+    shards = np.zeros(len(counts), dtype=np.int64)
+    for unit in units:
+        for c in {part.class_index for part in (*unit.synthetic, *unit.real)}:
+            shards[c] += 1
+    return [
+        {
+            "class": name,
+            "current": int(counts[c]),
+            "target": int(counts[c] + new[c]),
+            "generate": int(new[c]),
+            "shards": int(shards[c]),
+        }
+        for c, name in enumerate(data.classes)
+    ]
+
+
+def manifest_csv(units: list[Unit], writer: UnitWriter, classes: tuple[str, ...]) -> bytes:
+    """``manifest.csv``: one row per written sample (file, key in the file, label, class, synthetic)."""
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")
+    rows.writerow(["file", "key", "label", "class", "synthetic"])
+    for unit in units:
+        labels, synthetic, _ = unit.order()
+        for (file, key), label, made in zip(writer.entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
+            rows.writerow([file, key, label, classes[label], int(made)])
+    return text.getvalue().encode()
 
 
 def generate_dataset(
@@ -96,6 +155,7 @@ def generate_dataset(
     precision: str = "fp32",
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
+    include_originals: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -114,6 +174,10 @@ def generate_dataset(
     engine : {'local', 'ray'}
         Where shards run; ``engine_options`` go to the engine (Ray: ``address``, ``workers``,
         ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``).
+    fmt : {'imagefolder', 'npz', 'webdataset', 'parquet'}
+        The output format (README, "Output formats").
+    include_originals : bool
+        Write the originals too, so that OUT is the whole balanced set.
 
     Returns
     -------
@@ -134,7 +198,7 @@ def generate_dataset(
     settings = JobSettings(
         deepsmote_version=version("deepsmote"),
         provider=resolve_provider(provider),
-        libraries=_byte_libraries(),
+        libraries=_byte_libraries(fmt),
         bundle=loaded.fingerprint,
         data=data.fingerprint(),
         new_counts=tuple(int(n) for n in new),
@@ -143,10 +207,11 @@ def generate_dataset(
         format=fmt,
         shard_size=shard_size,
         precision=precision,
+        include_originals=include_originals,
     )
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
-    make_writer(fmt, Path(out), data.classes)  # a bad format or class name is refused before any work
+    writer = make_writer(fmt, Path(out), data.classes)  # a bad format or class name is refused before any work
     models = open_models(loaded, provider, threads, precision)
     synthesizer = Synthesizer.fit(
         models,
@@ -162,15 +227,23 @@ def generate_dataset(
         batch_size=batch_size,
         precision=precision,
     )
+    if include_originals:
+        synthesizer = synthesizer.keeping_originals(data.images)
     fitted = time.perf_counter()
-    shards = synthesizer.shards
+    shards = plan_units(fmt, new, counts, shard_size, include_originals)
+    total = sum(s.count for s in shards)
     with output:
         todo = [s for s in shards if not output.is_done(s)]
-        done_before = sum(s.count for s in shards) - sum(s.count for s in todo)
-        with tqdm(total=int(new.sum()), initial=done_before, unit="img", desc="generate", disable=not progress) as bar:
+        done_before = total - sum(s.count for s in todo)
+        # A bar on a terminal; elsewhere (CI, a log) one line per shard, so a run is never silent.
+        lines = LineProgress(len(shards), len(shards) - len(todo), "generate", "shards")
+        bar_wanted = progress and sys.stderr.isatty()
+        with tqdm(total=total, initial=done_before, unit="img", desc="generate", disable=not bar_wanted) as bar:
 
-            def advance(shard: Shard) -> None:
-                bar.update(shard.count)
+            def advance(unit: Unit) -> None:
+                bar.update(unit.count)
+                if progress and not bar_wanted:
+                    lines.update(1, f"{unit.count} images in {unit.name}")
 
             try:
                 engine_info = runner.run(synthesizer, todo, output, fmt, data.classes, advance)
@@ -186,7 +259,8 @@ def generate_dataset(
                 )
                 raise
         generated = time.perf_counter()
-        made = int(new.sum()) - done_before
+        made = total - done_before
+        write_atomic(output.path, output.path / MANIFEST_FILE, manifest_csv(shards, writer, data.classes))
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
@@ -203,6 +277,7 @@ def generate_dataset(
             "format": fmt,
             "shard_size": shard_size,
             "precision": precision,
+            "include_originals": include_originals,
             "settings": settings.as_json(),
             "shards": {"total": len(shards), "skipped_as_done": len(shards) - len(todo)},
             "engine": engine,

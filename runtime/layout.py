@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DeepSMOTEError
+from .errors import InvalidInputError
 from .pixels import from_model, to_model
 
 
@@ -31,13 +31,13 @@ class ImageLayout:
         channels, height, width = image_shape
         accepted = {(height, width) if channels == 1 else None, (height, width, channels), (height * width * channels,)}
         if x.ndim < 2 or tuple(x.shape[1:]) not in accepted:
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"X has shape {x.shape}; the bundle's images are {channels}x{height}x{width}, so X must be "
                 f"(N, {height}, {width}, {channels}){f' or (N, {height}, {width})' if channels == 1 else ''} "
                 f"or flattened (N, {height * width * channels})"
             )
         if x.dtype.kind not in "uif":
-            raise DeepSMOTEError(f"X must hold integer (0..255) or float (0..1) pixels, got dtype {x.dtype}")
+            raise InvalidInputError(f"X must hold integer (0..255) or float (0..1) pixels, got dtype {x.dtype}")
         return cls(tuple(x.shape[1:]), x.dtype, image_shape)
 
     @property
@@ -50,7 +50,7 @@ class ImageLayout:
         channels, height, width = self.image_shape
         lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if lo < 0 or hi > self.scale or not np.isfinite([lo, hi]).all():
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"X values must lie in [0, {self.scale:g}] for dtype {self.dtype}, got [{lo:g}, {hi:g}]"
             )
         nhwc = x.reshape(len(x), height, width, channels)

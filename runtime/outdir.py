@@ -1,7 +1,9 @@
 """The output directory of a generation job: its settings, its lock, and which shards are done.
 
-A job writes ``.deepsmote-job.json`` (the settings that fix the output bytes) before any
-shard. A rerun with the same settings resumes, skipping shards marked done; other settings
+The bookkeeping is hidden files in OUT's top folder, never a folder, so no loader takes it for a
+class or a shard: ``.deepsmote-job.json`` (the settings that fix the output bytes), written before
+any unit, ``.deepsmote-done-<unit>`` marks, and ``.deepsmote.lock`` while a job runs (removed when
+it ends). A rerun with the same settings resumes, skipping shards marked done; other settings
 are refused unless ``overwrite``. A directory with content that no job wrote is never
 touched. A lock stops two jobs writing into the same directory at once. A failed write (full
 disk, read-only OUT) is a one-line :class:`DeepSMOTEError` naming OUT, and leaves no
@@ -24,12 +26,22 @@ from typing import Any
 
 from .atomic import TMP_SUFFIX
 from .errors import DeepSMOTEError
-from .plan import Shard
+from .plan import Unit
 from .writers import write_atomic, write_error
 
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
-DONE_DIR = ".deepsmote-done"
+DONE_PREFIX = ".deepsmote-done-"
+
+
+def is_done_mark(name: str) -> bool:
+    """Whether a file name in OUT is a unit's done mark."""
+    return name.startswith(DONE_PREFIX)
+
+
+def done_marks(path: Path) -> list[Path]:
+    """The done marks in OUT ``path``."""
+    return [p for p in Path(path).iterdir() if is_done_mark(p.name)] if Path(path).is_dir() else []
 
 
 class OutputDir:
@@ -62,7 +74,7 @@ class OutputDir:
         self._refuse_if_locked()
         job_file = self.path / JOB_FILE
         if not job_file.exists():
-            foreign = [p.name for p in self.path.iterdir() if p.name not in {LOCK_FILE, DONE_DIR}]
+            foreign = [p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not is_done_mark(p.name)]
             if foreign:
                 raise DeepSMOTEError(
                     f"`out` {self.path} is not empty and was not made by deepsmote generate "
@@ -110,8 +122,7 @@ class OutputDir:
     def _discard_if_empty(self) -> None:
         # A directory this run created and finished no shard in is removed whole: a failed
         # run leaves nothing behind. Finished shards are kept for the rerun.
-        done = self.path / DONE_DIR
-        if self._created and self.path.exists() and not (done.exists() and any(done.iterdir())):
+        if self._created and self.path.exists() and not any(is_done_mark(p.name) for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
 
     @contextlib.contextmanager
@@ -129,8 +140,6 @@ class OutputDir:
                 self._remove_partials()
                 return
             self._clear()
-        with self._writing(self.path / DONE_DIR):
-            (self.path / DONE_DIR).mkdir(exist_ok=True)
         write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
@@ -175,23 +184,36 @@ class OutputDir:
         except BlockingIOError:
             os.close(fd)
             raise self._in_use() from None
+        # The job that held the lock before may have removed the file as it ended; a lock on that
+        # unlinked file would keep no one out, so the lock is taken again on the file now there.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(self.path / LOCK_FILE).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            self._acquire_lock()
+            return
         self._lock = fd
 
     def _release_lock(self) -> None:
         if self._lock is not None:
+            # Removed while still held, so a finished run leaves no lock file behind.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path / LOCK_FILE)
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             os.close(self._lock)
             self._lock = None
 
     # --- shards --------------------------------------------------------------------------------
 
-    def is_done(self, shard: Shard) -> bool:
-        """Whether ``shard`` was completed by this job or an interrupted run of it."""
-        return (self.path / DONE_DIR / shard.name).exists()
+    def is_done(self, unit: Unit) -> bool:
+        """Whether ``unit`` was completed by this job or an interrupted run of it."""
+        return (self.path / f"{DONE_PREFIX}{unit.name}").exists()
 
-    def mark_done(self, shard: Shard) -> None:
-        """Record ``shard`` as complete; call after its files are in place."""
-        marker = self.path / DONE_DIR / shard.name
+    def mark_done(self, unit: Unit) -> None:
+        """Record ``unit`` as complete; call after its files are in place."""
+        marker = self.path / f"{DONE_PREFIX}{unit.name}"
         with self._writing(marker):
             marker.touch()
 

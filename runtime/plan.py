@@ -102,3 +102,146 @@ def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int) -> Draws
     slot = rng.integers(0, n_neighbors, size=shard.count, dtype=np.int64)
     gap = rng.random(shard.count, dtype=np.float32)
     return Draws(base, slot, gap)
+
+
+@dataclass(frozen=True)
+class RealSlice:
+    """Original samples ``start:stop`` of one class (in DATA order) that an output unit copies.
+
+    Attributes
+    ----------
+    class_index : int
+    start, stop : int
+        Positions among the class's samples.
+    """
+
+    class_index: int
+    start: int
+    stop: int
+
+    @property
+    def count(self) -> int:
+        """Samples in the slice."""
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one output file (or, for ImageFolder, one group of files) holds, and its done mark.
+
+    Attributes
+    ----------
+    name : str
+        File-name stem; also the name of the unit's done mark.
+    synthetic : tuple of Shard
+        The synthetic draws it holds, at most one per class.
+    real : tuple of RealSlice
+        The originals it copies (``include_originals``), at most one per class.
+    """
+
+    name: str
+    synthetic: tuple[Shard, ...] = ()
+    real: tuple[RealSlice, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Samples in the unit."""
+        return sum(s.count for s in self.synthetic) + sum(r.count for r in self.real)
+
+    def order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The unit's samples in written order: each class's originals then its synthetic samples,
+        the classes interleaved so that every stretch of the unit holds them in proportion.
+
+        Sample ``j`` of a class with ``m`` samples in the unit sorts at ``(j + 0.5) / m``, ties by
+        class index: a deterministic interleave that depends on the counts only.
+
+        Returns
+        -------
+        class_index : np.ndarray
+            int64, shape (count,).
+        synthetic : np.ndarray
+            bool, shape (count,).
+        position : np.ndarray
+            int64, shape (count,), index within the sample's RealSlice or Shard.
+        """
+        parts: dict[int, list[tuple[bool, int]]] = {}
+        for r in self.real:
+            parts.setdefault(r.class_index, []).extend((False, j) for j in range(r.count))
+        for s in self.synthetic:
+            parts.setdefault(s.class_index, []).extend((True, j) for j in range(s.count))
+        classes = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in parts.items()] or [np.zeros(0, int)])
+        keys = np.concatenate([(np.arange(len(p)) + 0.5) / len(p) for p in parts.values()] or [np.zeros(0)])
+        flat = [item for p in parts.values() for item in p]
+        order = np.lexsort((classes, keys))
+        synthetic = np.asarray([flat[i][0] for i in order], dtype=bool)
+        position = np.asarray([flat[i][1] for i in order], dtype=np.int64)
+        return classes[order], synthetic, position
+
+
+def plan_per_class(
+    new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
+) -> list[Unit]:
+    """One unit per shard of one class (ImageFolder, NPZ): the shards of :func:`plan_shards`.
+
+    Parameters
+    ----------
+    new_counts : np.ndarray
+        int, shape (K,), synthetic samples per class.
+    real_counts : np.ndarray or None
+        int, shape (K,), originals per class to copy too; None copies none.
+    shard_size : int
+    """
+    units = []
+    if real_counts is not None:
+        for c, n in enumerate(int(n) for n in real_counts):
+            for i, start in enumerate(range(0, n, shard_size)):
+                stop = min(start + shard_size, n)
+                units.append(Unit(f"real-class-{c:04d}-shard-{i:06d}", real=(RealSlice(c, start, stop),)))
+    units += [Unit(shard.name, synthetic=(shard,)) for shard in plan_shards(new_counts, shard_size)]
+    return units
+
+
+def plan_mixed(
+    new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
+) -> list[Unit]:
+    """Units that mix the classes (WebDataset, Parquet): each holds every class in proportion.
+
+    Every sample of the job (each class's originals when copied, then its synthetic ones) is put in
+    one sequence where sample ``j`` of a class of ``n`` sorts at ``(j + 0.5) / n`` (ties by class),
+    and the sequence is cut into units of exactly ``shard_size`` (the last one shorter). So a unit
+    holds a consecutive stretch of each class, the classes in the proportions of the whole set.
+    The synthetic part of class ``c`` in unit ``t`` is ``Shard(c, t, count)``: its draws come from
+    ``SeedSequence([seed, c, t])``.
+
+    Parameters
+    ----------
+    new_counts, real_counts, shard_size
+        As for :func:`plan_per_class`.
+
+    Returns
+    -------
+    list of Unit
+        Named ``000000``, ``000001``, ...
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    new = np.asarray(new_counts, dtype=np.int64)
+    real = np.zeros_like(new) if real_counts is None else np.asarray(real_counts, dtype=np.int64)
+    totals = new + real
+    classes = np.repeat(np.arange(len(totals)), totals)
+    keys = np.concatenate([(np.arange(n) + 0.5) / n for n in totals.tolist() if n] or [np.zeros(0)])
+    in_order = classes[np.lexsort((classes, keys))]
+    units = []
+    taken = np.zeros_like(totals)
+    for t, first in enumerate(range(0, len(in_order), shard_size)):
+        counts = np.bincount(in_order[first : first + shard_size], minlength=len(totals))
+        synthetic, originals = [], []
+        for c in np.flatnonzero(counts).tolist():
+            start, stop, n_real = int(taken[c]), int(taken[c] + counts[c]), int(real[c])
+            if min(stop, n_real) > start:
+                originals.append(RealSlice(c, start, min(stop, n_real)))
+            if stop > max(start, n_real):
+                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+        taken += counts
+        units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
+    return units

@@ -347,7 +347,9 @@ def _read_npz_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarr
 def read_npz(path: str | os.PathLike) -> LabelledImages:
     """Read an ``.npz`` with ``images`` uint8 (N, H, W[, C]) and ``labels`` (N,).
 
-    Labels may be integers or strings; class names are their sorted distinct values.
+    With a ``classes`` array of names (what ``deepsmote generate`` writes), ``labels`` are indices
+    into it and the classes keep its order and exact names. Without it, labels may be integers or
+    strings and class names are their sorted distinct values.
     """
     path = Path(path)
     with _reading(path):
@@ -366,13 +368,26 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
                 f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {images.shape}"
             )
         values = _read_npz_member(archive, "labels", path)
+        names = _read_npz_member(archive, "classes", path) if "classes.npy" in archive.namelist() else None
     if values.shape != (images.shape[0],):
         raise DeepSMOTEError(
             f"{path}: 'labels' has shape {values.shape}, expected ({images.shape[0]},) to match 'images'"
         )
     if images.ndim == 4 and images.shape[3] == 1:
         images = images[..., 0]
+    if names is not None:
+        return _from_class_indices(images, values, names, path)
     return _from_label_values(images, values, path)
+
+
+def _from_class_indices(images: np.ndarray, labels: np.ndarray, names: np.ndarray, path: Path) -> LabelledImages:
+    if names.dtype.kind != "U" or names.ndim != 1 or len(set(names.tolist())) != len(names):
+        raise DeepSMOTEError(f"{path}: 'classes' must be distinct strings, shape (K,)")
+    if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):
+        raise DeepSMOTEError(f"{path}: with 'classes', 'labels' must be integers in 0..{len(names) - 1}")
+    if images.shape[0] == 0:
+        raise DeepSMOTEError(f"{path}: holds no images")
+    return LabelledImages(np.ascontiguousarray(images), labels.astype(np.int64), tuple(names.tolist()))
 
 
 # --- ImageFolder -----------------------------------------------------------------------------
@@ -469,7 +484,11 @@ def _from_label_values(images: np.ndarray, values: np.ndarray, path: Path) -> La
 
 
 def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
-    names = sorted({name for part in parts for name in part.classes}, key=_natural_key)
+    # Shards that name one class list (a generate job's) keep its order; others are merged sorted.
+    if len({part.classes for part in parts}) == 1:
+        names = list(parts[0].classes)
+    else:
+        names = sorted({name for part in parts for name in part.classes}, key=_natural_key)
     index = {name: i for i, name in enumerate(names)}
     shapes = {part.images.shape[1:] for part in parts}
     if len(shapes) > 1:

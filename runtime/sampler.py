@@ -1,24 +1,103 @@
 """The DeepSMOTE over-sampler, with imbalanced-learn's conventions (``docs/design.md`` §7).
 
+It is a scikit-learn estimator by protocol, not by inheritance: ``get_params``/``set_params`` (read
+from ``__init__``'s signature, as ``BaseEstimator`` does), ``__sklearn_tags__`` and
+``fit_resample`` are what ``sklearn.base.clone``, ``GridSearchCV`` and
+``imblearn.pipeline.Pipeline`` use, so scikit-learn stays an optional extra of a torch-free
+runtime whose other dependencies are five small packages.
+
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .bundle import Bundle, load_bundle, open_models
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 from .layout import ImageLayout
 from .plan import DEFAULT_SHARD_SIZE
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
 
 SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
+RandomState = int | np.random.RandomState | np.random.Generator | None
+
+
+def seed_from(random_state: RandomState) -> int:
+    """The job's integer seed: ``random_state`` itself, or one draw from a RandomState or Generator.
+
+    Raises
+    ------
+    InvalidInputError
+        For anything else, or a negative integer.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise InvalidInputError(
+            f"random_state must be a non-negative integer, a numpy RandomState or Generator, or None, "
+            f"got {random_state!r}"
+        )
+    return int(random_state)
+
+
+def _target(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """y as one label per sample, and the classes of a one-hot y (to encode the result alike).
+
+    Raises
+    ------
+    InvalidInputError
+        For a continuous, multilabel or multioutput target, as imbalanced-learn refuses them.
+    """
+    if y.dtype == object:
+        # A categorical or object column: its values, as strings or numbers numpy can sort.
+        y = np.asarray(y.tolist())
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    one_hot = None
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise InvalidInputError("Multilabel and multioutput targets are not supported; give one label per sample")
+        one_hot, y = np.arange(y.shape[1]), y.argmax(axis=1)
+    if y.ndim != 1:
+        raise InvalidInputError(f"y must have one label per sample, got shape {y.shape}")
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise InvalidInputError("Unknown label type: continuous; y must hold class labels (integers or strings)")
+    return y, one_hot
+
+
+def _encode_target(y: np.ndarray, one_hot: np.ndarray | None) -> np.ndarray:
+    return y if one_hot is None else (y[:, None] == one_hot[None, :]).astype(np.int64)
+
+
+def _like(original: Any, result: np.ndarray) -> Any:
+    """``result`` in the container of ``original``: list, pandas DataFrame or Series, or ndarray."""
+    pandas = _pandas_of(original)
+    if isinstance(original, list):
+        return result.tolist()
+    if pandas is None:
+        return result
+    if isinstance(original, pandas.Series):
+        return pandas.Series(result, name=original.name).astype(original.dtype)
+    frame = pandas.DataFrame(result.reshape(len(result), -1), columns=original.columns)
+    return frame.astype(original.dtypes.to_dict())
+
+
+def _pandas_of(value: Any) -> Any:
+    """pandas, if ``value`` is one of its objects (pandas itself is never imported for this)."""
+    pandas = sys.modules.get("pandas")
+    return pandas if pandas is not None and isinstance(value, pandas.DataFrame | pandas.Series) else None
 
 
 class DeepSMOTE:
@@ -26,16 +105,17 @@ class DeepSMOTE:
 
     Parameters
     ----------
-    bundle : str or path-like
-        A model bundle directory (``deepsmote train`` makes one).
+    bundle : str, path-like or Bundle
+        A model bundle directory (``deepsmote train`` makes one); the only positional parameter.
     sampling_strategy : str, float, dict or callable, default 'auto'
         imbalanced-learn's meaning: ``'auto'`` (= ``'not majority'``), ``'minority'``,
         ``'not minority'``, ``'all'``, a float (two classes), ``{class: count after}``, or a
         callable ``y -> dict``.
     k_neighbors : int, default 5
         Neighbours within a class to interpolate towards.
-    random_state : int or None, default None
-        Seed; the same seed gives the same bytes whatever ``batch_size`` or thread count.
+    random_state : int, numpy RandomState or Generator, or None, default None
+        Seed; the same seed gives the same bytes whatever ``batch_size`` or thread count. A
+        RandomState or Generator gives one seed per ``fit`` (one draw from it).
     provider : {'auto', 'cpu', 'cuda'}, default 'auto'
         onnxruntime execution provider.
     batch_size : int or None, default None
@@ -64,10 +144,11 @@ class DeepSMOTE:
 
     def __init__(
         self,
-        bundle: str | os.PathLike | Bundle,
+        bundle: str | os.PathLike | Bundle | None = None,
+        *,
         sampling_strategy: SamplingStrategy = "auto",
         k_neighbors: int = 5,
-        random_state: int | None = None,
+        random_state: RandomState = None,
         provider: str = "auto",
         batch_size: int | None = None,
         n_threads: int | None = None,
@@ -84,23 +165,70 @@ class DeepSMOTE:
         self.shard_size = shard_size
         self.precision = precision
 
+    # --- scikit-learn's estimator protocol ---------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters by name (``deep`` is accepted for scikit-learn; none nest)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> DeepSMOTE:
+        """Set constructor parameters by name; returns self.
+
+        Raises
+        ------
+        InvalidInputError
+            For a name that is not a parameter.
+        """
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise InvalidInputError(f"invalid parameter {name!r} for DeepSMOTE; valid parameters: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        # Called by scikit-learn only, so it is there to import.
+        from sklearn.utils import Tags, TargetTags
+
+        try:  # imbalanced-learn's tags add what a sampler is (its checks read them)
+            from imblearn.utils._tags import InputTags, SamplerTags
+            from imblearn.utils._tags import Tags as SamplerEstimatorTags
+        except ImportError:
+            tags = Tags(estimator_type=None, target_tags=TargetTags(required=True))
+        else:
+            tags = SamplerEstimatorTags(
+                estimator_type="sampler",
+                target_tags=TargetTags(required=True),
+                input_tags=InputTags(dataframe=True),
+                sampler_tags=SamplerTags(sample_indices=False),
+            )
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v is not _DEFAULTS.get(k) and v != _DEFAULTS.get(k)}
+        return f"DeepSMOTE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
     # --- fitting -----------------------------------------------------------------------------
 
     def _check_params(self) -> None:
+        if self.bundle is None:
+            raise InvalidInputError("`bundle` is required: DeepSMOTE('model.bundle', ...)")
         for name in ("k_neighbors", "batch_size", "shard_size"):
             value = getattr(self, name)
             if name == "batch_size" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise DeepSMOTEError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         if self.n_threads is not None and (not isinstance(self.n_threads, int) or self.n_threads < 1):
-            raise DeepSMOTEError(f"n_threads must be a positive integer or None, got {self.n_threads!r}")
-        if self.random_state is not None and (
-            isinstance(self.random_state, bool)
-            or not isinstance(self.random_state, int | np.integer)
-            or self.random_state < 0
-        ):
-            raise DeepSMOTEError(f"random_state must be a non-negative integer or None, got {self.random_state!r}")
+            raise InvalidInputError(f"n_threads must be a positive integer or None, got {self.n_threads!r}")
+        if isinstance(self.random_state, int | np.integer | bool):
+            seed_from(self.random_state)  # refuses a bad one before any work
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.
@@ -117,11 +245,15 @@ class DeepSMOTE:
         self
         """
         self._check_params()
-        X, y = np.asarray(X), np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise DeepSMOTEError(f"y must have shape ({len(X)},) to match X, got {y.shape}")
+        self._inputs = (X, y)
+        X = X.to_numpy() if _pandas_of(X) is not None else np.asarray(X)
+        y, self._y_one_hot = _target(y.to_numpy() if _pandas_of(y) is not None else np.asarray(y))
+        if len(y) != len(X):
+            raise InvalidInputError(f"y must have shape ({len(X)},) to match X, got {y.shape}")
         if len(X) == 0:
-            raise DeepSMOTEError("X is empty")
+            raise InvalidInputError("X is empty")
+        if len(np.unique(y)) < 2:
+            raise InvalidInputError("y holds one class; oversampling needs at least two classes")
         self.bundle_: Bundle = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
         self.layout_ = ImageLayout.of(X, self.bundle_.image_shape)
         self.classes_, labels = np.unique(y, return_inverse=True)
@@ -129,9 +261,7 @@ class DeepSMOTE:
         counts = np.bincount(labels, minlength=len(self.classes_))
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), y)
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
-        self.seed_ = (
-            int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**63)
-        )
+        self.seed_ = seed_from(self.random_state)
         models = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
         self.provider_ = models.provider
         self.synthesizer_ = Synthesizer.fit(
@@ -192,12 +322,15 @@ class DeepSMOTE:
 
         Returns
         -------
-        X_resampled : np.ndarray
-            Shape (N + M, *X.shape[1:]), X's dtype.
-        y_resampled : np.ndarray
-            Shape (N + M,), y's dtype.
+        X_resampled : np.ndarray or pandas.DataFrame
+            Shape (N + M, *X.shape[1:]), X's dtype; a DataFrame with X's columns when X is one.
+        y_resampled : np.ndarray or pandas.Series
+            Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is one.
         """
         parts = list(self.iter_synthetic(X, y))
-        X_new = [p[0] for p in parts]
-        y_new = [p[1] for p in parts]
-        return np.concatenate([self._X, *X_new]), np.concatenate([self._y, *y_new])
+        X_res = np.concatenate([self._X, *(p[0] for p in parts)])
+        y_res = np.concatenate([self._y, *(p[1] for p in parts)])
+        return _like(self._inputs[0], X_res), _like(self._inputs[1], _encode_target(y_res, self._y_one_hot))
+
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(DeepSMOTE.__init__).parameters.items() if name != "self"}

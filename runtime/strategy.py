@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DeepSMOTEError
+from .errors import InvalidInputError
 
 STRATEGY_NAMES = ("auto", "minority", "not majority", "not minority", "all")
 
@@ -27,11 +27,11 @@ def parse_strategy(text: str) -> str | dict[str, int]:
         try:
             mapping = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DeepSMOTEError(f"--strategy: invalid JSON ({exc.msg}); use e.g. '{{\"3\": 500}}'") from None
+            raise InvalidInputError(f"--strategy: invalid JSON ({exc.msg}); use e.g. '{{\"3\": 500}}'") from None
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in mapping.values()):
-            raise DeepSMOTEError(f"--strategy: counts must be integers, got {mapping}")
+            raise InvalidInputError(f"--strategy: counts must be integers, got {mapping}")
         return {str(k): v for k, v in mapping.items()}
-    raise DeepSMOTEError(
+    raise InvalidInputError(
         f"--strategy must be one of {', '.join(s.replace(' ', '-') for s in STRATEGY_NAMES)} "
         f"or a JSON object {{class: count}}, got '{text}'"
     )
@@ -75,7 +75,7 @@ def new_sample_counts(
             labels = np.repeat(np.asarray(names, dtype=object), counts)
         sampling_strategy = sampling_strategy(labels)
         if not isinstance(sampling_strategy, Mapping):
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"sampling_strategy callable must return a dict, got {type(sampling_strategy).__name__}"
             )
     if isinstance(sampling_strategy, str):
@@ -88,7 +88,7 @@ def new_sample_counts(
             "all": list(range(len(counts))),
         }.get(name)
         if chosen is None:
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"sampling_strategy must be one of {', '.join(repr(s) for s in STRATEGY_NAMES)}, a float, "
                 f"a dict or a callable, got '{sampling_strategy}'"
             )
@@ -96,13 +96,13 @@ def new_sample_counts(
         return new
     if isinstance(sampling_strategy, Real) and not isinstance(sampling_strategy, bool):
         if len(counts) != 2:
-            raise DeepSMOTEError(f"a float sampling_strategy is only for two classes, got {len(counts)} classes")
+            raise InvalidInputError(f"a float sampling_strategy is only for two classes, got {len(counts)} classes")
         ratio = float(sampling_strategy)
         if not 0 < ratio <= 1:
-            raise DeepSMOTEError(f"a float sampling_strategy must be in (0, 1], got {ratio}")
+            raise InvalidInputError(f"a float sampling_strategy must be in (0, 1], got {ratio}")
         wanted = int(counts[majority] * ratio)
         if wanted < counts[minority]:
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"sampling_strategy {ratio} asks for {wanted} minority samples, fewer than the "
                 f"{counts[minority]} there are; use a ratio of at least {counts[minority] / counts[majority]:.3f}"
             )
@@ -112,17 +112,19 @@ def new_sample_counts(
         index = {**{str(n): i for i, n in enumerate(names)}, **{n: i for i, n in enumerate(names)}}
         for key, count in sampling_strategy.items():
             if key not in index and str(key) not in index:
-                raise DeepSMOTEError(f"sampling_strategy names class {key!r}, which is not in the data {list(names)}")
+                raise InvalidInputError(
+                    f"sampling_strategy names class {key!r}, which is not in the data {list(names)}"
+                )
             c = index[key] if key in index else index[str(key)]
             if isinstance(count, bool) or not isinstance(count, int | np.integer):
-                raise DeepSMOTEError(f"sampling_strategy count for class {key!r} must be an integer, got {count!r}")
+                raise InvalidInputError(f"sampling_strategy count for class {key!r} must be an integer, got {count!r}")
             if count < counts[c]:
-                raise DeepSMOTEError(
+                raise InvalidInputError(
                     f"sampling_strategy asks for {count} samples of class {key!r}, which has {counts[c]}; "
                     "an over-sampler can only add samples"
                 )
             new[c] = count - counts[c]
         return new
-    raise DeepSMOTEError(
+    raise InvalidInputError(
         f"sampling_strategy must be a str, float, dict or callable, got {type(sampling_strategy).__name__}"
     )

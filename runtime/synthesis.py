@@ -21,9 +21,9 @@ from deepsmote.kernels import interpolate, kneighbors
 from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, Models, open_models
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 from .layout import ImageLayout
-from .plan import Draws, Shard, draw_shard, plan_shards
+from .plan import Draws, Shard, Unit, draw_shard, plan_shards
 
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
 # codes (and everything drawn from them) do not depend on it.
@@ -70,7 +70,7 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
         If the class has fewer than two samples, or the encoder yields NaN or inf.
     """
     if len(images) < 2:
-        raise DeepSMOTEError(
+        raise InvalidInputError(
             f"class '{class_name}' has {len(images)} sample(s); SMOTE needs at least 2 to interpolate. "
             "Add samples or leave the class out of the sampling strategy"
         )
@@ -102,6 +102,34 @@ def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: 
 
 
 @dataclass(frozen=True)
+class Samples:
+    """One output unit's samples in written order, with where each came from.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        Shape (m, *layout.shape), the caller's dtype.
+    class_index : np.ndarray
+        int64, shape (m,).
+    synthetic : np.ndarray
+        bool, shape (m,).
+    base : np.ndarray
+        int64, shape (m,), the DATA index of the base sample (of the sample itself for an original).
+    neighbor : np.ndarray
+        int64, shape (m,), the DATA index of the neighbour interpolated towards; -1 for an original.
+    gap : np.ndarray
+        float32, shape (m,), the interpolation factor; NaN for an original.
+    """
+
+    images: np.ndarray
+    class_index: np.ndarray
+    synthetic: np.ndarray
+    base: np.ndarray
+    neighbor: np.ndarray
+    gap: np.ndarray
+
+
+@dataclass(frozen=True)
 class Synthesizer:
     """A fitted job: everything needed to turn any of its shards into images.
 
@@ -125,6 +153,11 @@ class Synthesizer:
     batch_size : int or None
         Codes per decoder call; the provider's default when None.
     precision : {'fp32', 'fp16'}
+    members : tuple of np.ndarray
+        Per class, int64 (n_c,), the DATA index of each of its samples (provenance).
+    originals : tuple of np.ndarray
+        Per class, its original images in the caller's layout, when the job copies them
+        (:meth:`keeping_originals`); empty otherwise.
     """
 
     bundle: Bundle
@@ -136,6 +169,8 @@ class Synthesizer:
     threads: int | None
     batch_size: int | None
     precision: str
+    members: tuple[np.ndarray, ...] = ()
+    originals: tuple[np.ndarray, ...] = ()
     _models: list[Models] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
@@ -178,9 +213,31 @@ class Synthesizer:
             for c, new in enumerate(int(n) for n in new_counts)
         )
         shards = tuple(plan_shards(new_counts, shard_size))
+        members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
         return cls(
-            models.bundle, layout, seed, shards, latents, models.provider, threads, batch_size, precision, [models]
+            models.bundle,
+            layout,
+            seed,
+            shards,
+            latents,
+            models.provider,
+            threads,
+            batch_size,
+            precision,
+            members=members,
+            _models=[models],
         )
+
+    def keeping_originals(self, images: np.ndarray) -> Synthesizer:
+        """A copy that also holds each class's originals, taken from ``images`` (the fitted X)."""
+        return replace(self, originals=tuple(images[m] for m in self.members), _models=self._models)
+
+    def draws(self, shard: Shard) -> Draws:
+        """The shard's random choices (``docs/design.md`` §4)."""
+        latents = self.latents[shard.class_index]
+        if latents is None:
+            raise ValueError(f"class {shard.class_index} was not fitted for growth")
+        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors)
 
     def model_images(self, shard: Shard) -> np.ndarray:
         """The model-space images of one shard.
@@ -191,14 +248,33 @@ class Synthesizer:
             float32, shape (shard.count, C, H, W), values in [-1, 1].
         """
         latents = self.latents[shard.class_index]
-        if latents is None:
-            raise ValueError(f"class {shard.class_index} was not fitted for growth")
-        draws = draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors)
-        return synthesize(self.models(), latents, draws, self.batch_size)
+        return synthesize(self.models(), latents, self.draws(shard), self.batch_size)
 
     def images(self, shard: Shard) -> np.ndarray:
         """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape)."""
         return self.layout.from_model(self.model_images(shard))
+
+    def samples(self, unit: Unit) -> Samples:
+        """The images of one output unit, in its written order, with each sample's provenance."""
+        classes, synthetic, position = unit.order()
+        images = np.empty((unit.count, *self.layout.shape), dtype=self.layout.dtype)
+        base = np.empty(unit.count, dtype=np.int64)
+        neighbor = np.full(unit.count, -1, dtype=np.int64)
+        gap = np.full(unit.count, np.nan, dtype=np.float32)
+        for part in unit.real:
+            rows = (classes == part.class_index) & ~synthetic
+            images[rows] = self.originals[part.class_index][part.start + position[rows]]
+            base[rows] = self.members[part.class_index][part.start + position[rows]]
+        for shard in unit.synthetic:
+            rows = (classes == shard.class_index) & synthetic
+            draws = self.draws(shard)
+            neighbors = self.latents[shard.class_index].neighbors
+            members = self.members[shard.class_index]
+            images[rows] = self.images(shard)[position[rows]]
+            base[rows] = members[draws.base[position[rows]]]
+            neighbor[rows] = members[neighbors[draws.base, draws.slot][position[rows]]]
+            gap[rows] = draws.gap[position[rows]]
+        return Samples(images, classes, synthetic, base, neighbor, gap)
 
     def models(self) -> Models:
         """The sessions, opened on this synthesizer's provider on first use in a process."""

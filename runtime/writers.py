@@ -1,4 +1,9 @@
-"""Writers for synthetic shards: ImageFolder PNGs, NPZ and WebDataset tar shards.
+"""Writers for output units: ImageFolder PNGs, NPZ, WebDataset tar shards and Parquet files.
+
+One label convention for every format: a sample's ``label`` is its class's index in the job's
+class list (``summary.json``'s ``classes``, the input's order), and its class name is kept exactly
+as a string beside it (an npz's ``classes``, a WebDataset sample's ``.json``, a Parquet column, the
+ImageFolder folder name), so names such as ``01`` and ``1`` stay two classes.
 
 Every file is written under a temporary name and renamed when complete, so a reader never
 sees half a file, and the bytes depend only on the images (fixed PNG settings, tar headers
@@ -12,19 +17,25 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .atomic import write_bytes_atomic
 from .errors import DeepSMOTEError
-from .plan import Shard
-from .readers import label_values
+from .plan import Unit
+from .synthesis import Samples
 
-FORMATS = ("imagefolder", "npz", "webdataset")
+FORMATS = ("imagefolder", "npz", "webdataset", "parquet")
+# Formats whose units mix the classes (plan_mixed); the others hold one class per unit.
+MIXED_FORMATS = frozenset({"webdataset", "parquet"})
+SHARD_DIR = "shards"
+PARQUET_DIR = "data"
+SHARD_PREFIX = "train"
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -69,66 +80,187 @@ def safe_class_dir(name: str) -> str:
     return name
 
 
-class ShardWriter(Protocol):
-    """Writes one shard's images; the file names depend only on the shard."""
+class UnitWriter(Protocol):
+    """Writes one unit's samples; the file names depend only on the unit."""
 
-    def write(self, shard: Shard, images: np.ndarray) -> None:
-        """Write ``images`` (uint8, (m, H, W) or (m, H, W, C)) for ``shard``."""
+    def write(self, unit: Unit, samples: Samples) -> None:
+        """Write ``samples`` (the unit's, in its order) for ``unit``."""
+
+    def entries(self, unit: Unit) -> list[tuple[str, str]]:
+        """(file relative to OUT, sample key within the file or '') of each sample, in order."""
+
+
+def sample_record(samples: Samples, i: int, classes: Sequence[str]) -> dict[str, Any]:
+    """The label, class name, synthetic flag and provenance of sample ``i``, as JSON values."""
+    synthetic = bool(samples.synthetic[i])
+    label = int(samples.class_index[i])
+    return {
+        "label": label,
+        "class": classes[label],
+        "synthetic": synthetic,
+        "base": int(samples.base[i]),
+        "neighbor": int(samples.neighbor[i]) if synthetic else None,
+        "gap": float(samples.gap[i]) if synthetic else None,
+    }
+
+
+def _stem(unit: Unit, i: int) -> str:
+    return f"{unit.name}-{i:05d}"
 
 
 class ImageFolderWriter:
-    """``OUT/<class>/<shard>-<i>.png``: readable back as an ImageFolder."""
+    """``OUT/<class>/<unit>-<i>.png``: what torchvision's and Hugging Face's ImageFolder read.
+
+    A class folder is named exactly as the class; loaders number classes by the sorted folder
+    names, which is the job's class order whenever the input was itself an ImageFolder.
+    """
 
     def __init__(self, out: Path, classes: Sequence[str]) -> None:
         self.out = out
         self.dirs = [safe_class_dir(c) for c in classes]
 
-    def write(self, shard: Shard, images: np.ndarray) -> None:
-        folder = self.out / self.dirs[shard.class_index]
+    def _class_of(self, unit: Unit) -> int:
+        return (unit.synthetic or unit.real)[0].class_index
+
+    def write(self, unit: Unit, samples: Samples) -> None:
+        folder = self.out / self.dirs[self._class_of(unit)]
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise write_error(self.out, folder, exc) from None
-        for i, image in enumerate(images):
-            write_atomic(self.out, folder / f"{shard.name}-{i:05d}.png", encode_png(image))
+        for i, image in enumerate(samples.images):
+            write_atomic(self.out, folder / f"{_stem(unit, i)}.png", encode_png(image))
+
+    def entries(self, unit: Unit) -> list[tuple[str, str]]:
+        folder = self.dirs[self._class_of(unit)]
+        return [(f"{folder}/{_stem(unit, i)}.png", "") for i in range(unit.count)]
 
 
 class NpzWriter:
-    """``OUT/<shard>.npz`` with ``images`` and ``labels``: the directory reads back as DATA."""
+    """``OUT/<unit>.npz`` with ``images``, ``labels`` (class indices) and ``classes`` (the names).
+
+    The directory reads back as DATA with the same classes in the same order.
+    """
 
     def __init__(self, out: Path, classes: Sequence[str]) -> None:
         self.out = out
-        self.labels = label_values(classes)
+        self.classes = np.asarray(classes, dtype=str)
 
-    def write(self, shard: Shard, images: np.ndarray) -> None:
+    def write(self, unit: Unit, samples: Samples) -> None:
         buffer = io.BytesIO()
-        labels = np.full(len(images), self.labels[shard.class_index], dtype=self.labels.dtype)
-        np.savez(buffer, images=images, labels=labels)
-        write_atomic(self.out, self.out / f"{shard.name}.npz", buffer.getvalue())
+        np.savez(buffer, images=samples.images, labels=samples.class_index.astype(np.int64), classes=self.classes)
+        write_atomic(self.out, self.out / f"{unit.name}.npz", buffer.getvalue())
+
+    def entries(self, unit: Unit) -> list[tuple[str, str]]:
+        return [(f"{unit.name}.npz", str(i)) for i in range(unit.count)]
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
 
 
 class WebDatasetWriter:
-    """``OUT/<shard>.tar`` holding ``<key>.png`` and ``<key>.cls`` (the class index) per sample."""
+    """``OUT/shards/train-NNNNNN.tar``, classes mixed; per sample ``.png``, ``.cls``, ``.json``.
+
+    ``.cls`` holds the label (class index), ``.json`` the record of :func:`sample_record`. The
+    folder holds nothing but shards, so ``OUT/shards/train-{000000..000009}.tar`` is the dataset.
+    """
 
     def __init__(self, out: Path, classes: Sequence[str]) -> None:
         self.out = out
+        self.classes = list(classes)
 
-    def write(self, shard: Shard, images: np.ndarray) -> None:
+    def _file(self, unit: Unit) -> str:
+        return f"{SHARD_DIR}/{SHARD_PREFIX}-{unit.name}.tar"
+
+    def write(self, unit: Unit, samples: Samples) -> None:
         buffer = io.BytesIO()
-        label = str(shard.class_index).encode()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for i, image in enumerate(images):
-                key = f"{shard.name.replace('-', '_')}_{i:05d}"
-                for suffix, data in (("png", encode_png(image)), ("cls", label)):
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
-                    info.size, info.mode, info.mtime = len(data), 0o644, 0
-                    tar.addfile(info, io.BytesIO(data))
-        write_atomic(self.out, self.out / f"{shard.name}.tar", buffer.getvalue())
+            for i, image in enumerate(samples.images):
+                record = sample_record(samples, i, self.classes)
+                key = _stem(unit, i)
+                _tar_member(tar, f"{key}.png", encode_png(image))
+                _tar_member(tar, f"{key}.cls", str(record["label"]).encode())
+                _tar_member(tar, f"{key}.json", json.dumps(record, sort_keys=True).encode())
+        _write_in_subdir(self.out, self._file(unit), buffer.getvalue())
+
+    def entries(self, unit: Unit) -> list[tuple[str, str]]:
+        return [(self._file(unit), _stem(unit, i)) for i in range(unit.count)]
 
 
-def make_writer(fmt: str, out: Path, classes: Sequence[str]) -> ShardWriter:
+class ParquetWriter:
+    """``OUT/data/train-NNNNNN.parquet``, classes mixed: Hugging Face's layout for a train split.
+
+    Columns ``image`` (``{bytes, path}``: PNG bytes), ``label``, ``class``, ``synthetic``, ``base``,
+    ``neighbor``, ``gap``; the schema carries the ``huggingface`` features (``Image``, ``ClassLabel``
+    with the class names), so ``datasets`` decodes images and names labels, and any Parquet reader
+    (pyarrow, pandas, ``ray.data.read_parquet``) reads plain rows.
+    """
+
+    def __init__(self, out: Path, classes: Sequence[str]) -> None:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DeepSMOTEError("`fmt` parquet needs pyarrow: pip install 'deepsmote[parquet]'") from None
+        self.out = out
+        self.classes = list(classes)
+
+    def _file(self, unit: Unit) -> str:
+        return f"{PARQUET_DIR}/{SHARD_PREFIX}-{unit.name}.parquet"
+
+    def write(self, unit: Unit, samples: Samples) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pngs = [{"bytes": encode_png(image), "path": f"{_stem(unit, i)}.png"} for i, image in enumerate(samples.images)]
+        table = pa.table(
+            {
+                "image": pa.array(pngs, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                "label": pa.array(samples.class_index, type=pa.int64()),
+                "class": pa.array([self.classes[c] for c in samples.class_index], type=pa.string()),
+                "synthetic": pa.array(samples.synthetic, type=pa.bool_()),
+                "base": pa.array(samples.base, type=pa.int64()),
+                "neighbor": pa.array(samples.neighbor, type=pa.int64(), mask=~samples.synthetic),
+                "gap": pa.array(samples.gap, type=pa.float32(), mask=~samples.synthetic),
+            }
+        )
+        features = {
+            "image": {"_type": "Image"},
+            "label": {"_type": "ClassLabel", "names": self.classes},
+            "class": {"_type": "Value", "dtype": "string"},
+            "synthetic": {"_type": "Value", "dtype": "bool"},
+            "base": {"_type": "Value", "dtype": "int64"},
+            "neighbor": {"_type": "Value", "dtype": "int64"},
+            "gap": {"_type": "Value", "dtype": "float32"},
+        }
+        metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(metadata), buffer, compression="zstd")
+        _write_in_subdir(self.out, self._file(unit), buffer.getvalue().to_pybytes())
+
+    def entries(self, unit: Unit) -> list[tuple[str, str]]:
+        return [(self._file(unit), _stem(unit, i)) for i in range(unit.count)]
+
+
+def _write_in_subdir(out: Path, relative: str, data: bytes) -> None:
+    target = out / relative
+    try:
+        target.parent.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise write_error(out, target.parent, exc) from None
+    write_atomic(out, target, data)
+
+
+def make_writer(fmt: str, out: Path, classes: Sequence[str]) -> UnitWriter:
     """The writer for ``fmt`` (one of :data:`FORMATS`)."""
-    writers = {"imagefolder": ImageFolderWriter, "npz": NpzWriter, "webdataset": WebDatasetWriter}
+    writers = {
+        "imagefolder": ImageFolderWriter,
+        "npz": NpzWriter,
+        "webdataset": WebDatasetWriter,
+        "parquet": ParquetWriter,
+    }
     if fmt not in writers:
         raise DeepSMOTEError(f"`fmt` must be one of {', '.join(FORMATS)}, got '{fmt}'")
     return writers[fmt](out, classes)

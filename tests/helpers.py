@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from deepsmote.runtime.cli import main
-from deepsmote.runtime.outdir import DONE_DIR
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -17,7 +16,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+        if p.is_file() and not p.name.startswith(".") and p.name != "summary.json"
     }
 
 

@@ -28,11 +28,11 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime import atomic as atomic_module
 from deepsmote.runtime import outdir as outdir_module
 from deepsmote.runtime.cli import main
-from deepsmote.runtime.outdir import DONE_DIR, LOCK_FILE
+from deepsmote.runtime.outdir import DONE_PREFIX, LOCK_FILE, done_marks
 from deepsmote.runtime.readers import read_dataset
 
 SHARD_SIZE = 10
-TOTAL_SHARDS = 312  # 3100 new images of fmnist_mini in shards of 10, per class rounded up
+TOTAL_SHARDS = 310  # 3100 new images of fmnist_mini in WebDataset shards of 10, classes mixed
 # Slow settings for a job that must still be running when it is signalled; they do not change the bytes.
 SLOW = ["--batch-size", "1", "--threads", "1"]
 
@@ -67,8 +67,7 @@ def start(args: list[str], **kwargs) -> subprocess.Popen:
 
 
 def done_shards(out: Path) -> set[str]:
-    done = out / DONE_DIR
-    return {p.name for p in done.iterdir()} if done.is_dir() else set()
+    return {p.name.removeprefix(DONE_PREFIX) for p in done_marks(out)}
 
 
 def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
@@ -87,16 +86,19 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and DONE_DIR not in p.parts and p.name != "summary.json"
+        if p.is_file() and not p.name.startswith(".") and p.name != "summary.json"
     }
 
 
 def assert_lock_free(out: Path) -> None:
-    fd = os.open(out / LOCK_FILE, os.O_RDWR)
+    # A job that ends, however it ends, removes its lock file while it still holds the lock.
+    assert not (out / LOCK_FILE).exists()
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+        os.unlink(out / LOCK_FILE)
 
 
 def last_line(stderr: str) -> str:
@@ -142,9 +144,9 @@ def test_signal_during_generate_keeps_finished_shards_and_the_rerun_completes(ti
     )
     # Finished shards are whole and are the bytes of the uninterrupted job; nothing partial, no lock held.
     for name in done:
-        assert tree_digest(out)[f"{name}.tar"] == reference[f"{name}.tar"]
-        with tarfile.open(out / f"{name}.tar") as tar:
-            assert len(tar.getnames()) == 2 * SHARD_SIZE
+        assert tree_digest(out)[f"shards/train-{name}.tar"] == reference[f"shards/train-{name}.tar"]
+        with tarfile.open(out / "shards" / f"train-{name}.tar") as tar:
+            assert len(tar.getnames()) == 3 * SHARD_SIZE
     assert not list(out.rglob("*.partial"))
     assert_lock_free(out)
 
@@ -210,7 +212,7 @@ def test_full_disk_mid_job_is_one_line_and_leaves_no_partial_shard(
 
     def filling_open(path, mode="r", *args, **kwargs):
         file = builtins.open(path, mode, *args, **kwargs)
-        if Path(path).name.startswith(".class-"):
+        if Path(path).name.startswith(".train-"):
             opened.append(Path(path))
             if len(opened) == 5:
                 return _FillingFile(file)
@@ -223,12 +225,12 @@ def test_full_disk_mid_job_is_one_line_and_leaves_no_partial_shard(
     assert exit_.value.code == 1
     shard_name = opened[4].name.removeprefix(".").removesuffix(".partial")
     assert error_lines(capsys.readouterr().err) == [
-        f"Error: cannot write to --out {out}: No space left on device (writing {shard_name}); "
+        f"Error: cannot write to --out {out}: No space left on device (writing shards/{shard_name}); "
         "free some space or choose another --out"
     ]
-    assert not list(out.rglob("*.partial")) and not (out / shard_name).exists()
+    assert not list(out.rglob("*.partial")) and not (out / "shards" / shard_name).exists()
     done = done_shards(out)
-    assert len(done) == 4 and {f"{name}.tar" for name in done} == {p.name for p in out.glob("*.tar")}
+    assert len(done) == 4 and {f"train-{name}.tar" for name in done} == {p.name for p in out.glob("shards/*.tar")}
     assert_lock_free(out)
 
     monkeypatch.undo()
@@ -261,7 +263,7 @@ def test_read_only_out_is_one_line_and_left_untouched(tiny_bundle, tmp_path, mon
 def test_unwritable_shard_in_a_new_out_leaves_nothing(tiny_bundle, tmp_path, monkeypatch, capsys):
     # The job file goes in; the first shard file is refused.
     def refusing_open(path, mode="r", *args, **kwargs):
-        if Path(path).name.startswith(".class-"):
+        if Path(path).name.startswith(".train-"):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return builtins.open(path, mode, *args, **kwargs)
 
@@ -270,7 +272,7 @@ def test_unwritable_shard_in_a_new_out_leaves_nothing(tiny_bundle, tmp_path, mon
     with pytest.raises(SystemExit):
         main(generate_args(tiny_bundle, out))
     [line] = error_lines(capsys.readouterr().err)
-    assert line.startswith(f"Error: cannot write to --out {out}: Permission denied (writing class-0001-shard-000000")
+    assert line.startswith(f"Error: cannot write to --out {out}: Permission denied (writing shards/train-000000")
     assert line.endswith("choose a writable --out")
     assert not out.exists()
 
@@ -322,11 +324,11 @@ def test_real_full_tmpfs_and_read_only_mount(tiny_bundle, tmp_path):
     assert full["code"] == 1
     assert re.fullmatch(
         rf"Error: cannot write to --out {re.escape(str(out))}: No space left on device "
-        r"\(writing class-\d{4}-shard-\d{6}\.tar\); free some space or choose another --out",
+        r"\(writing shards/train-\d{6}\.tar\); free some space or choose another --out",
         line,
     ), line
     tars = {f for f in full["files"] if f.endswith(".tar")}
-    marked = {f.removeprefix(f"{DONE_DIR}/") + ".tar" for f in full["files"] if f.startswith(f"{DONE_DIR}/")}
+    marked = {f"shards/train-{f.removeprefix(DONE_PREFIX)}.tar" for f in full["files"] if f.startswith(DONE_PREFIX)}
     assert tars and tars == marked, "every shard on disk is complete and marked, and only those"
     assert not [f for f in full["files"] if f.endswith(".partial")]
 

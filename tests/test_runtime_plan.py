@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
-from deepsmote.runtime.plan import Shard, draw_shard, plan_shards
+from deepsmote.runtime.plan import Shard, Unit, draw_shard, plan_mixed, plan_shards
 
 
 def test_plan_cuts_fixed_size_shards_per_class():
@@ -27,3 +29,28 @@ def test_draws_are_a_function_of_seed_class_and_shard():
     assert a.base.min() >= 0 and a.base.max() < 20
     assert a.slot.min() >= 0 and a.slot.max() < 5
     assert a.gap.dtype == np.float32 and a.gap.min() >= 0 and a.gap.max() < 1
+
+
+def test_a_mixed_unit_interleaves_its_classes_evenly():
+    unit = Unit("000000", synthetic=(Shard(0, 0, 6), Shard(1, 0, 2)))
+    classes, synthetic, position = unit.order()
+    assert classes.tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
+    assert synthetic.all() and position.tolist() == [0, 1, 0, 2, 3, 4, 1, 5]
+
+
+def test_mixed_units_hold_shard_size_samples_and_each_class_in_proportion():
+    new, real = np.array([0, 200, 50]), np.array([300, 100, 10])
+    units = plan_mixed(new, real, shard_size=64)
+    assert [u.count for u in units] == [64] * 10 + [20]
+    per_class = np.zeros((len(units), 3), dtype=int)
+    for t, unit in enumerate(units):
+        for part in (*unit.real, *unit.synthetic):
+            per_class[t, part.class_index] += part.count
+    assert per_class.sum(axis=0).tolist() == (new + real).tolist()
+    assert (np.abs(per_class[:-1] / 64 - (new + real) / 660) < 0.03).all()
+    # each class's originals come first, in order, then its synthetic samples
+    reals = [(r.class_index, r.start, r.stop) for u in units for r in u.real]
+    for c in range(3):
+        spans = [(a, b) for k, a, b in reals if k == c]
+        assert spans[0][0] == 0 and spans[-1][1] == real[c]
+        assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(spans))

@@ -30,9 +30,9 @@ def test_fp16_sampling_is_deterministic(tiny_bundle, fmnist_mini):
 
     data = read_dataset(fmnist_mini)
     runs = [
-        DeepSMOTE(tiny_bundle, "minority", random_state=0, provider="cpu", precision="fp16", batch_size=b).fit_resample(
-            data.images, data.labels
-        )[0]
+        DeepSMOTE(
+            tiny_bundle, sampling_strategy="minority", random_state=0, provider="cpu", precision="fp16", batch_size=b
+        ).fit_resample(data.images, data.labels)[0]
         for b in (7, 256)
     ]
     assert runs[0].tobytes() == runs[1].tobytes()

@@ -102,3 +102,4 @@ def test_bad_input(tiny_bundle, data, kwargs, mangle, match):
     with pytest.raises(DeepSMOTEError, match=match) as info:
         DeepSMOTE(tiny_bundle, **{"random_state": 0, **kwargs}).fit_resample(X, y)
     assert "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)  # as scikit-learn and imbalanced-learn raise

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from deepsmote.runtime.bundle import Manifest
+from deepsmote.runtime.console import table, verbosity_options
 from deepsmote.runtime.readers import read_dataset
 
 from .export import export_bundle, refuse_existing
@@ -37,6 +38,7 @@ _DEFAULTS = TrainConfig()
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out; without --resume, start --run-dir over.")
+@verbosity_options
 def train(
     data: Path,
     out: Path,
@@ -77,12 +79,17 @@ def train(
     )
     manifest = export_bundle(files.best, out, overwrite=overwrite)
     click.echo(_summary(out, manifest))
+    counts = dataset.class_counts().tolist()
+    click.echo(
+        table(["class", "training images"], [[name, n] for name, n in zip(dataset.classes, counts, strict=True)])
+    )
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out once the new bundle is complete.")
+@verbosity_options
 def export(checkpoint: Path, out: Path, overwrite: bool) -> None:
     """Export CHECKPOINT (a run directory's best.pt or last.pt) as the bundle --out."""
     click.echo(_summary(out, export_bundle(checkpoint, out, overwrite=overwrite)))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from deepsmote.runtime.atomic import atomic_path
 from deepsmote.runtime.bundle import PROVIDERS, Provider
+from deepsmote.runtime.console import QUIET, LineProgress, interactive, verbosity
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
@@ -219,7 +220,13 @@ def train(
         ) from None
 
     total_steps = max(config.epochs - epochs_done, 0) * steps_per_epoch
-    with _note_on_interrupt(files, lambda: epochs_done), tqdm(total=total_steps, unit="step", disable=None) as bar:
+    # A bar on a terminal; elsewhere (CI, a log) one line per epoch, so a long run is never silent.
+    bar_wanted = interactive()
+    lines = LineProgress(config.epochs, epochs_done, "train", "epochs")
+    with (
+        _note_on_interrupt(files, lambda: epochs_done),
+        tqdm(total=total_steps, unit="step", disable=not bar_wanted) as bar,
+    ):
         for epoch in range(epochs_done + 1, config.epochs + 1):
             began = time.perf_counter()
             encoder.train()
@@ -288,6 +295,8 @@ def train(
             with files.log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
             log.info("epoch %d: loss %.5f (reconstruction %.5f, penalty %.5f)", epoch, loss, reconstruction, penalty)
+            if not bar_wanted and verbosity() > QUIET:
+                lines.update(1, f"loss {loss:.5f} (reconstruction {reconstruction:.5f}, penalty {penalty:.5f})")
     plot_losses(history, files.plot)
     return files
 

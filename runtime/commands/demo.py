@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 
 MARKER = "demo.json"
@@ -31,6 +32,7 @@ def _run(command: str, args: list[str]) -> None:
 @click.option("--latent-dim", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--overwrite", is_flag=True, help="Replace a previous demo's output.")
+@verbosity_options
 def demo(out: Path, epochs: int, width: int, latent_dim: int, seed: int, overwrite: bool) -> None:
     """Train a small model on the embedded 100:1 Fashion-MNIST subset, export it, generate a
     balanced set with the torch-free runtime, and draw real vs synthetic images."""

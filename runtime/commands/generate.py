@@ -5,12 +5,11 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from ..bundle import PRECISIONS, PROVIDERS
-from ..job import ENGINES, generate_dataset
+from ..bundle import PRECISIONS, PROVIDERS, load_bundle
+from ..console import QUIET, table, verbosity, verbosity_options
+from ..job import ENGINES, generate_dataset, plan_table
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
 from ..strategy import parse_strategy
@@ -63,8 +62,10 @@ from ..writers import FORMATS
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
+@click.option("--include-originals", is_flag=True, help="Write the originals too: OUT is the whole balanced set.")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made by a job with other settings.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--dry-run", is_flag=True, help="Print the per-class plan and write nothing.")
+@verbosity_options
 def generate(
     bundle: str,
     data: str,
@@ -82,8 +83,9 @@ def generate(
     engine: str,
     address: str | None,
     workers: int | None,
+    include_originals: bool,
     overwrite: bool,
-    quiet: bool,
+    dry_run: bool,
 ) -> None:
     """Oversample DATA with BUNDLE and write the synthetic images to OUT.
 
@@ -91,6 +93,12 @@ def generate(
     file. A rerun of an interrupted job with the same settings completes it.
     """
     dataset = read_dataset(data, labels)
+    if dry_run:
+        load_bundle(bundle)  # a broken bundle is refused now, not at the real run
+        plan = plan_table(dataset, parse_strategy(strategy), fmt, shard_size, include_originals)
+        click.echo(f"plan for {out} (dry run: nothing written)")
+        click.echo(table(["class", "current", "target", "to generate", "shards"], [list(r.values()) for r in plan]))
+        return
     engine_options = {"address": address, "workers": workers} if engine == "ray" else None
     summary = generate_dataset(
         bundle,
@@ -107,12 +115,14 @@ def generate(
         precision=precision,
         engine=engine,
         engine_options=engine_options,
+        include_originals=include_originals,
         overwrite=overwrite,
-        progress=not quiet,
+        progress=verbosity() > QUIET,
     )
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())
     click.echo(
         f"wrote {synthetic} synthetic images ({summary['images_generated_this_run']} this run) to {out} "
         f"on {summary['provider']} in {summary['timings_s']['total']} s"
     )
-    click.echo(json.dumps({k: v["total"] for k, v in summary["counts"].items()}))
+    rows = [[name, c["original"], c["synthetic"], c["total"]] for name, c in summary["counts"].items()]
+    click.echo(table(["class", "original", "synthetic", "total"], rows))

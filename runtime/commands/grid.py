@@ -10,6 +10,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..bundle import PROVIDERS, load_bundle, open_models
+from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 from ..pixels import from_model, to_model
 from ..readers import read_dataset
@@ -61,6 +62,7 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="Images in the strip.")
 @click.option("--provider", default="auto", show_default=True, type=click.Choice(PROVIDERS))
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@verbosity_options
 def grid(
     bundle: str,
     data: str,
@@ -88,7 +90,13 @@ def grid(
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
-    sampler = DeepSMOTE(loaded, {c: int(counts[c]) + extra for c in growable}, k_neighbors, seed, provider)
+    sampler = DeepSMOTE(
+        loaded,
+        sampling_strategy={c: int(counts[c]) + extra for c in growable},
+        k_neighbors=k_neighbors,
+        random_state=seed,
+        provider=provider,
+    )
     sampler.fit(dataset.images, dataset.labels)
     synthetic = {c: [] for c in growable}
     for images, y in sampler.iter_synthetic():

@@ -5,16 +5,25 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..bundle import load_bundle
+from ..console import verbosity_options
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
-def inspect(bundle: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and the check results as JSON.")
+@verbosity_options
+def inspect(bundle: str, as_json: bool) -> None:
     """Print the summary of BUNDLE and verify its ONNX file hashes."""
     loaded = load_bundle(bundle)
+    if as_json:
+        report = {"bundle": str(loaded.path), "fingerprint": loaded.fingerprint, "hashes": "ok"}
+        click.echo(json.dumps({**report, "manifest": loaded.manifest.to_json()}, indent=2, sort_keys=True))
+        return
     manifest = loaded.manifest
     training, export = manifest.training, manifest.export
     config = training.config

@@ -1,7 +1,7 @@
 """Engines: where a job's shards run. One :class:`Engine` protocol, implementations by name.
 
 An engine takes the fitted :class:`~deepsmote.runtime.synthesis.Synthesizer` and the shards still
-to do, and for each shard makes its images (``Synthesizer.images``), writes them with the
+to do, and for each shard makes its images (``Synthesizer.samples``), writes them with the
 format's writer into OUT and marks the shard done. A new engine is one module with a class that
 meets the protocol, and one line in :data:`_REGISTRY`.
 """
@@ -17,7 +17,7 @@ from ..errors import DeepSMOTEError
 
 if TYPE_CHECKING:
     from ..outdir import OutputDir
-    from ..plan import Shard
+    from ..plan import Unit
     from ..synthesis import Synthesizer
 
 __all__ = ["ENGINES", "Engine", "make_engine"]
@@ -36,11 +36,11 @@ class Engine(Protocol):
     def run(
         self,
         synthesizer: Synthesizer,
-        shards: Sequence[Shard],
+        shards: Sequence[Unit],
         out: OutputDir,
         fmt: str,
         classes: Sequence[str],
-        on_shard_done: Callable[[Shard], None],
+        on_shard_done: Callable[[Unit], None],
     ) -> dict[str, Any]:
         """Synthesize, write and mark done every shard; return what the summary reports of the engine.
 
@@ -48,7 +48,7 @@ class Engine(Protocol):
         ----------
         synthesizer : Synthesizer
             The fitted job.
-        shards : sequence of Shard
+        shards : sequence of Unit
             The shards still to do.
         out : OutputDir
             The entered output directory.

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import DeepSMOTEError
 from ..outdir import JOB_FILE, OutputDir
-from ..plan import Shard
+from ..plan import Unit
 from ..synthesis import Synthesizer
 from ..writers import make_writer
 
@@ -114,13 +114,13 @@ class ShardWorker:
                 problem = f"the Ray worker on {socket.gethostname()} cannot run the bundle: {exc}"
         return problem
 
-    def run(self, box: Sequence[Any], shard: Shard) -> Shard:
+    def run(self, box: Sequence[Any], shard: Unit) -> Unit:
         """Synthesize, write and mark done one shard; return it."""
         if self.out.is_done(shard):
             # Ray reruns every task a dead worker had not reported, including one it finished
             # just before it died: the mark says that shard's files are complete.
             return shard
-        self.writer.write(shard, self._fetch(box).images(shard))
+        self.writer.write(shard, self._fetch(box).samples(shard))
         self.out.mark_done(shard)
         return shard
 
@@ -285,11 +285,11 @@ class RayEngine:
     def run(
         self,
         synthesizer: Synthesizer,
-        shards: Sequence[Shard],
+        shards: Sequence[Unit],
         out: OutputDir,
         fmt: str,
         classes: Sequence[str],
-        on_shard_done: Callable[[Shard], None],
+        on_shard_done: Callable[[Unit], None],
     ) -> dict[str, Any]:
         """Run the shards on Ray actors; OUT must be on storage shared by every node.
 
@@ -337,14 +337,14 @@ def _dispatch(
     ray: ModuleType,
     actors: Sequence[Any],
     box: list[Any],
-    shards: Sequence[Shard],
-    on_shard_done: Callable[[Shard], None],
+    shards: Sequence[Unit],
+    on_shard_done: Callable[[Unit], None],
     retries: int,
 ) -> None:
     from ray.exceptions import RayActorError, RayTaskError
 
     queue = iter(shards)
-    pending: dict[Any, tuple[Shard, Any]] = {}
+    pending: dict[Any, tuple[Unit, Any]] = {}
 
     def give(actor: Any) -> None:
         shard = next(queue, None)

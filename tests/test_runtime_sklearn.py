@@ -1,0 +1,131 @@
+"""DeepSMOTE as an imbalanced-learn sampler: clone, GridSearchCV in a Pipeline, seeds, pandas,
+ValueErrors, and imbalanced-learn's own sampler checks where they apply to an image sampler."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from deepsmote.data import fmnist_mini
+from deepsmote.runtime import DeepSMOTE, InvalidInputError, read_dataset
+from imblearn.utils import estimator_checks
+from sklearn.base import clone
+
+GOLDEN_BUNDLE = Path(__file__).resolve().parent / "data" / "golden" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[np.ndarray, np.ndarray]:
+    """Three classes of 40, 20 and 10 flattened images, floats in [0, 1]."""
+    data = read_dataset(fmnist_mini())
+    rows = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 40), (1, 20), (2, 10))])
+    return data.images[rows].reshape(len(rows), -1) / 255.0, data.labels[rows]
+
+
+def test_clone_gives_an_unfitted_equal_copy():
+    sampler = DeepSMOTE(GOLDEN_BUNDLE, k_neighbors=3, random_state=7)
+    copy = clone(sampler)
+    assert copy is not sampler and copy.get_params() == sampler.get_params()
+    assert set(copy.get_params()) == {
+        "bundle",
+        "sampling_strategy",
+        "k_neighbors",
+        "random_state",
+        "provider",
+        "batch_size",
+        "n_threads",
+        "shard_size",
+        "precision",
+    }
+    assert copy.set_params(k_neighbors=4) is copy and copy.k_neighbors == 4 and sampler.k_neighbors == 3
+    with pytest.raises(ValueError, match="invalid parameter 'k'"):
+        copy.set_params(k=4)
+    with pytest.raises(TypeError):
+        DeepSMOTE(GOLDEN_BUNDLE, "auto")  # everything but the bundle is keyword-only
+
+
+def test_grid_search_over_k_in_an_imblearn_pipeline(small):
+    from imblearn.pipeline import Pipeline
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = small
+    pipeline = Pipeline(
+        [("deepsmote", DeepSMOTE(GOLDEN_BUNDLE, random_state=0)), ("clf", LogisticRegression(max_iter=200))]
+    )
+    search = GridSearchCV(pipeline, {"deepsmote__k_neighbors": [2, 4]}, cv=2, scoring="balanced_accuracy")
+    search.fit(X, y)
+    assert search.best_params_["deepsmote__k_neighbors"] in (2, 4)
+    assert len(search.cv_results_["mean_test_score"]) == 2
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.named_steps["deepsmote"].k_neighbors == search.best_params_["deepsmote__k_neighbors"]
+
+
+@pytest.mark.parametrize("make_state", [int, np.random.RandomState, np.random.default_rng])
+def test_random_state_takes_int_randomstate_and_generator(small, make_state):
+    X, y = small
+    first = DeepSMOTE(GOLDEN_BUNDLE, random_state=make_state(5)).fit_resample(X, y)
+    again = DeepSMOTE(GOLDEN_BUNDLE, random_state=make_state(5)).fit_resample(X, y)
+    assert np.array_equal(first[0], again[0])
+    other = DeepSMOTE(GOLDEN_BUNDLE, random_state=make_state(6)).fit_resample(X, y)
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_bad_random_state_is_a_value_error():
+    with pytest.raises(ValueError, match="random_state must be"):
+        DeepSMOTE(GOLDEN_BUNDLE, random_state="seed").fit_resample(np.zeros((4, 784)), np.array([0, 0, 1, 1]))
+
+
+def test_pandas_in_pandas_out_with_a_categorical_target(small):
+    X, y = small
+    names = np.asarray(["shirt", "coat", "bag"])[y]
+    X_df = pd.DataFrame(X, columns=[f"p{i}" for i in range(X.shape[1])])
+    y_s = pd.Series(pd.Categorical(names, categories=["shirt", "coat", "bag"]), name="kind")
+    X_res, y_res = DeepSMOTE(GOLDEN_BUNDLE, random_state=0).fit_resample(X_df, y_s)
+    assert isinstance(X_res, pd.DataFrame) and list(X_res.columns) == list(X_df.columns)
+    assert isinstance(y_res, pd.Series) and y_res.name == "kind" and y_res.dtype == y_s.dtype
+    assert Counter(y_res) == {"shirt": 40, "coat": 40, "bag": 40}
+    X_np, _ = DeepSMOTE(GOLDEN_BUNDLE, random_state=0).fit_resample(X, names)
+    assert np.array_equal(X_res.to_numpy(), X_np)
+
+
+def test_parameter_errors_are_value_errors():
+    assert issubclass(InvalidInputError, ValueError)
+    with pytest.raises(ValueError, match="bundle` is required"):
+        DeepSMOTE().fit_resample(np.zeros((4, 784)), np.array([0, 0, 1, 1]))
+
+
+# imbalanced-learn's sampler checks draw 2-feature tabular data, which an image sampler cannot take:
+# the checks that draw from sample_dataset_generator run on images instead; those that test the
+# target run as they are (the target is checked before X).
+APPLICABLE = [
+    "check_target_type",
+    "check_samplers_one_label",
+    "check_samplers_list",
+    "check_samplers_preserve_dtype",
+    "check_samplers_pandas",
+    "check_samplers_2d_target",
+    "check_samplers_multiclass_ova",
+    "check_samplers_sample_indices",
+]
+
+
+@pytest.mark.parametrize("check", APPLICABLE)
+def test_imblearn_sampler_checks(check, small, monkeypatch):
+    X, y = small
+    monkeypatch.setattr(estimator_checks, "sample_dataset_generator", lambda: (X, y))
+    getattr(estimator_checks, check)("DeepSMOTE", DeepSMOTE(GOLDEN_BUNDLE, random_state=0))
+
+
+def test_oversampling_checks_that_imblearn_skips_for_samplers_outside_its_class_tree(small):
+    # check_samplers_fit_resample and ..._sampling_strategy_fit_resample assert only for
+    # imblearn's own base classes; their over-sampler assertions, here.
+    X, y = small
+    sampler = DeepSMOTE(GOLDEN_BUNDLE, random_state=0)
+    _, y_res = sampler.fit_resample(X, y)
+    assert hasattr(sampler, "sampling_strategy_") and all(n >= 40 for n in Counter(y_res).values())
+    _, y_res = sampler.set_params(sampling_strategy={2: 35, 0: 40}).fit_resample(X, y)
+    assert Counter(y_res) == {0: 40, 1: 20, 2: 35}

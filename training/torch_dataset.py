@@ -1,0 +1,97 @@
+"""On-the-fly DeepSMOTE samples for a torch ``DataLoader``: nothing written to disk.
+
+:class:`DeepSMOTEStream` fits the sampler once (in the process that makes it) and streams the
+job's output units, the classes mixed in each as in WebDataset output (``plan_mixed``). Each
+``DataLoader`` worker takes its own units (worker ``i`` of ``W`` takes units ``i, i + W, ...``) and
+opens its own onnxruntime sessions, so every sample is made exactly once, with the same bytes, for
+any number of workers; with ``num_workers=0`` or 1 the order is the units' order.
+
+Part of ``deepsmote.training`` (it imports torch); the runtime never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from deepsmote.runtime import DeepSMOTE
+from deepsmote.runtime.plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed
+from deepsmote.runtime.synthesis import Synthesizer
+from torch.utils.data import IterableDataset, get_worker_info
+
+__all__ = ["DeepSMOTEStream"]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, C) → float32 (C, H, W) in [0, 1]."""
+    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32) / 255.0)
+
+
+class DeepSMOTEStream(IterableDataset):
+    """Synthetic samples (and the originals, with ``include_originals``) as ``(image, label)`` pairs.
+
+    Parameters
+    ----------
+    bundle : path-like
+        The model bundle.
+    images : np.ndarray
+        uint8, shape (N, H, W) or (N, H, W, C): the real images.
+    labels : np.ndarray
+        Shape (N,): their labels; the stream yields these label values.
+    sampling_strategy, k_neighbors, seed, shard_size
+        As for :class:`deepsmote.runtime.DeepSMOTE`; ``shard_size`` is the samples per unit.
+    include_originals : bool, default False
+        Stream the originals too: the whole balanced set.
+    transform : callable, optional
+        Applied to each uint8 image; default: float32 (C, H, W) in [0, 1].
+    threads_per_worker : int, default 1
+        onnxruntime and numba threads in each DataLoader worker.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        sampling_strategy: str | Mapping[Any, int] = "auto",
+        k_neighbors: int = 5,
+        seed: int = 0,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        include_originals: bool = False,
+        transform: Callable[[np.ndarray], Any] | None = None,
+        threads_per_worker: int = 1,
+    ) -> None:
+        super().__init__()
+        sampler = DeepSMOTE(
+            bundle, sampling_strategy=sampling_strategy, k_neighbors=k_neighbors, random_state=seed, provider="cpu"
+        ).fit(images, labels)
+        counts = np.bincount(np.unique(labels, return_inverse=True)[1].ravel())
+        new = np.zeros_like(counts)
+        for c, value in enumerate(sampler.classes_.tolist()):
+            new[c] = sampler.sampling_strategy_.get(value, 0)
+        synthesizer = sampler.synthesizer_
+        self.synthesizer: Synthesizer = synthesizer.keeping_originals(images) if include_originals else synthesizer
+        self.units: list[Unit] = plan_mixed(new, counts if include_originals else None, shard_size)
+        self.classes = sampler.classes_
+        self.transform = transform or to_tensor
+        self.threads_per_worker = threads_per_worker
+
+    def __len__(self) -> int:
+        return sum(unit.count for unit in self.units)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        worker = get_worker_info()
+        units, synthesizer = self.units, self.synthesizer
+        if worker is not None:
+            # A forked worker must not use the parent's onnxruntime sessions: it opens its own.
+            units = units[worker.id :: worker.num_workers]
+            synthesizer = synthesizer.with_threads(self.threads_per_worker)
+        for unit in units:
+            samples = synthesizer.samples(unit)
+            for image, c in zip(samples.images, samples.class_index.tolist(), strict=True):
+                yield self.transform(image), self.classes[c].item()
