@@ -25,7 +25,7 @@ from .plan import DEFAULT_SHARD_SIZE, Shard
 from .readers import LabelledImages
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
-from .writers import make_writer
+from .writers import check_capacity, make_writer
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
 
@@ -146,7 +146,10 @@ def generate_dataset(
     )
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
-    make_writer(fmt, Path(out), data.classes)  # a bad format or class name is refused before any work
+    # Everything that can be refused is refused before the first write: a bad format or class
+    # name, and a job larger than OUT's file system could ever hold.
+    make_writer(fmt, Path(out), data.classes)
+    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
     models = open_models(loaded, provider, threads, precision)
     synthesizer = Synthesizer.fit(
         models,
@@ -165,8 +168,11 @@ def generate_dataset(
     fitted = time.perf_counter()
     shards = synthesizer.shards
     with output:
-        todo = [s for s in shards if not output.is_done(s)]
-        done_before = sum(s.count for s in shards) - sum(s.count for s in todo)
+        # The plan is lazy and so is what is left of it: memory stays in the classes and the
+        # shards found done on disk, whatever the counts.
+        done = {s.name for s in output.done_shards(shards)}
+        todo = (s for s in shards if s.name not in done)
+        done_before = sum(s.count for s in output.done_shards(shards))
         with tqdm(total=int(new.sum()), initial=done_before, unit="img", desc="generate", disable=not progress) as bar:
 
             def advance(shard: Shard) -> None:
@@ -177,7 +183,7 @@ def generate_dataset(
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C or SIGTERM: finished shards stay (the writers leave no partial file), and
                 # the caller is told how to finish the job.
-                finished = sum(output.is_done(s) for s in shards)
+                finished = len(output.done_shards(shards))
                 interrupt.add_note(
                     f"{finished} of {len(shards)} shards are finished and kept in {out}; "
                     "run the same job again to resume"
@@ -204,7 +210,7 @@ def generate_dataset(
             "shard_size": shard_size,
             "precision": precision,
             "settings": settings.as_json(),
-            "shards": {"total": len(shards), "skipped_as_done": len(shards) - len(todo)},
+            "shards": {"total": len(shards), "skipped_as_done": len(done)},
             "engine": engine,
             "engine_info": engine_info,
             "provider": synthesizer.provider,

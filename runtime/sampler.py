@@ -197,7 +197,23 @@ class DeepSMOTE:
         y_resampled : np.ndarray
             Shape (N + M,), y's dtype.
         """
-        parts = list(self.iter_synthetic(X, y))
+        self.fit(X, y)
+        _check_fits_in_memory(self._X, self.synthesizer_.shards.total)
+        parts = list(self.iter_synthetic())
         X_new = [p[0] for p in parts]
         y_new = [p[1] for p in parts]
         return np.concatenate([self._X, *X_new]), np.concatenate([self._y, *y_new])
+
+
+def _check_fits_in_memory(X: np.ndarray, new: int) -> None:
+    """Refuse, before any sample is made, a result larger than this machine's memory."""
+    need = (len(X) + new) * X[0].nbytes if len(X) else 0
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > memory:
+        raise DeepSMOTEError(
+            f"fit_resample would return {len(X) + new} samples, {need / 1e9:.3g} GB, more than this machine's "
+            f"{memory / 1e9:.3g} GB of memory; ask for fewer with `sampling_strategy`, or use iter_synthetic"
+        )
