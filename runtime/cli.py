@@ -8,6 +8,12 @@ Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progr
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
 says what was kept and how to resume. The exit status is 128 + the signal number.
 
+Whatever the arguments and files, a command ends in success or one line ``Error: ...`` on stderr
+and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix,
+a usage error names the bad argument, and anything else (a bug) is one line naming the exception.
+``--debug`` or ``DEEPSMOTE_DEBUG=1`` shows the traceback instead, for a bug report. Warnings are
+one line ``Warning: ...`` each.
+
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
@@ -15,9 +21,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
+import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -41,6 +50,7 @@ _LAZY_COMMANDS = {
         "compare classifiers trained with and without oversampling",
     ),
 }
+DEBUG_ENV = "DEEPSMOTE_DEBUG"
 _TORCH_HINT = "this command needs the training extra: pip install torch==2.13.0 && pip install 'deepsmote[train]'"
 
 
@@ -94,8 +104,9 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log details (provider used, timings).")
+@click.option("--debug", is_flag=True, help=f"Show the traceback of an error (or set {DEBUG_ENV}=1).")
 @click.version_option(package_name="deepsmote")
-def cli(verbose: bool) -> None:
+def cli(verbose: bool, debug: bool) -> None:
     """DeepSMOTE oversampling of imbalanced image data."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -129,24 +140,67 @@ def _report_stop(interrupt: KeyboardInterrupt) -> None:
     sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    return f"Warning: {_one_line(str(message))}\n"
+
+
+def _debugging(argv: list[str]) -> bool:
+    # Read before click parses anything, so a usage error can show its traceback too.
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv[: _command_index(argv)]
+
+
+def _command_index(argv: list[str]) -> int:
+    return next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+
+
+def _usage_hint(argv: list[str]) -> str:
+    command = argv[_command_index(argv)] if _command_index(argv) < len(argv) else ""
+    return f"see 'deepsmote {command} --help'" if command in _LAZY_COMMANDS else "see 'deepsmote --help'"
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: one-line errors and a non-zero exit for bad input or a signal."""
+    """Console entry point: one-line errors and a non-zero exit for bad input, a bug or a signal."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debugging(args)
+    previous_format, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         with _sigterm_as_interrupt():
-            return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
+            return cli.main(args=args, prog_name="deepsmote", standalone_mode=False)
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)
-    except DeepSMOTEError as exc:
-        click.echo(f"Error: {cli_message(str(exc))}", err=True)
-        sys.exit(1)
+    except KeyboardInterrupt as interrupt:
+        _report_stop(interrupt)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt as interrupt:
-        _report_stop(interrupt)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, DeepSMOTEError):
+            _error(cli_message(str(exc)))
+        if isinstance(exc, click.UsageError):
+            _error(f"{exc.format_message()} ({_usage_hint(args)})", exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            _error(exc.format_message(), exc.exit_code)
+        if isinstance(exc, MemoryError):
+            _error("out of memory; ask for less (fewer samples, smaller batches) or use a larger machine")
+        # A bug: one line naming it, and how to get the traceback for a report.
+        detail = _one_line(str(exc))[:300]
+        _error(
+            f"unexpected {type(exc).__name__}{f': {detail}' if detail else ''} "
+            f"(a bug: rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)"
+        )
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ _SHARD_FILE = {
 }
 
 
+def refuse_out_inside_data(out: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Refuse an OUT inside (or equal to) a DATA directory: its shards would become DATA on the next read."""
+    data_dir, out_dir = Path(data).resolve(), Path(out).resolve()
+    if data_dir.is_dir() and out_dir.is_relative_to(data_dir):
+        raise DeepSMOTEError(
+            f"`out` {out} is inside DATA {data}; the next read of DATA would take the synthetic images "
+            "for real ones, choose an `out` outside it"
+        )
+
+
 class OutputDir:
     """Context manager that prepares, locks and tracks a job's output directory.
 

@@ -9,8 +9,9 @@ import json
 
 import click
 
-from ..bundle import PRECISIONS, PROVIDERS
+from ..bundle import PRECISIONS, PROVIDERS, read_manifest
 from ..job import ENGINES, generate_dataset
+from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
 from ..strategy import parse_strategy
@@ -90,13 +91,17 @@ def generate(
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
     file. A rerun of an interrupted job with the same settings completes it.
     """
-    dataset = read_dataset(data, labels)
+    # The cheap checks first: nothing is read before the arguments are known to be usable.
+    sampling_strategy = parse_strategy(strategy)
+    refuse_out_inside_data(out, data)
+    # An IDX header is compared with the bundle before gigabytes of data are read.
+    dataset = read_dataset(data, labels, read_manifest(bundle).image_shape)
     engine_options = {"address": address, "workers": workers} if engine == "ray" else None
     summary = generate_dataset(
         bundle,
         dataset,
         out,
-        sampling_strategy=parse_strategy(strategy),
+        sampling_strategy=sampling_strategy,
         k_neighbors=k_neighbors,
         seed=seed,
         fmt=fmt,
