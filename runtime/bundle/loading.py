@@ -147,12 +147,13 @@ def _read_regular_file(path: Path, limit: int, missing: str) -> bytes:
     except OSError as exc:
         kind = "a link" if path.is_symlink() else exc.strerror
         raise DeepSMOTEError(f"{path}: cannot be read ({kind}); a bundle holds its manifest itself as a file") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             raise DeepSMOTEError(f"{path}: not a regular file; a bundle's manifest is a JSON file")
-        if info.st_size > limit:
-            raise DeepSMOTEError(f"{path}: {info.st_size} bytes, more than the {limit} a manifest may have")
+        raise DeepSMOTEError(f"{path}: {info.st_size} bytes, more than the {limit} a manifest may have")
+    with os.fdopen(fd, "rb") as f:
         try:
             data = f.read(limit + 1)
         except OSError as exc:
