@@ -116,12 +116,9 @@ class OutputDir:
             self._created = False
         except OSError as exc:
             raise DeepSMOTEError(f"cannot create `out` {self.path}: {exc.strerror}") from None
-        try:
-            self._acquire_lock()
-        except BaseException:
-            # Another job holds OUT (even one this run created): nothing here is this run's to remove.
-            self._created = False
-            raise
+        # Outside the try below: a run that did not get the lock removes nothing, not even an
+        # OUT it created, which the job holding the lock is writing.
+        self._acquire_lock()
         try:
             # Checked again under the lock: the first check ran before another job could finish.
             self.check()
