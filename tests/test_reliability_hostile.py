@@ -142,10 +142,18 @@ def test_run_time_checks_name_the_shape(bundle):
 
 
 def test_the_plan_costs_memory_in_classes_not_shards():
-    plan = ShardPlan(np.array([MAX_CLASS_COUNT, 0, 2500]), shard_size=1)
-    assert len(plan) == MAX_CLASS_COUNT + 2500
+    # Under the memory limit: a plan that made its shards up front fails here, not the machine.
+    body = """
+    import itertools
+    from deepsmote.runtime.plan import ShardPlan
+    plan = ShardPlan([10**15, 0, 2500], shard_size=1)
+    assert len(plan) == 10**15 + 2500
     assert plan[-1].name == "class-0002-shard-002499" and plan[-1].count == 1
     assert [s.shard_index for s in itertools.islice(plan, 3)] == [0, 1, 2]
+    print("ok")
+    """
+    result = run_limited(body)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
     small = ShardPlan(np.array([0, 2500, 7]), shard_size=1000)
     assert [(s.class_index, s.shard_index, s.count) for s in small] == [
         (1, 0, 1000),
