@@ -12,7 +12,7 @@ Whatever the arguments and files, a command ends in success or one line ``Error:
 and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix,
 a usage error names the bad argument, and anything else (a bug) is one line naming the exception.
 ``--debug`` or ``DEEPSMOTE_DEBUG=1`` shows the traceback instead, for a bug report. Warnings are
-one line ``Warning: ...`` each.
+one line each (``UserWarning: ...``).
 
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
@@ -150,7 +150,7 @@ def _error(message: str, code: int = 1) -> None:
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
-    return f"Warning: {_one_line(str(message))}\n"
+    return f"{category.__name__}: {_one_line(str(message))}\n"
 
 
 def _debugging(argv: list[str]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ SMALL = '{"9": 12}'  # 8 new images of the 4-sample class: a job of a second
 
 def error_line(err: str) -> str:
     """The one line a failed command printed; fails the test on a traceback or more lines."""
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Warning: ")]
+    lines = [line for line in err.splitlines() if line.strip() and not re.match(r"\w*Warning: ", line)]
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("Error: "), err
     return lines[0]
