@@ -8,15 +8,23 @@ Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progr
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
 says what was kept and how to resume. The exit status is 128 + the signal number.
 
+Whatever the arguments and files, a command ends in success or one line ``Error: ...`` on stderr
+and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix,
+a usage error names the bad argument, and anything else (a bug) is one line naming the exception.
+``--debug`` or ``DEEPSMOTE_DEBUG=1`` shows the traceback instead, for a bug report. Warnings are
+one line each (``UserWarning: ...``).
+
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -42,6 +50,7 @@ _LAZY_COMMANDS = {
         "compare classifiers trained with and without oversampling",
     ),
 }
+DEBUG_ENV = "DEEPSMOTE_DEBUG"
 
 
 class _Terminated(KeyboardInterrupt):
@@ -95,8 +104,9 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log details (also after the command's name).")
 @click.option("-q", "--quiet", is_flag=True, help="Print results only (also after the command's name).")
+@click.option("--debug", is_flag=True, help=f"Show the traceback of an error (or set {DEBUG_ENV}=1).")
 @click.version_option(package_name="deepsmote")
-def cli(verbose: bool, quiet: bool) -> None:
+def cli(verbose: bool, quiet: bool, debug: bool) -> None:
     """DeepSMOTE oversampling of imbalanced image data."""
     set_verbosity(VERBOSE if verbose else QUIET if quiet else NORMAL)
 
@@ -128,24 +138,60 @@ def _report_stop(interrupt: KeyboardInterrupt) -> None:
     sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _debugging(argv: list[str]) -> bool:
+    # Read before click parses anything, so a usage error can show its traceback too.
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv[: _command_index(argv)]
+
+
+def _command_index(argv: list[str]) -> int:
+    return next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+
+
+def _usage_hint(argv: list[str]) -> str:
+    command = argv[_command_index(argv)] if _command_index(argv) < len(argv) else ""
+    return f"see 'deepsmote {command} --help'" if command in _LAZY_COMMANDS else "see 'deepsmote --help'"
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: one-line errors and a non-zero exit for bad input or a signal."""
+    """Console entry point: one-line errors and a non-zero exit for bad input, a bug or a signal."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debugging(args)
     try:
         with _sigterm_as_interrupt(), one_line_warnings():
-            return cli.main(args=argv, prog_name="deepsmote", standalone_mode=False)
+            return cli.main(args=args, prog_name="deepsmote", standalone_mode=False)
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)
-    except DeepSMOTEError as exc:
-        click.echo(f"Error: {cli_message(str(exc))}", err=True)
-        sys.exit(1)
+    except KeyboardInterrupt as interrupt:
+        _report_stop(interrupt)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt as interrupt:
-        _report_stop(interrupt)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, DeepSMOTEError):
+            _error(cli_message(str(exc)))
+        if isinstance(exc, click.UsageError):
+            _error(f"{exc.format_message()} ({_usage_hint(args)})", exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            _error(exc.format_message(), exc.exit_code)
+        if isinstance(exc, MemoryError):
+            _error("out of memory; ask for less (fewer samples, smaller batches) or use a larger machine")
+        # A bug: one line naming it, and how to get the traceback for a report.
+        detail = _one_line(str(exc))[:300]
+        _error(
+            f"unexpected {type(exc).__name__}{f': {detail}' if detail else ''} "
+            f"(a bug: rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)"
+        )
 
 
 if __name__ == "__main__":

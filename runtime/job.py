@@ -24,12 +24,12 @@ from .console import LineProgress
 from .engines import ENGINES, make_engine
 from .errors import DeepSMOTEError
 from .layout import ImageLayout
-from .outdir import OutputDir
+from .outdir import MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed, plan_per_class
 from .readers import LabelledImages
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
-from .writers import MIXED_FORMATS, UnitWriter, make_writer, write_atomic
+from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_atomic
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
 
@@ -80,7 +80,6 @@ class JobSettings:
         return {**asdict(self), "new_counts": list(self.new_counts)}
 
 
-MANIFEST_FILE = "manifest.csv"
 
 
 def _byte_libraries(fmt: str) -> dict[str, str]:
@@ -211,7 +210,10 @@ def generate_dataset(
     )
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
-    writer = make_writer(fmt, Path(out), data.classes)  # a bad format or class name is refused before any work
+    # Everything that can be refused is refused before the first write: a bad format or class
+    # name, and a job larger than OUT's file system could ever hold.
+    writer = make_writer(fmt, Path(out), data.classes)
+    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
     models = open_models(loaded, provider, threads, precision)
     synthesizer = Synthesizer.fit(
         models,

@@ -5,9 +5,11 @@ class or a shard: ``.deepsmote-job.json`` (the settings that fix the output byte
 any unit, ``.deepsmote-done-<unit>`` marks, and ``.deepsmote.lock`` while a job runs (removed when
 it ends). A rerun with the same settings resumes, skipping shards marked done; other settings
 are refused unless ``overwrite``. A directory with content that no job wrote is never
-touched. A lock stops two jobs writing into the same directory at once. A failed write (full
-disk, read-only OUT) is a one-line :class:`DeepSMOTEError` naming OUT, and leaves no
-temporary file.
+touched, and ``overwrite`` removes only the files that the recorded job's plan names. A lock
+stops two jobs writing into the same directory at once: it is taken before anything in OUT is
+written or cleared, and a run removes OUT on failure only if it created OUT and held the lock,
+so a job that loses the race removes nothing. A failed write (full disk, read-only OUT) is a
+one-line :class:`DeepSMOTEError` naming OUT, and leaves no temporary file.
 
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
@@ -15,10 +17,13 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import json
 import os
+import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +37,8 @@ from .writers import write_atomic, write_error
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
 DONE_PREFIX = ".deepsmote-done-"
+MANIFEST_FILE = "manifest.csv"
+SUMMARY_FILE = "summary.json"
 
 
 def is_done_mark(name: str) -> bool:
@@ -42,6 +49,16 @@ def is_done_mark(name: str) -> bool:
 def done_marks(path: Path) -> list[Path]:
     """The done marks in OUT ``path``."""
     return [p for p in Path(path).iterdir() if is_done_mark(p.name)] if Path(path).is_dir() else []
+
+
+def refuse_out_inside_data(out: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Refuse an OUT inside (or equal to) a DATA directory: its shards would become DATA on the next read."""
+    data_dir, out_dir = Path(data).resolve(), Path(out).resolve()
+    if data_dir.is_dir() and out_dir.is_relative_to(data_dir):
+        raise DeepSMOTEError(
+            f"`out` {out} is inside DATA {data}; the next read of DATA would take the synthetic images "
+            "for real ones, choose an `out` outside it"
+        )
 
 
 class OutputDir:
@@ -67,11 +84,17 @@ class OutputDir:
 
     def check(self) -> None:
         """Refuse, without writing anything, an OUT that this job may not use."""
+        if self._lock is not None:
+            # Under our own lock: a probe of it would see this very job.
+            return self._check_content()
         if self.path.exists() and not self.path.is_dir():
             raise DeepSMOTEError(f"`out` {self.path} is a file; give a directory")
         if not self.path.exists():
-            return
+            return None
         self._refuse_if_locked()
+        return self._check_content()
+
+    def _check_content(self) -> None:
         job_file = self.path / JOB_FILE
         if not job_file.exists():
             foreign = [p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not is_done_mark(p.name)]
@@ -91,24 +114,33 @@ class OutputDir:
 
     def __enter__(self) -> OutputDir:
         self.check()
-        self._created = not self.path.exists()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created by this run only if this mkdir made it: a concurrent job may make it first.
+            self.path.mkdir()
+            self._created = True
+        except FileExistsError:
+            self._created = False
         except OSError as exc:
             raise DeepSMOTEError(f"cannot create `out` {self.path}: {exc.strerror}") from None
+        # Outside the try below: a run that did not get the lock removes nothing, not even an
+        # OUT it created, which the job holding the lock is writing.
+        self._acquire_lock()
         try:
-            self._acquire_lock()
+            # Checked again under the lock: the first check ran before another job could finish.
+            self.check()
             self._prepare()
         except BaseException:
-            self.__exit__(None, None, None)
-            self._discard_if_empty()
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._release_lock()
-        if kind is not None:
-            self._discard_if_empty()
+        try:
+            if kind is not None and self._lock is not None:
+                self._discard_if_empty()
+        finally:
+            self._release_lock()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -120,8 +152,8 @@ class OutputDir:
         return previous if isinstance(previous, dict) else {}
 
     def _discard_if_empty(self) -> None:
-        # A directory this run created and finished no shard in is removed whole: a failed
-        # run leaves nothing behind. Finished shards are kept for the rerun.
+        # A directory this run created, locked and finished no unit in is removed whole: a
+        # failed run leaves nothing behind. Finished units are kept for the rerun.
         if self._created and self.path.exists() and not any(is_done_mark(p.name) for p in self.path.iterdir()):
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -143,14 +175,39 @@ class OutputDir:
         write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
+        # Only what the job's own records name (its manifest, its done marks, its settings and
+        # summary, and the partial files of its units): a forged or foreign job file cannot make
+        # deepsmote delete files it never wrote.
+        units = [mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)]
+        listed = set(_manifest_files(self.path / MANIFEST_FILE))
+        for entry in self._entries():
+            name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
+            relative = entry.relative_to(self.path).as_posix().removesuffix(TMP_SUFFIX)
+            if relative in listed or any(_of_unit(name, unit) for unit in units) or entry.name.endswith(TMP_SUFFIX):
+                self._remove(entry)
+        for folder in sorted({e.parent for e in self._entries()} - {self.path}, reverse=True):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                self._remove(folder)
+        for record in (*done_marks(self.path), *(self.path / n for n in (MANIFEST_FILE, SUMMARY_FILE, JOB_FILE))):
+            if record.is_file() and not record.is_symlink():
+                self._remove(record)
+
+    def _entries(self) -> list[Path]:
+        """The files in OUT and in its folders one level down (where writers put files), links left alone."""
+        found = []
         for entry in self.path.iterdir():
-            if entry.name == LOCK_FILE:
-                continue
-            with self._writing(entry):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                found += [e for e in entry.iterdir() if e.is_file() and not e.is_symlink()]
+            elif entry.is_file() and not entry.is_symlink() and not is_done_mark(entry.name):
+                found.append(entry)
+        return found
+
+    def _remove(self, entry: Path) -> None:
+        with self._writing(entry):
+            if entry.is_dir() and not entry.is_symlink():
+                entry.rmdir()
+            else:
+                entry.unlink()
 
     def _remove_partials(self) -> None:
         for partial in self.path.rglob(f"*{TMP_SUFFIX}"):
@@ -220,3 +277,20 @@ class OutputDir:
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         """Write ``OUT/name`` atomically."""
         write_atomic(self.path, self.path / name, (json.dumps(content, indent=2) + "\n").encode())
+
+
+def _of_unit(name: str, unit: str) -> bool:
+    """Whether the file ``name`` (temporary prefix and suffix removed) belongs to the unit ``unit``."""
+    stem = name.split(".", 1)[0]
+    return stem in (unit, f"train-{unit}") or re.fullmatch(rf"{re.escape(unit)}-\d{{5,}}", stem) is not None
+
+
+def _manifest_files(path: Path) -> list[str]:
+    """The files a finished job's ``manifest.csv`` lists (none when it has no readable one)."""
+    if not path.is_file() or path.is_symlink():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [row["file"] for row in csv.DictReader(f) if row.get("file")]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        return []

@@ -10,6 +10,9 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +44,61 @@ class Shard:
         return f"class-{self.class_index:04d}-shard-{self.shard_index:06d}"
 
 
-def plan_shards(new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE) -> list[Shard]:
+class ShardPlan(Sequence[Shard]):
+    """A job's shards, in class order then shard order, held as one count per class.
+
+    The plan costs memory in the number of classes, not of shards: a shard is made when it is
+    indexed or iterated, so a job of any size is planned at once (``docs/design.md`` §4).
+
+    Parameters
+    ----------
+    new_counts : np.ndarray
+        int, shape (K,), new samples per class; non-negative.
+    shard_size : int
+        Samples per shard, at least 1.
+    """
+
+    def __init__(self, new_counts: np.ndarray | Sequence[int], shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        self.counts = tuple(int(n) for n in new_counts)
+        if any(n < 0 for n in self.counts):
+            raise ValueError(f"new sample counts must be non-negative, got {list(self.counts)}")
+        self.shard_size = int(shard_size)
+        # Python integers: a sum over classes cannot overflow.
+        self.per_class = tuple(-(-n // self.shard_size) for n in self.counts)
+        self._ends = tuple(itertools.accumulate(self.per_class))
+
+    @property
+    def total(self) -> int:
+        """New samples over all shards."""
+        return sum(self.counts)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: int) -> Shard:  # type: ignore[override]
+        if not isinstance(index, int | np.integer):
+            raise TypeError(f"a ShardPlan is indexed by an integer, got {type(index).__name__}")
+        position = int(index) + len(self) if index < 0 else int(index)
+        if not 0 <= position < len(self):
+            raise IndexError(f"shard {index} out of range for a plan of {len(self)} shards")
+        class_index = bisect.bisect_right(self._ends, position)
+        shard_index = position - (self._ends[class_index - 1] if class_index else 0)
+        return self.shard(class_index, shard_index)
+
+    def __iter__(self) -> Iterator[Shard]:
+        for class_index, shards in enumerate(self.per_class):
+            for shard_index in range(shards):
+                yield self.shard(class_index, shard_index)
+
+    def shard(self, class_index: int, shard_index: int) -> Shard:
+        """Shard ``shard_index`` of class ``class_index``."""
+        start = shard_index * self.shard_size
+        return Shard(class_index, shard_index, min(self.shard_size, self.counts[class_index] - start))
+
+
+def plan_shards(new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardPlan:
     """Cut each class's new samples into fixed-size shards.
 
     Parameters
@@ -53,16 +110,10 @@ def plan_shards(new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE) ->
 
     Returns
     -------
-    list of Shard
-        In class order, then shard order.
+    ShardPlan
+        In class order, then shard order; lazy, memory O(K).
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    shards = []
-    for class_index, total in enumerate(int(n) for n in new_counts):
-        for shard_index, start in enumerate(range(0, total, shard_size)):
-            shards.append(Shard(class_index, shard_index, min(shard_size, total - start)))
-    return shards
+    return ShardPlan(new_counts, shard_size)
 
 
 @dataclass(frozen=True)

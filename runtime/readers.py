@@ -33,6 +33,8 @@ import numpy as np
 from .errors import DeepSMOTEError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+# A file is decoded only in the format its suffix names, never in whatever Pillow detects.
+_SUFFIX_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG",), ".jpeg": ("JPEG",)}
 _IDX_UINT8_MAGIC = 0x00000800
 _IDX_LABELS_MAGIC = 0x00000801
 _READ_CHUNK = 1 << 22
@@ -122,7 +124,9 @@ def label_values(classes: Sequence[str]) -> np.ndarray:
     return np.asarray(classes, dtype=str)
 
 
-def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:
+def read_dataset(
+    path: str | os.PathLike, labels: str | os.PathLike | None = None, image_shape: tuple[int, int, int] | None = None
+) -> LabelledImages:
     """Read DATA in any supported form.
 
     Parameters
@@ -132,6 +136,9 @@ def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = Non
         an ``.npz`` file with ``images`` and ``labels``, or an IDX images file (``.gz`` or raw).
     labels : path-like, optional
         The IDX labels file; by default found by name next to the images file.
+    image_shape : tuple of int, optional
+        The (C, H, W) the caller needs (a bundle's): an IDX file whose header says otherwise is
+        refused before its data is read.
 
     Returns
     -------
@@ -159,7 +166,7 @@ def read_dataset(path: str | os.PathLike, labels: str | os.PathLike | None = Non
     if path.suffix == ".npz":
         return read_npz(path)
     if _is_idx_name(path) or _has_idx_magic(path):
-        return read_idx(path, labels)
+        return read_idx(path, labels, image_shape)
     raise DeepSMOTEError(f"{path}: unknown data format; give an ImageFolder directory, an .npz or an IDX file")
 
 
@@ -237,8 +244,8 @@ def _gzip_size_mod32(path: Path) -> int | None:
         return struct.unpack("<I", f.read(4))[0]
 
 
-def _read_idx_array(path: Path, magic: int) -> np.ndarray:
-    """Read one IDX file after checking its header against the file's real size."""
+def _read_idx_array(path: Path, magic: int, image_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Read one IDX file after checking its header against the file's real size (and ``image_shape``)."""
     ndim = magic & 0xFF
     with _reading(path), _open_maybe_gzip(path) as f:
         head = f.read(4 + 4 * ndim)
@@ -248,6 +255,13 @@ def _read_idx_array(path: Path, magic: int) -> np.ndarray:
         if len(head) < 4 + 4 * ndim:
             raise DeepSMOTEError(f"{path}: truncated IDX header")
         dims = struct.unpack(f">{ndim}I", head[4:])
+        if image_shape is not None:
+            found = (dims[3] if ndim == 4 else 1, dims[1], dims[2])
+            if found != tuple(image_shape):
+                raise DeepSMOTEError(
+                    f"{path}: images are {'x'.join(map(str, found))} (CxHxW) by its header but the bundle was "
+                    f"trained on {'x'.join(map(str, image_shape))}; use a bundle trained on this kind of image"
+                )
         expected = math.prod(dims)  # Python ints: a huge header cannot wrap around
         total = len(head) + expected
         gz_size = _gzip_size_mod32(path)
@@ -275,7 +289,9 @@ def _labels_path_for(images: Path) -> Path:
     raise DeepSMOTEError(f"{images}: labels file {images.parent / name} not found; give it with `labels`")
 
 
-def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabelledImages:
+def read_idx(
+    path: str | os.PathLike, labels: str | os.PathLike | None = None, image_shape: tuple[int, int, int] | None = None
+) -> LabelledImages:
     """Read an IDX images file (magic 0x803, uint8, (N, H, W) or (N, H, W, C)) and its labels.
 
     Returns
@@ -285,7 +301,7 @@ def read_idx(path: str | os.PathLike, labels: str | os.PathLike | None = None) -
     """
     path = Path(path)
     # 0x0803 is (N, H, W); 0x0804 is (N, H, W, C).
-    images = _read_idx_array(path, _IDX_UINT8_MAGIC | _idx_ndim(path))
+    images = _read_idx_array(path, _IDX_UINT8_MAGIC | _idx_ndim(path), image_shape)
     labels_path = Path(labels) if labels is not None else _labels_path_for(path)
     if not labels_path.exists():
         raise DeepSMOTEError(f"{labels_path}: labels file not found")
@@ -423,7 +439,9 @@ def read_image_folder(path: str | os.PathLike) -> LabelledImages:
         classes.append(class_dir.name)
         for file in images:
             try:
-                with Image.open(io.BytesIO(_image_file_bytes(file))) as image:
+                with Image.open(
+                    io.BytesIO(_image_file_bytes(file)), formats=_SUFFIX_FORMATS[file.suffix.lower()]
+                ) as image:
                     if max(image.size) > MAX_IMAGE_SIDE:
                         raise DeepSMOTEError(
                             f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"

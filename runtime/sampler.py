@@ -327,10 +327,26 @@ class DeepSMOTE:
         y_resampled : np.ndarray or pandas.Series
             Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is one.
         """
-        parts = list(self.iter_synthetic(X, y))
+        self.fit(X, y)
+        _check_fits_in_memory(self._X, self.synthesizer_.shards.total)
+        parts = list(self.iter_synthetic())
         X_res = np.concatenate([self._X, *(p[0] for p in parts)])
         y_res = np.concatenate([self._y, *(p[1] for p in parts)])
         return _like(self._inputs[0], X_res), _like(self._inputs[1], _encode_target(y_res, self._y_one_hot))
+
+
+def _check_fits_in_memory(X: np.ndarray, new: int) -> None:
+    """Refuse, before any sample is made, a result larger than this machine's memory."""
+    need = (len(X) + new) * X[0].nbytes if len(X) else 0
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > memory:
+        raise DeepSMOTEError(
+            f"fit_resample would return {len(X) + new} samples, {need / 1e9:.3g} GB, more than this machine's "
+            f"{memory / 1e9:.3g} GB of memory; ask for fewer with `sampling_strategy`, or use iter_synthetic"
+        )
 
 
 _DEFAULTS = {name: p.default for name, p in inspect.signature(DeepSMOTE.__init__).parameters.items() if name != "self"}

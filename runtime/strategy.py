@@ -17,6 +17,10 @@ from .errors import InvalidInputError
 
 STRATEGY_NAMES = ("auto", "minority", "not majority", "not minority", "all")
 
+# The most samples a class may be asked to reach: a petabyte even at one byte per sample, so no
+# real job is refused, and far enough below 2**63 that sums over classes stay exact in int64.
+MAX_CLASS_COUNT = 10**15
+
 
 def parse_strategy(text: str) -> str | dict[str, int]:
     """A CLI ``--strategy`` value: a name (``not-majority`` or ``not majority``) or JSON ``{class: count}``."""
@@ -28,6 +32,11 @@ def parse_strategy(text: str) -> str | dict[str, int]:
             mapping = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"--strategy: invalid JSON ({exc.msg}); use e.g. '{{\"3\": 500}}'") from None
+        except (ValueError, RecursionError):
+            # A number of thousands of digits, or nesting deeper than the parser's stack.
+            raise InvalidInputError(
+                f"--strategy: a number or a nesting too large to read; counts are at most {MAX_CLASS_COUNT:.0e}"
+            ) from None
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in mapping.values()):
             raise InvalidInputError(f"--strategy: counts must be integers, got {mapping}")
         return {str(k): v for k, v in mapping.items()}
@@ -118,6 +127,11 @@ def new_sample_counts(
             c = index[key] if key in index else index[str(key)]
             if isinstance(count, bool) or not isinstance(count, int | np.integer):
                 raise InvalidInputError(f"sampling_strategy count for class {key!r} must be an integer, got {count!r}")
+            if count > MAX_CLASS_COUNT:
+                raise InvalidInputError(
+                    f"sampling_strategy asks for {_short(count)} samples of class {key!r}, more than the "
+                    f"{MAX_CLASS_COUNT:.0e} a class may reach; ask for fewer"
+                )
             if count < counts[c]:
                 raise InvalidInputError(
                     f"sampling_strategy asks for {count} samples of class {key!r}, which has {counts[c]}; "
@@ -128,3 +142,8 @@ def new_sample_counts(
     raise InvalidInputError(
         f"sampling_strategy must be a str, float, dict or callable, got {type(sampling_strategy).__name__}"
     )
+
+
+def _short(count: int) -> str:
+    """``count`` for a message: its digits, or its size when too long to print (``str`` refuses >4300 digits)."""
+    return str(count) if count.bit_length() <= 100 else f"a {count.bit_length()}-bit number"

@@ -23,7 +23,7 @@ from deepsmote.kernels import set_num_threads as set_kernel_threads
 from .bundle import Bundle, Models, open_models
 from .errors import DeepSMOTEError, InvalidInputError
 from .layout import ImageLayout
-from .plan import Draws, Shard, Unit, draw_shard, plan_shards
+from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
 # codes (and everything drawn from them) do not depend on it.
@@ -142,8 +142,8 @@ class Synthesizer:
     layout : ImageLayout
         The caller's image shape and dtype, which :meth:`images` returns.
     seed : int
-    shards : tuple of Shard
-        The job's shards, in class order then shard order.
+    shards : ShardPlan
+        The job's shards, in class order then shard order (made lazily: memory in the classes).
     latents : tuple of ClassLatents or None
         Per class, its codes and neighbours; None for a class that does not grow.
     provider : str
@@ -163,7 +163,7 @@ class Synthesizer:
     bundle: Bundle
     layout: ImageLayout
     seed: int
-    shards: tuple[Shard, ...]
+    shards: ShardPlan
     latents: tuple[ClassLatents | None, ...]
     provider: str
     threads: int | None
@@ -212,7 +212,7 @@ class Synthesizer:
             fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if new > 0 else None
             for c, new in enumerate(int(n) for n in new_counts)
         )
-        shards = tuple(plan_shards(new_counts, shard_size))
+        shards = plan_shards(new_counts, shard_size)
         members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
         return cls(
             models.bundle,

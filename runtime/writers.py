@@ -18,6 +18,8 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
+import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,11 +75,61 @@ def write_atomic(out: Path, path: Path, data: bytes) -> None:
         raise write_error(out, path, exc) from None
 
 
+# The longest file name, in bytes, that Linux and macOS file systems take.
+NAME_MAX = 255
+# The fewest bytes one sample can take in each format: a minimal PNG file; two 512-byte tar
+# headers and two 512-byte blocks; the raw pixels of an uncompressed npz.
+_PNG_MIN_BYTES = 67
+
+
 def safe_class_dir(name: str) -> str:
     """``name`` if it is usable as one directory name, else a one-line error."""
+    fix = "rename the class or use `fmt` npz or webdataset"
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
-        raise DeepSMOTEError(f"class name {name!r} cannot be a directory name; use `fmt` npz or webdataset")
+        raise DeepSMOTEError(f"class name {name[:80]!r} cannot be a directory name; {fix}")
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeEncodeError:
+        raise DeepSMOTEError(f"class name {name[:80]!r} cannot be encoded as a file name; {fix}") from None
+    if size > NAME_MAX:
+        raise DeepSMOTEError(
+            f"class name {name[:40]!r}... is {size} bytes, longer than the {NAME_MAX} a folder name may have; {fix}"
+        )
     return name
+
+
+def min_sample_bytes(fmt: str, image_shape: tuple[int, int, int]) -> int:
+    """The fewest bytes one sample of (C, H, W) ``image_shape`` can take on disk in ``fmt``."""
+    # Parquet and WebDataset hold each image as a PNG too, plus their own framing.
+    return {
+        "imagefolder": _PNG_MIN_BYTES,
+        "parquet": _PNG_MIN_BYTES,
+        "webdataset": 4 * 512,
+        "npz": int(np.prod(image_shape)),
+    }[fmt]
+
+
+def check_capacity(out: Path, fmt: str, image_shape: tuple[int, int, int], samples: int) -> None:
+    """Refuse a job of ``samples`` new samples that OUT's file system could never hold, even empty.
+
+    Raises
+    ------
+    DeepSMOTEError
+        When ``samples`` times the format's smallest sample exceeds the file system's size.
+    """
+    anchor = out
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    try:
+        capacity = shutil.disk_usage(anchor).total
+    except OSError:
+        return
+    need = samples * min_sample_bytes(fmt, image_shape)
+    if need > capacity:
+        raise DeepSMOTEError(
+            f"the job asks for {samples} new samples, at least {need / 1e12:.3g} TB in {fmt}, more than the "
+            f"{capacity / 1e12:.3g} TB file system of `out` {out} holds; ask for fewer with `sampling_strategy`"
+        )
 
 
 class UnitWriter(Protocol):

@@ -294,7 +294,7 @@ def _can_mount_in_a_user_namespace() -> bool:
 @pytest.mark.skipif(not _can_mount_in_a_user_namespace(), reason="cannot mount a tmpfs in a user namespace here")
 def test_real_full_tmpfs_and_read_only_mount(tiny_bundle, tmp_path):
     # In a private mount namespace: a 160 KiB tmpfs fills after a few shards (ENOSPC from the
-    # kernel), and a read-only tmpfs refuses the first write (EROFS).
+    # kernel) of a job small enough to pass the capacity check, and a read-only tmpfs refuses the first write (EROFS).
     script = textwrap.dedent(
         f"""
         import json, subprocess, sys
@@ -304,9 +304,14 @@ def test_real_full_tmpfs_and_read_only_mount(tiny_bundle, tmp_path):
             (root / name).mkdir()
             subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(root / name)], check=True)
         results = {{}}
-        for name, out in (("full", root / "small" / "out"), ("readonly", root / "readonly")):
+        # 80 (full) and 16 (readonly) new samples in shards of 10: at their smallest (2 KiB a sample
+        # in a tar) they fit the 160 and 64 KiB, so the capacity check lets the job start; with tar
+        # ends and pages the first does not.
+        for name, out, count in (("full", root / "small" / "out", 84), ("readonly", root / "readonly", 20)):
             args = {generate_args(tiny_bundle, Path("OUT"))!r}
             args[args.index("OUT")] = str(out)
+            args[args.index("--shard-size") + 1] = "10"
+            args += ["--strategy", json.dumps({{"9": count}})]
             job = subprocess.run([sys.executable, "-m", "deepsmote.runtime.cli", *args], capture_output=True, text=True)
             files = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else None
             results[name] = {{"code": job.returncode, "stderr": job.stderr, "files": files}}

@@ -48,6 +48,15 @@ _RESUMABLE_CHANGES = frozenset({"epochs", "device"})
 log = logging.getLogger(__name__)
 
 
+# Bounds far above any useful model of the supported 28..64-pixel images.
+_MAX_SIZES = {"epochs": 1_000_000, "width": 512, "latent_dim": 4096, "batch_size": 1 << 16}
+
+
+def _short(value: int) -> str:
+    """``value`` for a message, or its size when too long to print."""
+    return str(value) if value.bit_length() <= 100 else f"a {value.bit_length()}-bit number"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (the paper's values by default).
@@ -89,6 +98,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DeepSMOTEError(f"{name} must be a positive integer, got {value!r}")
+            if value > _MAX_SIZES[name]:
+                # Refused before torch allocates: a huge size would exhaust memory, not train.
+                raise DeepSMOTEError(f"`{name}` must be at most {_MAX_SIZES[name]}, got {_short(value)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise DeepSMOTEError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.penalty_weight) and self.penalty_weight >= 0):

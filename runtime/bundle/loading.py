@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,19 +93,74 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# deepsmote.json is a few hundred bytes; the bounds leave room for long class lists.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DIGITS = 30
+
+
 def read_manifest(path: str | os.PathLike) -> Manifest:
-    """Parse and type-check ``deepsmote.json`` in the bundle directory ``path``."""
+    """Parse and type-check ``deepsmote.json`` in the bundle directory ``path``.
+
+    The manifest is read as carefully as the graphs: a regular file of the bundle itself (no link,
+    FIFO, device or directory), at most :data:`MAX_MANIFEST_BYTES`, JSON without numbers of more than
+    :data:`MAX_JSON_DIGITS` digits, NaN or nesting deeper than the parser's stack.
+    """
     bundle = Path(path)
     if not bundle.is_dir():
         raise DeepSMOTEError(f"{bundle}: not a bundle directory; train one with `deepsmote train`")
     where = bundle / MANIFEST_NAME
+    data = _read_regular_file(
+        where, MAX_MANIFEST_BYTES, missing=f"{bundle}: no {MANIFEST_NAME}; this is not a deepsmote bundle"
+    )
     try:
-        manifest = json.loads(where.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DeepSMOTEError(f"{bundle}: no {MANIFEST_NAME}; this is not a deepsmote bundle") from None
+        manifest = json.loads(data.decode("utf-8"), parse_int=_bounded_int, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DeepSMOTEError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DeepSMOTEError(f"{where}: JSON nested too deeply to be a manifest; re-export the bundle") from None
+    except _BadNumber as exc:
+        raise DeepSMOTEError(f"{where}: {exc}; re-export the bundle") from None
     return Manifest.from_json(manifest, where)
+
+
+class _BadNumber(ValueError):
+    """A JSON number no manifest has."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise _BadNumber(f"an integer of {len(text)} digits, more than a manifest has")
+    return int(text)
+
+
+def _no_constant(name: str) -> float:
+    raise _BadNumber(f"{name} is not a JSON number")
+
+
+def _read_regular_file(path: Path, limit: int, missing: str) -> bytes:
+    """The bytes of ``path``, which must be a regular file (not a link) of at most ``limit`` bytes."""
+    try:
+        # O_NOFOLLOW refuses a link, O_NONBLOCK keeps a FIFO from blocking the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise DeepSMOTEError(missing) from None
+    except OSError as exc:
+        kind = "a link" if path.is_symlink() else exc.strerror
+        raise DeepSMOTEError(f"{path}: cannot be read ({kind}); a bundle holds its manifest itself as a file") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DeepSMOTEError(f"{path}: not a regular file; a bundle's manifest is a JSON file")
+        raise DeepSMOTEError(f"{path}: {info.st_size} bytes, more than the {limit} a manifest may have")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise DeepSMOTEError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise DeepSMOTEError(f"{path}: more than the {limit} bytes a manifest may have")
+    return data
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:

@@ -7,6 +7,11 @@ per image than one session with two intra-op threads, whose threads synchronise 
 transposed convolution. Every batch is computed alone, so the result is the same bytes for any
 number of threads.
 
+A graph's signature was checked at load, but a graph can still lie when it runs (a symbolic
+dimension that resolves to anything, an output that ignores the batch, NaN): every output of
+every call must have exactly the expected shape and finite values, and a failure inside
+onnxruntime is a one-line :class:`DeepSMOTEError` naming the graph.
+
 Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the exported
 decoder's batched MatMul keeps its working set in cache at that size, and ran ~10% faster than at
 256 (``benchmarks/model_flops.py``). A call too small to keep every thread busy is split evenly.
@@ -23,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DeepSMOTEError
 from .loading import Bundle
-from .manifest import DECODER_INPUT, ENCODER_INPUT
+from .manifest import CPU_DECODER_FILE, DECODER_FILE, DECODER_INPUT, ENCODER_FILE, ENCODER_INPUT
 from .precision import decoder_graph
 from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
@@ -45,6 +51,8 @@ class Models:
         The onnxruntime provider the sessions run on.
     workers : int
         Batches that run at once: one per CPU thread, 1 on a GPU.
+    decoder_file : str
+        The bundle file the decoder session runs, for messages.
     pool : ThreadPoolExecutor or None
         Runs batches concurrently when ``workers > 1``; None runs them in turn.
     """
@@ -54,6 +62,7 @@ class Models:
     decoder: Any
     provider: str
     workers: int = 1
+    decoder_file: str = DECODER_FILE
     pool: ThreadPoolExecutor | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +84,7 @@ class Models:
         np.ndarray
             float32, shape (N, Z).
         """
-        return self._run(self.encoder, ENCODER_INPUT, x, batch_size, (self.bundle.latent_dim,))
+        return self._run(self.encoder, ENCODER_FILE, ENCODER_INPUT, x, batch_size, (self.bundle.latent_dim,))
 
     def decode(self, z: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Images of codes.
@@ -95,14 +104,34 @@ class Models:
         # Fewer codes than one call per thread: spread them over all threads (the bytes do not
         # depend on the batch size, a tested property of every decoder we export).
         batch = max(1, min(batch_size or default_decode_batch(self.provider), -(-len(z) // self.workers)))
-        return self._run(self.decoder, DECODER_INPUT, z, batch, self.bundle.image_shape)
+        return self._run(self.decoder, self.decoder_file, DECODER_INPUT, z, batch, self.bundle.image_shape)
 
-    def _run(self, session: Any, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    def _run(
+        self, session: Any, graph: str, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]
+    ) -> np.ndarray:
         out = np.empty((x.shape[0], *item_shape), dtype=np.float32)
+        where = f"{self.bundle.path}/{graph}"
 
         def run_batch(start: int) -> None:
             chunk = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
-            out[start : start + len(chunk)] = session.run(None, {name: chunk})[0]
+            try:
+                result = session.run(None, {name: chunk})[0]
+            except Exception as exc:  # onnxruntime's run-time errors share no base class but Exception
+                reason = " ".join(str(exc).split())[:300]
+                raise DeepSMOTEError(
+                    f"{where}: onnxruntime failed running the graph ({reason}); the bundle is broken"
+                ) from None
+            # Exact shape, no broadcasting: a graph that ignores the batch must not fill it.
+            expected = (len(chunk), *item_shape)
+            if not isinstance(result, np.ndarray) or result.shape != expected or result.dtype != np.float32:
+                found = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
+                raise DeepSMOTEError(
+                    f"{where}: returned {found} for a batch of {len(chunk)}, expected float32 {expected}; "
+                    "the bundle does not meet the contract"
+                )
+            if not np.isfinite(result).all():
+                raise DeepSMOTEError(f"{where}: returned NaN or inf for a batch of {len(chunk)}; the bundle is broken")
+            out[start : start + len(chunk)] = result
 
         starts = range(0, x.shape[0], batch_size)
         if self.pool is None or len(starts) == 1:
@@ -147,4 +176,4 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     cpu_graph = used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None
     decoder_bytes = bundle.cpu_decoder_bytes if cpu_graph else bundle.decoder_bytes
     decoder, _ = create_session(decoder_graph(decoder_bytes, precision), provider, session_threads, decoder_options)
-    return Models(bundle, encoder, decoder, used, workers)
+    return Models(bundle, encoder, decoder, used, workers, CPU_DECODER_FILE if cpu_graph else DECODER_FILE)

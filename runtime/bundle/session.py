@@ -88,7 +88,8 @@ def create_session(
     wanted = resolve_provider(provider)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    # Fatal only: a failed run is reported as one line by Models, not by onnxruntime's own log.
+    options.log_severity_level = 4
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import click
 
-from ..bundle import PRECISIONS, PROVIDERS, load_bundle
+from ..bundle import PRECISIONS, PROVIDERS, load_bundle, read_manifest
 from ..console import QUIET, table, verbosity, verbosity_options
 from ..job import ENGINES, generate_dataset, plan_table
+from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
 from ..strategy import parse_strategy
@@ -92,10 +93,14 @@ def generate(
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
     file. A rerun of an interrupted job with the same settings completes it.
     """
-    dataset = read_dataset(data, labels)
+    # The cheap checks first: nothing is read before the arguments are known to be usable.
+    sampling_strategy = parse_strategy(strategy)
+    refuse_out_inside_data(out, data)
+    # An IDX header is compared with the bundle before gigabytes of data are read.
+    dataset = read_dataset(data, labels, read_manifest(bundle).image_shape)
     if dry_run:
         load_bundle(bundle)  # a broken bundle is refused now, not at the real run
-        plan = plan_table(dataset, parse_strategy(strategy), fmt, shard_size, include_originals)
+        plan = plan_table(dataset, sampling_strategy, fmt, shard_size, include_originals)
         click.echo(f"plan for {out} (dry run: nothing written)")
         click.echo(table(["class", "current", "target", "to generate", "shards"], [list(r.values()) for r in plan]))
         return
@@ -104,7 +109,7 @@ def generate(
         bundle,
         dataset,
         out,
-        sampling_strategy=parse_strategy(strategy),
+        sampling_strategy=sampling_strategy,
         k_neighbors=k_neighbors,
         seed=seed,
         fmt=fmt,

@@ -5,6 +5,8 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
+import os
+
 import click
 import numpy as np
 
@@ -54,12 +56,12 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG file to write.")
 @click.option("--labels", type=click.Path(path_type=str), help="IDX labels file (default: found by name).")
-@click.option("--per-row", default=10, show_default=True, type=click.IntRange(min=1), help="Images per row.")
-@click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--per-row", default=10, show_default=True, type=click.IntRange(1, 1000), help="Images per row.")
+@click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(1, 100))
 @click.option("--k", "k_neighbors", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--interpolate", "pair", default=None, help="Two DATA indices 'I,J': add a strip decoding their codes.")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="Images in the strip.")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(2, 1000), help="Images in the strip.")
 @click.option("--provider", default="auto", show_default=True, type=click.Choice(PROVIDERS))
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @verbosity_options
@@ -85,6 +87,12 @@ def grid(
     target = Path(out)
     if target.exists() and not overwrite:
         raise DeepSMOTEError(f"--out {target} exists; pass --overwrite to replace it")
+    # The folder is checked before any work, not found missing or read-only at the end.
+    folder = target.parent
+    if not folder.is_dir():
+        raise DeepSMOTEError(f"--out {target}: the folder {folder} does not exist; create it or choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
     dataset = read_dataset(data, labels)
     loaded = load_bundle(bundle)
     counts = dataset.class_counts()
@@ -124,6 +132,9 @@ def grid(
         rows.append(from_model(models.decode(codes[0] + gaps * (codes[1] - codes[0]))))
         captions.append(f"{first}->{second}")
     picture = tile(rows, captions)
-    with atomic_path(target) as tmp:
-        Image.fromarray(picture).save(tmp, format="PNG")
+    try:
+        with atomic_path(target) as tmp:
+            Image.fromarray(picture).save(tmp, format="PNG")
+    except OSError as exc:
+        raise DeepSMOTEError(f"cannot write --out {target}: {exc.strerror or exc}; choose another --out") from None
     click.echo(f"wrote {target} ({picture.shape[1]}x{picture.shape[0]})")
