@@ -118,7 +118,7 @@ def test_corrupt_data(mini_copy, tmp_path, capsys):
 def test_unsupported_image_size(tmp_path, capsys):
     data = tmp_path / "big.npz"
     np.savez(data, images=np.zeros((6, 64, 64), dtype=np.uint8), labels=np.array([0, 0, 0, 1, 1, 1]))
-    code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY], capsys)
+    code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY, "--arch", "paper"], capsys)
     assert_one_line_error(code, err, "image size 64x64x1 is not supported", "28x28 or 32x32")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz"]
 

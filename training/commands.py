@@ -14,7 +14,8 @@ from deepsmote.runtime.bundle import Manifest
 from deepsmote.runtime.readers import read_dataset
 
 from .export import export_bundle, refuse_existing
-from .loss import PENALTIES
+from .loss import LOSSES, PENALTIES
+from .model import ARCHITECTURES
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
 
@@ -28,6 +29,11 @@ _DEFAULTS = TrainConfig()
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Epochs in total.")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True, help="Channels of the first conv.")
 @click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="Latent code size.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default=_DEFAULTS.arch, show_default=True)
+@click.option(
+    "--res-blocks", type=int, default=_DEFAULTS.res_blocks, show_default=True, help="Residual blocks per stage."
+)
+@click.option("--loss", type=click.Choice(LOSSES), default=_DEFAULTS.loss, show_default=True)
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
 @click.option("--lr", type=float, default=_DEFAULTS.lr, show_default=True, help="Adam learning rate.")
 @click.option("--penalty", type=click.Choice(PENALTIES), default=_DEFAULTS.penalty, show_default=True)
@@ -44,6 +50,9 @@ def train(
     epochs: int,
     width: int,
     latent_dim: int,
+    arch: str,
+    res_blocks: int,
+    loss: str,
     batch_size: int,
     lr: float,
     penalty: str,
@@ -62,6 +71,9 @@ def train(
         epochs=epochs,
         width=width,
         latent_dim=latent_dim,
+        arch=arch,
+        res_blocks=res_blocks,
+        loss=loss,  # type: ignore[arg-type]
         batch_size=batch_size,
         lr=lr,
         penalty=penalty,  # type: ignore[arg-type]  # click.Choice has checked it
