@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 from deepsmote.runtime.bundle import Manifest
+from deepsmote.runtime.commands.options import resize_options
 from deepsmote.runtime.readers import read_dataset
+from deepsmote.runtime.resize import parse_resize
 
 from .export import export_bundle, refuse_existing
 from .loss import LOSSES, PENALTIES
@@ -26,6 +28,7 @@ _DEFAULTS = TrainConfig()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 @click.option("--labels", type=click.Path(path_type=Path), help="IDX labels file, if not found by name.")
+@resize_options
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Epochs in total.")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True, help="Channels of the first conv.")
 @click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="Latent code size.")
@@ -47,6 +50,8 @@ def train(
     data: Path,
     out: Path,
     labels: Path | None,
+    resize: str | None,
+    crop: str,
     epochs: int,
     width: int,
     latent_dim: int,
@@ -81,9 +86,10 @@ def train(
         seed=seed,
         device=device,  # type: ignore[arg-type]
     )
+    size = parse_resize(resize, crop)
     out = Path(os.path.abspath(out))
     refuse_existing(out, overwrite)
-    dataset = read_dataset(data, labels)
+    dataset = read_dataset(data, labels, size)
     files = train_run(
         dataset, config, run_dir or out.with_name(out.name + ".run"), resume=resume, restart=overwrite and not resume
     )

@@ -13,8 +13,10 @@ from ..bundle import PRECISIONS, PROVIDERS
 from ..job import ENGINES, generate_dataset
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
+from ..resize import parse_resize
 from ..strategy import parse_strategy
 from ..writers import FORMATS
+from .options import resize_options
 
 
 @click.command()
@@ -22,6 +24,7 @@ from ..writers import FORMATS
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Output directory.")
 @click.option("--labels", type=click.Path(path_type=str), help="IDX labels file (default: found by name).")
+@resize_options
 @click.option(
     "--strategy",
     default="auto",
@@ -70,6 +73,8 @@ def generate(
     data: str,
     out: str,
     labels: str | None,
+    resize: str | None,
+    crop: str,
     strategy: str,
     k_neighbors: int,
     seed: int,
@@ -90,7 +95,7 @@ def generate(
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
     file. A rerun of an interrupted job with the same settings completes it.
     """
-    dataset = read_dataset(data, labels)
+    dataset = read_dataset(data, labels, parse_resize(resize, crop))
     engine_options = {"address": address, "workers": workers} if engine == "ray" else None
     summary = generate_dataset(
         bundle,

@@ -13,7 +13,9 @@ from ..bundle import PROVIDERS, load_bundle, open_models
 from ..errors import DeepSMOTEError
 from ..pixels import from_model, to_model
 from ..readers import read_dataset
+from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
+from .options import resize_options
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:
@@ -53,6 +55,7 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG file to write.")
 @click.option("--labels", type=click.Path(path_type=str), help="IDX labels file (default: found by name).")
+@resize_options
 @click.option("--per-row", default=10, show_default=True, type=click.IntRange(min=1), help="Images per row.")
 @click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--k", "k_neighbors", default=5, show_default=True, type=click.IntRange(min=1))
@@ -66,6 +69,8 @@ def grid(
     data: str,
     out: str,
     labels: str | None,
+    resize: str | None,
+    crop: str,
     per_row: int,
     synthetic_rows: int,
     k_neighbors: int,
@@ -83,8 +88,10 @@ def grid(
     target = Path(out)
     if target.exists() and not overwrite:
         raise DeepSMOTEError(f"--out {target} exists; pass --overwrite to replace it")
-    dataset = read_dataset(data, labels)
+    size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
+    dataset = read_dataset(data, labels, size)
+    check_image_shape(dataset.image_shape, loaded.image_shape)
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
