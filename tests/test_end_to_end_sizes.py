@@ -95,7 +95,8 @@ def test_train_generate_grid_at_family_sizes(case, tmp_path, capsys):
     assert code == 0, err
     manifest = json.loads((bundle / "deepsmote.json").read_text())
     assert manifest["image_shape"] == [channels, height, width]
-    assert manifest["training"]["config"]["arch"] == "resize-conv"
+    config = manifest["training"]["config"]
+    assert (config["arch"], config["loss"], config["penalty"]) == ("resize-conv", "l1+ssim", "reference")
     # No transposed convolution to rearrange: the plain decoder serves every provider.
     assert sorted(manifest["files"]) == ["decoder.onnx", "encoder.onnx"]
     assert manifest["export"]["max_abs_diff"] <= 1e-4

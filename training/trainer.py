@@ -90,7 +90,7 @@ class TrainConfig:
     latent_dim: int = 300
     arch: str = "resize-conv"
     res_blocks: int = 0
-    loss: Loss = "l1"
+    loss: Loss = "l1+ssim"
     batch_size: int = 100
     lr: float = 2e-4
     penalty: Penalty = "reference"
