@@ -144,12 +144,12 @@ def read_dataset(
     LabelledImages
     """
     data = _read(Path(path), labels, resize)
-    if resize is None or path_is_image_folder(Path(path)):
+    if resize is None or _is_image_folder(Path(path)):
         return data
     return LabelledImages(resize.images(data.images), data.labels, data.classes)
 
 
-def path_is_image_folder(path: Path) -> bool:
+def _is_image_folder(path: Path) -> bool:
     """Whether the directory ``path`` has class subdirectories (ImageFolder) rather than .npz shards."""
     if not path.is_dir():
         return False
@@ -165,7 +165,7 @@ def _read(path: Path, labels: str | os.PathLike | None, resize: Resize | None) -
     if labels is not None and not _is_idx_name(path):
         raise DeepSMOTEError(f"`labels` is only for IDX images files, not {path}")
     if path.is_dir():
-        if path_is_image_folder(path):
+        if _is_image_folder(path):
             return read_image_folder(path, resize)
         shards = sorted(path.glob("*.npz"))
         for shard in shards:

@@ -45,9 +45,6 @@ class Resize:
     width: int
     crop: Crop = "none"
 
-    def __str__(self) -> str:
-        return f"{self.height}x{self.width}"
-
     def image(self, image: PILImage) -> PILImage:
         """The Pillow ``image`` cropped (``center``) and resized to (width, height)."""
         from PIL import Image
