@@ -209,7 +209,7 @@ class Decoder(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``x + conv(relu(bn(conv(x))))`` after BatchNorm, 3x3 convs keeping the channels."""
+    """``act(x + bn(conv(act(bn(conv(x))))))`` with 3x3 convs that keep the channels (He et al. 2016)."""
 
     def __init__(self, channels: int, activation: nn.Module) -> None:
         super().__init__()
