@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=300)
-    parser.add_argument("--penalty", choices=("reference", "none"), default="reference")
+    parser.add_argument("--penalty", choices=("reference", "paper", "none"), default="reference")
+    parser.add_argument("--arch", choices=("paper", "resize-conv"), default="paper")
+    parser.add_argument("--loss", choices=("mse", "l1", "l1+ssim"), default="mse")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--export", action="store_true", help="also export and print max_abs_diff")
@@ -49,7 +51,13 @@ def main() -> None:
 
     data = imbalanced_fmnist(args.source)
     config = TrainConfig(
-        epochs=args.epochs, width=args.width, latent_dim=args.latent_dim, penalty=args.penalty, device=args.device
+        epochs=args.epochs,
+        width=args.width,
+        latent_dim=args.latent_dim,
+        arch=args.arch,
+        loss=args.loss,
+        penalty=args.penalty,
+        device=args.device,
     )
     print(
         f"{len(data.images)} images, counts {data.class_counts().tolist()}, device {args.device}, "

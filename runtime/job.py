@@ -22,11 +22,11 @@ from tqdm import tqdm
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
 from .console import LineProgress
 from .engines import ENGINES, make_engine
-from .errors import DeepSMOTEError
 from .layout import ImageLayout
 from .outdir import MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed, plan_per_class
 from .readers import LabelledImages
+from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
 from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_atomic
@@ -187,11 +187,7 @@ def generate_dataset(
     # A missing extra or a bad option is refused before the bundle is read or the sampler fitted.
     runner = make_engine(engine, engine_options or {})
     loaded = load_bundle(bundle)
-    if data.image_shape != loaded.image_shape:
-        raise DeepSMOTEError(
-            f"DATA images are {'x'.join(map(str, data.image_shape))} (CxHxW) but the bundle was trained on "
-            f"{'x'.join(map(str, loaded.image_shape))}; use a bundle trained on this kind of image"
-        )
+    check_image_shape(data.image_shape, loaded.image_shape)
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     settings = JobSettings(

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeepSMOTEError
+from .resize import Resize
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 # A file is decoded only in the format its suffix names, never in whatever Pillow detects.
@@ -125,9 +126,13 @@ def label_values(classes: Sequence[str]) -> np.ndarray:
 
 
 def read_dataset(
-    path: str | os.PathLike, labels: str | os.PathLike | None = None, image_shape: tuple[int, int, int] | None = None
+    path: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    *,
+    image_shape: tuple[int, int, int] | None = None,
+    resize: Resize | None = None,
 ) -> LabelledImages:
-    """Read DATA in any supported form.
+    """Read DATA in any supported form, optionally resizing every image.
 
     Parameters
     ----------
@@ -138,13 +143,32 @@ def read_dataset(
         The IDX labels file; by default found by name next to the images file.
     image_shape : tuple of int, optional
         The (C, H, W) the caller needs (a bundle's): an IDX file whose header says otherwise is
-        refused before its data is read.
+        refused before its data is read. Not used with ``resize``, which brings images to a size.
+    resize : Resize, optional
+        Bring every image to this size (:mod:`deepsmote.runtime.resize`); an ImageFolder's
+        images may then differ in size.
 
     Returns
     -------
     LabelledImages
     """
-    path = Path(path)
+    data = _read(Path(path), labels, None if resize is not None else image_shape, resize)
+    if resize is None or _is_image_folder(Path(path)):
+        return data
+    return LabelledImages(resize.images(data.images), data.labels, data.classes)
+
+
+def _is_image_folder(path: Path) -> bool:
+    """Whether the directory ``path`` has class subdirectories (ImageFolder) rather than .npz shards."""
+    if not path.is_dir():
+        return False
+    with _reading(path):
+        return any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+
+
+def _read(
+    path: Path, labels: str | os.PathLike | None, image_shape: tuple[int, int, int] | None, resize: Resize | None
+) -> LabelledImages:
     if not path.exists():
         raise DeepSMOTEError(
             f"{path}: no such file or directory; give an ImageFolder directory, an .npz or an IDX file"
@@ -152,10 +176,8 @@ def read_dataset(
     if labels is not None and not _is_idx_name(path):
         raise DeepSMOTEError(f"`labels` is only for IDX images files, not {path}")
     if path.is_dir():
-        with _reading(path):
-            has_classes = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
-        if has_classes:
-            return read_image_folder(path)
+        if _is_image_folder(path):
+            return read_image_folder(path, resize)
         shards = sorted(path.glob("*.npz"))
         for shard in shards:
             _check_data_file(shard)
@@ -409,11 +431,12 @@ def _from_class_indices(images: np.ndarray, labels: np.ndarray, names: np.ndarra
 # --- ImageFolder -----------------------------------------------------------------------------
 
 
-def read_image_folder(path: str | os.PathLike) -> LabelledImages:
+def read_image_folder(path: str | os.PathLike, resize: Resize | None = None) -> LabelledImages:
     """Read ``path/<class>/*.png|jpg|jpeg``; class names are the sorted directory names.
 
     Entries that are not regular files with one of these suffixes, and class directories
-    without images, are skipped with a warning. All images must share one size. Grey images
+    without images, are skipped with a warning. All images must share one size, unless
+    ``resize`` brings each to its size as it is read. Grey images
     (1-bit, 8-bit, 16-bit, with or without alpha) are kept as (H, W), 16-bit ones by their high
     byte; if any image has colour, every image is converted to RGB (N, H, W, 3). Alpha is dropped.
     """
@@ -446,13 +469,15 @@ def read_image_folder(path: str | os.PathLike) -> LabelledImages:
                         raise DeepSMOTEError(
                             f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"
                         )
-                    if size is not None and image.size != size:
+                    if resize is None and size is not None and image.size != size:
+                        # Pillow's sizes are (width, height); ours are HxW.
                         raise DeepSMOTEError(
-                            f"{file}: size {image.size[0]}x{image.size[1]} differs from {size[0]}x{size[1]}; "
-                            "resize all images to one size"
+                            f"{file}: size {image.size[1]}x{image.size[0]} (HxW) differs from {size[1]}x{size[0]}; "
+                            "pass `resize` HxW to bring every image to one size"
                         )
                     size = image.size
-                    pixels.append(_pixels(image))
+                    grey_or_rgb = _pixels(image)
+                    pixels.append(grey_or_rgb if resize is None else resize.images(grey_or_rgb[None])[0])
             except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None

@@ -42,7 +42,7 @@ def parse_strategy(text: str) -> str | dict[str, int]:
         return {str(k): v for k, v in mapping.items()}
     raise InvalidInputError(
         f"--strategy must be one of {', '.join(s.replace(' ', '-') for s in STRATEGY_NAMES)} "
-        f"or a JSON object {{class: count}}, got '{text}'"
+        f"or a JSON object {{class: count}}, got {text!r}"
     )
 
 

@@ -38,7 +38,10 @@ def tiny_bundle(fmnist_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     torch.set_num_threads(1)
     bundle = tmp_path_factory.mktemp("tiny") / "bundle"
-    config = TrainConfig(epochs=1, width=TINY_WIDTH, latent_dim=TINY_LATENT, seed=0, device="cpu")
+    # The paper's model (with its decoder_cpu.onnx), which the runtime tests were written against.
+    config = TrainConfig(
+        epochs=1, width=TINY_WIDTH, latent_dim=TINY_LATENT, arch="paper", loss="mse", seed=0, device="cpu"
+    )
     files = train(read_dataset(fmnist_mini), config, bundle.with_name("bundle.run"))
     export_bundle(files.best, bundle)
     return bundle

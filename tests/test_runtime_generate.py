@@ -223,7 +223,8 @@ def test_wrong_image_size_for_bundle(tiny_bundle, tmp_path):
     np.savez(data, images=np.zeros((10, 32, 32), np.uint8), labels=np.repeat([0, 1], 5))
     out = tmp_path / "o"
     assert_refused(
-        run_cli("generate", str(tiny_bundle), str(data), "--out", str(out), check=False), "trained on 1x28x28"
+        run_cli("generate", str(tiny_bundle), str(data), "--out", str(out), check=False),
+        "the bundle expects 28x28 (HxW), 1 channel; pass --resize 28x28",
     )
     assert not out.exists()
 

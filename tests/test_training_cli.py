@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def test_corrupt_data(mini_copy, tmp_path, capsys):
 def test_unsupported_image_size(tmp_path, capsys):
     data = tmp_path / "big.npz"
     np.savez(data, images=np.zeros((6, 64, 64), dtype=np.uint8), labels=np.array([0, 0, 0, 1, 1, 1]))
-    code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY], capsys)
+    code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY, "--arch", "paper"], capsys)
     assert_one_line_error(code, err, "image size 64x64x1 is not supported", "28x28 or 32x32")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz"]
 
@@ -183,3 +184,13 @@ def test_unwritable_run_dir(fmnist_mini, tmp_path, capsys):
     )
     assert_one_line_error(code, err, "cannot write to --run-dir", "choose another --run-dir")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_the_paper_model_is_one_flag_set_away(fmnist_mini, tmp_path, capsys):
+    flags = ["--arch", "paper", "--loss", "mse", "--penalty", "reference"]
+    code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, *flags], capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "b" / "deepsmote.json").read_text())
+    config = manifest["training"]["config"]
+    assert (config["arch"], config["loss"], config["penalty"]) == ("paper", "mse", "reference")
+    assert "decoder_cpu.onnx" in manifest["files"]

@@ -132,3 +132,75 @@ def test_unsupported_sizes_are_one_line_errors(shape, named):
     assert named in message
     assert "28x28 or 32x32" in message
     assert "\n" not in message
+
+
+FAMILY = [(1, 16, 16), (1, 48, 40), (3, 64, 64), (3, 128, 128), (1, 28, 28), (3, 256, 200), (1, 17, 255)]
+
+
+@pytest.mark.parametrize("shape", FAMILY, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("res_blocks", [0, 1])
+def test_resize_conv_round_trips_every_family_size(shape, res_blocks):
+    encoder, decoder = build_models(
+        ModelConfig(shape, width=4, latent_dim=8, arch="resize-conv", res_blocks=res_blocks)
+    )
+    encoder.eval()
+    decoder.eval()
+    x = torch.rand(2, *shape) * 2 - 1
+    with torch.no_grad():
+        z = encoder(x)
+        y = decoder(z)
+    assert z.shape == (2, 8)
+    assert y.shape == (2, *shape)
+    assert y.abs().max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("shape", "depth", "code_map"),
+    [((1, 16, 16), 2, (4, 4)), ((1, 28, 28), 3, (4, 4)), ((1, 48, 40), 3, (6, 5)), ((3, 64, 64), 4, (4, 4)),
+     ((3, 128, 128), 5, (4, 4)), ((3, 256, 256), 6, (4, 4)), ((1, 16, 200), 2, (4, 50))],
+)  # fmt: skip
+def test_depth_and_code_map_follow_the_size(shape, depth, code_map):
+    config = ModelConfig(shape, width=4, arch="resize-conv")
+    assert (config.depth, config.code_map) == (depth, code_map)
+    assert config.stage_widths == tuple(4 * 2 ** min(i, 3) for i in range(depth))
+
+
+def test_resize_conv_decoder_upsamples_by_nearest_then_conv():
+    _, decoder = build_models(ModelConfig((3, 64, 64), width=4, latent_dim=8, arch="resize-conv", res_blocks=1))
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in decoder.modules())
+    layers = list(decoder.deconv)
+    ups = [i for i, m in enumerate(layers) if isinstance(m, nn.Upsample)]
+    assert len(ups) == 4
+    for i in ups:
+        assert layers[i].mode == "nearest" and layers[i].scale_factor == 2
+        assert isinstance(layers[i + 1], nn.Conv2d) and layers[i + 1].kernel_size == (3, 3)
+
+
+def _interior_spread(deconv: nn.Module, channels: int, side: int, margin: int) -> float:
+    """Spatial spread of the output's interior for a constant input map: 0 means no pattern."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = deconv.eval()(torch.randn(1, channels, 1, 1).expand(1, channels, side, side).contiguous())
+    interior = out[..., margin:-margin, margin:-margin]
+    return float((interior - interior.mean((-2, -1), keepdim=True)).abs().max())
+
+
+def test_resize_conv_draws_no_checkerboard_where_transposed_convs_do():
+    # A spatially constant feature map: resize-convolution keeps it constant away from the
+    # borders; the paper's stride-2 transposed convolutions (32x32) print a periodic pattern.
+    resize = ModelConfig((1, 64, 64), width=4, latent_dim=8, arch="resize-conv")
+    _, decoder = build_models(resize)
+    assert _interior_spread(decoder.deconv, resize.stage_widths[-1], 4, 16) < 1e-5
+    _, paper = build_models(ModelConfig((1, 32, 32), width=4, latent_dim=8))
+    assert _interior_spread(paper.deconv, 32, 8, 6) > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"), [((1, 15, 16), "15x16x1"), ((1, 16, 257), "16x257x1"), ((2, 32, 32), "32x32x2")]
+)
+def test_sizes_outside_the_family_are_one_line_errors(shape, named):
+    with pytest.raises(DeepSMOTEError) as error:
+        ModelConfig(shape, arch="resize-conv")
+    message = str(error.value)
+    assert named in message and "16..256" in message and "`resize` HxW" in message
+    assert "\n" not in message

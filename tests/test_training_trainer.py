@@ -21,7 +21,7 @@ from deepsmote.training.trainer import (
     train,
 )
 
-TINY = TrainConfig(epochs=1, width=8, latent_dim=16, batch_size=32, device="cpu")
+TINY = TrainConfig(epochs=1, width=8, latent_dim=16, batch_size=32, arch="paper", loss="mse", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,9 @@ def test_one_epoch_writes_the_run_directory(small, tmp_path):
         "epochs": 1,
         "width": 8,
         "latent_dim": 16,
+        "arch": "paper",
+        "res_blocks": 0,
+        "loss": "mse",
         "batch_size": 32,
         "lr": 2e-4,
         "penalty": "reference",
@@ -151,7 +154,7 @@ def test_a_class_of_one_image_is_refused(small, tmp_path):
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"batch_size": -1}, "batch_size must be a positive integer"),
         ({"lr": float("nan")}, "lr must be a positive number"),
-        ({"penalty": "double"}, "penalty must be one of reference, none"),
+        ({"penalty": "double"}, "penalty must be one of reference, paper, none"),
         ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
     ],
 )

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import click
 from deepsmote.runtime.bundle import Manifest
+from deepsmote.runtime.commands.options import resize_options
 from deepsmote.runtime.console import table, verbosity_options
 from deepsmote.runtime.readers import read_dataset
+from deepsmote.runtime.resize import parse_resize
 
 from .export import export_bundle, refuse_existing
-from .loss import PENALTIES
+from .loss import LOSSES, PENALTIES
+from .model import ARCHITECTURES
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
 
@@ -26,9 +29,15 @@ _DEFAULTS = TrainConfig()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 @click.option("--labels", type=click.Path(path_type=Path), help="IDX labels file, if not found by name.")
+@resize_options
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Epochs in total.")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True, help="Channels of the first conv.")
 @click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="Latent code size.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default=_DEFAULTS.arch, show_default=True)
+@click.option(
+    "--res-blocks", type=int, default=_DEFAULTS.res_blocks, show_default=True, help="Residual blocks per stage."
+)
+@click.option("--loss", type=click.Choice(LOSSES), default=_DEFAULTS.loss, show_default=True)
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
 @click.option("--lr", type=float, default=_DEFAULTS.lr, show_default=True, help="Adam learning rate.")
 @click.option("--penalty", type=click.Choice(PENALTIES), default=_DEFAULTS.penalty, show_default=True)
@@ -43,9 +52,14 @@ def train(
     data: Path,
     out: Path,
     labels: Path | None,
+    resize: str | None,
+    crop: str,
     epochs: int,
     width: int,
     latent_dim: int,
+    arch: str,
+    res_blocks: int,
+    loss: str,
     batch_size: int,
     lr: float,
     penalty: str,
@@ -64,6 +78,9 @@ def train(
         epochs=epochs,
         width=width,
         latent_dim=latent_dim,
+        arch=arch,
+        res_blocks=res_blocks,
+        loss=loss,  # type: ignore[arg-type]
         batch_size=batch_size,
         lr=lr,
         penalty=penalty,  # type: ignore[arg-type]  # click.Choice has checked it
@@ -71,9 +88,10 @@ def train(
         seed=seed,
         device=device,  # type: ignore[arg-type]
     )
+    size = parse_resize(resize, crop)
     out = Path(os.path.abspath(out))
     refuse_existing(out, overwrite)
-    dataset = read_dataset(data, labels)
+    dataset = read_dataset(data, labels, resize=size)
     files = train_run(
         dataset, config, run_dir or out.with_name(out.name + ".run"), resume=resume, restart=overwrite and not resume
     )

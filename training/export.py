@@ -3,12 +3,14 @@
 The graphs are exported in eval mode (BatchNorm with its running statistics) by
 ``torch.onnx.export(dynamo=True)``, the torch.export-based exporter that is torch's default and
 whose ``dynamic_shapes`` give a symbolic batch axis; the TorchScript exporter is deprecated. The
-decoder is exported twice: as itself (``decoder.onnx``, for every provider) and in the arrangement
-of :mod:`.decoder_graph` (``decoder_cpu.onnx``), the same function run faster by onnxruntime's
-CPU provider. Then onnxruntime runs them on the checkpoint's real images and on random codes, at
-the verification batch and at batch 1, and every output is compared with that of the torch
-modules as trained. The bundle is assembled in a temporary directory beside the target, checked
-with the runtime's own loader, and renamed into place, so a failed export leaves nothing behind.
+decoder is exported as itself (``decoder.onnx``, for every provider) and, for the ``paper``
+architecture, in the arrangement of :mod:`.decoder_graph` (``decoder_cpu.onnx``), the same
+function run faster by onnxruntime's CPU provider. ``resize-conv`` decoders have no transposed
+convolution to rearrange, so their bundles hold the plain decoder only, which every provider
+runs. Then onnxruntime runs them on the checkpoint's real images and on random codes, at the
+verification batch and at batch 1, and every output is compared with that of the torch modules
+as trained. The bundle is assembled in a temporary directory beside the target, checked with the
+runtime's own loader, and renamed into place, so a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from deepsmote.runtime.errors import DeepSMOTEError
 from torch import nn
 
 from .decoder_graph import ExportDecoder
+from .model import Decoder
 from .trainer import LOG_FILE, PLOT_FILE, load_checkpoint, models_from_checkpoint
 
 OPSET = 18
@@ -123,7 +126,9 @@ def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, over
         _export_graph(decoder, codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / DECODER_FILE)
         # The same function in the arrangement that runs faster on the CPU; verified against
         # the decoder itself.
-        _export_graph(ExportDecoder(decoder), codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / CPU_DECODER_FILE)
+        if isinstance(decoder, Decoder):
+            cpu_decoder = ExportDecoder(decoder)
+            _export_graph(cpu_decoder, codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / CPU_DECODER_FILE)
         checks = verify(encoder, decoder, staging, images)
         logs = [name for name in _LOG_FILES if (Path(checkpoint).parent / name).is_file()]
         for name in logs:
@@ -164,7 +169,7 @@ def verify(encoder: nn.Module, decoder: nn.Module, bundle_dir: Path, images: tor
     encoder, decoder : nn.Module
         The exported modules, in eval mode.
     bundle_dir : Path
-        Holds ``encoder.onnx`` and ``decoder.onnx``.
+        Holds ``encoder.onnx``, ``decoder.onnx`` and optionally ``decoder_cpu.onnx``.
     images : torch.Tensor
         float32, shape (N, C, H, W), values in [-1, 1]: real training images.
 
@@ -187,16 +192,14 @@ def verify(encoder: nn.Module, decoder: nn.Module, bundle_dir: Path, images: tor
         (encoder, ENCODER_FILE, ENCODER_INPUT, "real images", images),
         (encoder, ENCODER_FILE, ENCODER_INPUT, "real images", images[:1]),
     ]
-    for graph in (DECODER_FILE, CPU_DECODER_FILE):
+    graphs = [name for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE) if (bundle_dir / name).is_file()]
+    for graph in graphs[1:]:
         cases += [
             (decoder, graph, DECODER_INPUT, "codes of real images", codes),
             (decoder, graph, DECODER_INPUT, "random N(0, 1) codes", random_codes),
             (decoder, graph, DECODER_INPUT, "random N(0, 1) codes", random_codes[:1]),
         ]
-    sessions = {
-        name: create_session((bundle_dir / name).read_bytes(), "cpu")[0]
-        for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE)
-    }
+    sessions = {name: create_session((bundle_dir / name).read_bytes(), "cpu")[0] for name in graphs}
     checks = []
     for module, graph, input_name, description, x in cases:
         with torch.no_grad():
@@ -270,7 +273,11 @@ def _manifest(state: dict[str, Any], checks: list[Check], logs: list[str], bundl
             max_abs_diff=max(c.max_abs_diff for c in checks),
             checks=tuple(asdict(c) for c in checks),
         ),
-        files={name: sha256_file(bundle_dir / name) for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE)},
+        files={
+            name: sha256_file(bundle_dir / name)
+            for name in (ENCODER_FILE, DECODER_FILE, CPU_DECODER_FILE)
+            if (bundle_dir / name).is_file()
+        },
     )
 
 

@@ -32,8 +32,8 @@ from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
 from tqdm import tqdm
 
-from .loss import PENALTIES, Penalty, class_members, deepsmote_loss
-from .model import Decoder, Encoder, ModelConfig, build_models
+from .loss import LOSSES, PENALTIES, Loss, Penalty, class_members, deepsmote_loss
+from .model import ARCHITECTURES, ModelConfig, build_models
 
 # Where to train: the same choices as the runtime's --provider.
 Device = Provider
@@ -44,6 +44,8 @@ VERIFICATION_IMAGES = 64
 LOG_FILE, PLOT_FILE = "losses.jsonl", "losses.png"
 # Options a resumed run may change: train for longer, or continue on another device.
 _RESUMABLE_CHANGES = frozenset({"epochs", "device"})
+# What checkpoints written before these options existed were trained with.
+_LEGACY_CONFIG = {"arch": "paper", "res_blocks": 0, "loss": "mse"}
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,11 @@ def _short(value: int) -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (the paper's values by default).
+    """Everything that defines a training run.
+
+    The paper's values but for ``arch``, ``loss`` and ``penalty``, whose defaults were chosen by
+    ``benchmarks/generator_quality.py`` (README, "Choosing the default");
+    ``arch='paper', loss='mse', penalty='reference'`` is the paper's reproduction.
 
     Attributes
     ----------
@@ -67,12 +73,18 @@ class TrainConfig:
         Epochs to train in total (a resumed run counts the ones already done).
     width, latent_dim : int
         Model size (:class:`~deepsmote.training.model.ModelConfig`).
+    arch : {'resize-conv', 'paper'}
+        The architecture (:mod:`deepsmote.training.model`).
+    res_blocks : int
+        Residual blocks per stage (``resize-conv`` only).
+    loss : {'mse', 'l1', 'l1+ssim'}
+        The reconstruction distance (:mod:`deepsmote.training.loss`).
     batch_size : int
         Images per step; also the most images the penalty takes from one class.
     lr : float
         Adam's learning rate for the encoder and the decoder.
-    penalty : {'reference', 'none'}
-        The authors' penalty or none (:mod:`deepsmote.training.loss`).
+    penalty : {'reference', 'paper', 'none'}
+        The authors' penalty, the paper's, or none (:mod:`deepsmote.training.loss`).
     penalty_weight : float
         λ in ``reconstruction + λ * penalty``.
     seed : int
@@ -86,6 +98,9 @@ class TrainConfig:
     epochs: int = 50
     width: int = 64
     latent_dim: int = 300
+    arch: str = "resize-conv"
+    res_blocks: int = 0
+    loss: Loss = "l1+ssim"
     batch_size: int = 100
     lr: float = 2e-4
     penalty: Penalty = "reference"
@@ -105,6 +120,12 @@ class TrainConfig:
             raise DeepSMOTEError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.penalty_weight) and self.penalty_weight >= 0):
             raise DeepSMOTEError(f"penalty_weight must be a number >= 0, got {self.penalty_weight!r}")
+        if self.arch not in ARCHITECTURES:
+            raise DeepSMOTEError(f"`arch` must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.loss not in LOSSES:
+            raise DeepSMOTEError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if isinstance(self.res_blocks, bool) or not isinstance(self.res_blocks, int) or self.res_blocks < 0:
+            raise DeepSMOTEError(f"`res_blocks` must be an integer >= 0, got {self.res_blocks!r}")
         if self.penalty not in PENALTIES:
             raise DeepSMOTEError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
         if self.device not in DEVICES:
@@ -191,7 +212,7 @@ def train(
     """
     files = RunFiles(Path(run_dir))
     device = resolve_device(config.device)
-    model_config = ModelConfig(data.image_shape, config.width, config.latent_dim)
+    model_config = model_config_of(data.image_shape, asdict(config))
     _check_class_sizes(data)
     fingerprint = data.fingerprint()
     previous = _previous_run(files, config, fingerprint, resume=resume, restart=restart)
@@ -258,6 +279,7 @@ def train(
                     members,
                     config.batch_size,
                     penalty_rng,
+                    config.loss,
                 )
                 terms.total.backward()
                 encoder_optimizer.step()
@@ -344,14 +366,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: checkpoint version {checkpoint.get('version')} is not supported "
             f"(reads {CHECKPOINT_VERSION}); use the deepsmote that wrote it"
         )
+    checkpoint["config"] = {**_LEGACY_CONFIG, **checkpoint["config"]}
     return checkpoint
 
 
-def models_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[Encoder, Decoder]:
+def model_config_of(image_shape: tuple[int, ...], config: dict[str, Any]) -> ModelConfig:
+    """The model a training config (``TrainConfig`` as a dict) builds for ``image_shape``."""
+    return ModelConfig(
+        tuple(image_shape),  # type: ignore[arg-type]
+        config["width"],
+        config["latent_dim"],
+        config["arch"],
+        config["res_blocks"],
+    )
+
+
+def models_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The checkpoint's encoder and decoder on the CPU, in eval mode."""
-    config = checkpoint["config"]
-    model_config = ModelConfig(tuple(checkpoint["image_shape"]), config["width"], config["latent_dim"])
-    encoder, decoder = build_models(model_config)
+    encoder, decoder = build_models(model_config_of(checkpoint["image_shape"], checkpoint["config"]))
     encoder.load_state_dict(checkpoint["encoder"])
     decoder.load_state_dict(checkpoint["decoder"])
     return encoder.eval(), decoder.eval()
@@ -371,7 +403,7 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     for key in ("loss", "reconstruction", "penalty"):
         axes.plot(epochs, [entry[key] for entry in history], marker=".", label=key)
     axes.set_xlabel("epoch")
-    axes.set_ylabel("MSE (pixels in [-1, 1])")
+    axes.set_ylabel("loss (pixels in [-1, 1])")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)

@@ -13,8 +13,10 @@ from ..job import ENGINES, generate_dataset, plan_table
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
+from ..resize import parse_resize
 from ..strategy import parse_strategy
 from ..writers import FORMATS
+from .options import resize_options
 
 
 @click.command()
@@ -22,6 +24,7 @@ from ..writers import FORMATS
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Output directory.")
 @click.option("--labels", type=click.Path(path_type=str), help="IDX labels file (default: found by name).")
+@resize_options
 @click.option(
     "--strategy",
     default="auto",
@@ -72,6 +75,8 @@ def generate(
     data: str,
     out: str,
     labels: str | None,
+    resize: str | None,
+    crop: str,
     strategy: str,
     k_neighbors: int,
     seed: int,
@@ -97,7 +102,9 @@ def generate(
     sampling_strategy = parse_strategy(strategy)
     refuse_out_inside_data(out, data)
     # An IDX header is compared with the bundle before gigabytes of data are read.
-    dataset = read_dataset(data, labels, read_manifest(bundle).image_shape)
+    dataset = read_dataset(
+        data, labels, image_shape=read_manifest(bundle).image_shape, resize=parse_resize(resize, crop)
+    )
     if dry_run:
         load_bundle(bundle)  # a broken bundle is refused now, not at the real run
         plan = plan_table(dataset, sampling_strategy, fmt, shard_size, include_originals)

@@ -16,7 +16,9 @@ from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 from ..pixels import from_model, to_model
 from ..readers import read_dataset
+from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
+from .options import resize_options
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:
@@ -56,6 +58,7 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG file to write.")
 @click.option("--labels", type=click.Path(path_type=str), help="IDX labels file (default: found by name).")
+@resize_options
 @click.option("--per-row", default=10, show_default=True, type=click.IntRange(1, 1000), help="Images per row.")
 @click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(1, 100))
 @click.option("--k", "k_neighbors", default=5, show_default=True, type=click.IntRange(min=1))
@@ -70,6 +73,8 @@ def grid(
     data: str,
     out: str,
     labels: str | None,
+    resize: str | None,
+    crop: str,
     per_row: int,
     synthetic_rows: int,
     k_neighbors: int,
@@ -93,8 +98,10 @@ def grid(
         raise DeepSMOTEError(f"--out {target}: the folder {folder} does not exist; create it or choose another --out")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
-    dataset = read_dataset(data, labels)
+    size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
+    dataset = read_dataset(data, labels, resize=size)
+    check_image_shape(dataset.image_shape, loaded.image_shape)
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]

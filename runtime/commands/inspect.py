@@ -16,6 +16,7 @@ import numpy as np
 
 from ..bundle import load_bundle, open_models
 from ..console import verbosity_options
+from ..resize import describe_shape
 
 
 @click.command()
@@ -44,9 +45,16 @@ def inspect(bundle: str, as_json: bool) -> None:
         ("bundle", str(loaded.path)),
         ("format_version", manifest.format_version),
         ("image_shape", "x".join(map(str, manifest.image_shape))),
+        (
+            "expects",
+            f"{describe_shape(manifest.image_shape)} images; other sizes: "
+            f"--resize {manifest.image_shape[1]}x{manifest.image_shape[2]}",
+        ),
         ("latent_dim", manifest.latent_dim),
         ("classes", ", ".join(manifest.classes)),
+        ("arch", known(config.get("arch", "paper" if config else None))),
         ("width", known(config.get("width"))),
+        ("loss", known(config.get("loss", "mse" if config else None))),
         ("penalty", f"{known(config.get('penalty'))} (weight {known(config.get('penalty_weight'))})"),
         ("epochs run", known(training.epochs_run)),
         ("final losses", known(training.final_losses)),
