@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from .errors import cli_message
+
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _level = NORMAL
 # Loggers of libraries that report INFO on every export or start-up; quiet unless -v.
@@ -74,8 +76,8 @@ def verbosity_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def format_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
 ) -> str:
-    """``warnings.formatwarning`` for the command line: ``Warning: MESSAGE`` on one line."""
-    return "Warning: " + " ".join(str(message).split()) + "\n"
+    """``warnings.formatwarning`` for the command line: ``Warning: MESSAGE`` on one line, parameters as flags."""
+    return "Warning: " + cli_message(" ".join(str(message).split())) + "\n"
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import io
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -209,6 +210,14 @@ def generate_dataset(
     # Everything that can be refused is refused before the first write: a bad format or class
     # name, and a job larger than OUT's file system could ever hold.
     writer = make_writer(fmt, Path(out), data.classes)
+    if fmt == "imagefolder" and sorted(data.classes) != list(data.classes):
+        # torchvision and Hugging Face number an ImageFolder's classes by sorted folder name.
+        warnings.warn(
+            f"loaders that number ImageFolder classes by sorted folder name (torchvision, Hugging Face) will "
+            f"not give these classes the input's labels ({', '.join(data.classes[:4])}...); use the labels in "
+            f"{MANIFEST_FILE}, or `fmt` npz, webdataset or parquet",
+            stacklevel=2,
+        )
     check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
     models = open_models(loaded, provider, threads, precision)
     synthesizer = Synthesizer.fit(

@@ -324,3 +324,15 @@ print("ok")
 """
     run_python(script)
     assert read_dataset(tmp_path / "o").class_counts().sum() == 100
+
+
+def test_imagefolder_warns_when_loaders_would_number_classes_otherwise(tiny_bundle, tmp_path):
+    # Classes "0".."10" in numeric order sort as "0", "1", "10", "2", ... by folder name.
+    images = read_dataset(fmnist_mini()).images[:33]
+    data = tmp_path / "eleven.npz"
+    np.savez(data, images=images, labels=np.repeat(np.arange(11), 3))
+    result = run_cli("generate", tiny_bundle, data, "--out", tmp_path / "o", "--strategy", '{"10": 6}', "--quiet")
+    assert "number ImageFolder classes by sorted folder name" in result.stderr
+    assert "manifest.csv" in result.stderr and "--format npz" in result.stderr
+    quiet = run_cli("generate", tiny_bundle, fmnist_mini(), "--out", tmp_path / "p", "--strategy", '{"9": 6}')
+    assert "sorted folder name" not in quiet.stderr
