@@ -145,6 +145,15 @@ def write_manifest(out: Path, units: Iterable[Unit], writer: UnitWriter, classes
         raise write_error(out, target, exc) from None
 
 
+def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
+    """How many units of ``units`` OUT marks done, and their samples; read mark by mark from OUT."""
+    done = samples = 0
+    for t in map(units.locate, output.done_names()):
+        if t is not None:
+            done, samples = done + 1, samples + units[t].count
+    return done, samples
+
+
 def generate_dataset(
     bundle: str | os.PathLike,
     data: LabelledImages,
@@ -242,11 +251,9 @@ def generate_dataset(
     shards = plan_units(fmt, new, counts, shard_size, include_originals)
     total = shards.total
     with output:
-        # Two passes over the lazy plan rather than a list of what is left: memory stays O(classes).
-        done_units = done_before = 0
-        for unit in shards:
-            if output.is_done(unit):
-                done_units, done_before = done_units + 1, done_before + unit.count
+        # What is done is read from the done marks, what is left is taken from the lazy plan on the
+        # fly: memory stays O(classes) and a resume does not stat every unit up front.
+        done_units, done_before = _done_units(output, shards)
 
         def todo() -> Iterator[Unit]:
             return (unit for unit in shards if not output.is_done(unit))
@@ -266,7 +273,7 @@ def generate_dataset(
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C or SIGTERM: finished shards stay (the writers leave no partial file), and
                 # the caller is told how to finish the job.
-                finished = sum(output.is_done(s) for s in shards)
+                finished = _done_units(output, shards)[0]
                 interrupt.add_note(
                     f"{finished} of {len(shards)} shards are finished and kept in {out}; "
                     "run the same job again to resume"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -247,6 +248,16 @@ class UnitPlan(Sequence[Unit]):
         """int64, shape (K,): the number of units holding some sample of each class."""
         raise NotImplementedError
 
+    def locate(self, name: str) -> int | None:
+        """The position of the unit named ``name``, or None if no unit of this plan has that name."""
+        position = self._position_from_name(name)
+        if position is None or not 0 <= position < len(self) or self.unit(position).name != name:
+            return None
+        return position
+
+    def _position_from_name(self, name: str) -> int | None:
+        raise NotImplementedError
+
     def __getitem__(self, index: int) -> Unit:  # type: ignore[override]
         if not isinstance(index, int | np.integer):
             raise TypeError(f"a unit plan is indexed by an integer, got {type(index).__name__}")
@@ -292,6 +303,16 @@ class PerClassPlan(UnitPlan):
             return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
         shard = self.synthetic[t - len(self.real)]
         return Unit(shard.name, synthetic=(shard,))
+
+    def _position_from_name(self, name: str) -> int | None:
+        match = re.fullmatch(r"(real-)?class-(\d{4,})-shard-(\d{6,})", name)
+        if match is None:
+            return None
+        plan, offset = (self.real, 0) if match[1] else (self.synthetic, len(self.real))
+        c, i = int(match[2]), int(match[3])
+        if c >= len(plan.per_class) or i >= plan.per_class[c]:
+            return None
+        return offset + (plan._ends[c - 1] if c else 0) + i
 
     def class_units(self) -> np.ndarray:
         return np.asarray(self.real.per_class, dtype=np.int64) + np.asarray(self.synthetic.per_class, dtype=np.int64)
@@ -369,6 +390,9 @@ class MixedPlan(UnitPlan):
         ties = self._count(x, True) - below
         left = position - int(below.sum())
         return below + np.clip(left - (np.cumsum(ties) - ties), 0, ties)
+
+    def _position_from_name(self, name: str) -> int | None:
+        return int(name) if re.fullmatch(r"\d{6,}", name) else None
 
     def unit(self, t: int) -> Unit:
         first = t * self.shard_size

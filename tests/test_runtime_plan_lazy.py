@@ -20,7 +20,7 @@ def class_units(units, k):
     return held.tolist()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(counts, st.data(), st.integers(1, 40))
 def test_the_lazy_mixed_plan_is_the_eager_one(new, data, shard_size):
     real = data.draw(st.none() | st.lists(st.integers(0, 12), min_size=len(new), max_size=len(new)))
@@ -30,9 +30,11 @@ def test_the_lazy_mixed_plan_is_the_eager_one(new, data, shard_size):
     assert list(lazy) == eager
     assert [lazy[t] for t in range(len(lazy))] == eager
     assert lazy.class_units().tolist() == class_units(eager, len(new))
+    assert [lazy.locate(u.name) for u in eager] == list(range(len(eager)))
+    assert lazy.locate(f"{len(eager):06d}") is None and lazy.locate("class-0000-shard-000000") is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(counts, st.data(), st.integers(1, 40))
 def test_the_lazy_per_class_plan_is_the_eager_one(new, data, shard_size):
     real = data.draw(st.none() | st.lists(st.integers(0, 12), min_size=len(new), max_size=len(new)))
@@ -41,6 +43,8 @@ def test_the_lazy_per_class_plan_is_the_eager_one(new, data, shard_size):
     assert len(lazy) == len(eager) and list(lazy) == eager
     assert [lazy[t] for t in range(-len(lazy), 0)] == eager
     assert lazy.class_units().tolist() == class_units(eager, len(new))
+    assert [lazy.locate(u.name) for u in eager] == list(range(len(eager)))
+    assert lazy.locate("000000") is None and lazy.locate(f"class-{len(new):04d}-shard-000000") is None
 
 
 def test_the_mixed_plan_matches_on_large_uneven_counts():
