@@ -126,3 +126,21 @@ def plan_mixed_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, sha
         taken += counts
         units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
     return units
+
+
+def manifest_csv_eager(units: list[Unit], entries, classes: tuple[str, ...]) -> bytes:
+    """``manifest.csv`` built whole in memory from a list of units: the reference for the streamed one.
+
+    ``entries(unit)`` is the writer's list of (file, key) per sample of the unit.
+    """
+    import csv
+    import io
+
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")
+    rows.writerow(["file", "key", "label", "class", "synthetic"])
+    for unit in units:
+        labels, synthetic, _ = unit.order()
+        for (file, key), label, made in zip(entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
+            rows.writerow([file, key, label, classes[label], int(made)])
+    return text.getvalue().encode()
