@@ -6,12 +6,11 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -20,17 +19,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
 from .console import LineProgress
 from .engines import ENGINES, make_engine
 from .layout import ImageLayout
 from .outdir import MANIFEST_FILE, OutputDir
-from .plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed, plan_per_class
+from .plan import DEFAULT_SHARD_SIZE, Unit, UnitPlan, plan_mixed, plan_per_class
 from .readers import LabelledImages
 from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
-from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_atomic
+from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_error
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
 
@@ -81,8 +81,6 @@ class JobSettings:
         return {**asdict(self), "new_counts": list(self.new_counts)}
 
 
-
-
 def _byte_libraries(fmt: str) -> dict[str, str]:
     """Versions of the libraries whose arithmetic, random streams or encoders reach the output bytes."""
     # onnxruntime-gpu installs the same module under another distribution name; numba's version
@@ -93,8 +91,10 @@ def _byte_libraries(fmt: str) -> dict[str, str]:
     return libraries
 
 
-def plan_units(fmt: str, new: np.ndarray, counts: np.ndarray, shard_size: int, include_originals: bool) -> list[Unit]:
-    """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise."""
+def plan_units(fmt: str, new: np.ndarray, counts: np.ndarray, shard_size: int, include_originals: bool) -> UnitPlan:
+    """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise.
+
+    Lazy: memory O(classes) whatever the number of units."""
     plan = plan_mixed if fmt in MIXED_FORMATS else plan_per_class
     return plan(new, counts if include_originals else None, shard_size)
 
@@ -110,11 +110,7 @@ def plan_table(
     shards (for WebDataset and Parquet, the shards that hold some of the class). Reads no bundle."""
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
-    units = plan_units(fmt, new, counts, shard_size, include_originals)
-    shards = np.zeros(len(counts), dtype=np.int64)
-    for unit in units:
-        for c in {part.class_index for part in (*unit.synthetic, *unit.real)}:
-            shards[c] += 1
+    shards = plan_units(fmt, new, counts, shard_size, include_originals).class_units()
     return [
         {
             "class": name,
@@ -127,16 +123,36 @@ def plan_table(
     ]
 
 
-def manifest_csv(units: list[Unit], writer: UnitWriter, classes: tuple[str, ...]) -> bytes:
-    """``manifest.csv``: one row per written sample (file, key in the file, label, class, synthetic)."""
-    text = io.StringIO()
-    rows = csv.writer(text, lineterminator="\n")
-    rows.writerow(["file", "key", "label", "class", "synthetic"])
-    for unit in units:
-        labels, synthetic, _ = unit.order()
-        for (file, key), label, made in zip(writer.entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
-            rows.writerow([file, key, label, classes[label], int(made)])
-    return text.getvalue().encode()
+def write_manifest(out: Path, units: Iterable[Unit], writer: UnitWriter, classes: tuple[str, ...]) -> None:
+    """Write ``OUT/manifest.csv`` row by row, atomically: one row per written sample (file, key in
+    the file, label, class, synthetic). Memory: one unit's rows, whatever the job's size.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If the write fails; no partial manifest is left.
+    """
+    target = out / MANIFEST_FILE
+    try:
+        with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            rows = csv.writer(f, lineterminator="\n")
+            rows.writerow(["file", "key", "label", "class", "synthetic"])
+            for unit in units:
+                labels, synthetic, _ = unit.order()
+                entries = writer.entries(unit)
+                for (file, key), label, made in zip(entries, labels.tolist(), synthetic.tolist(), strict=True):
+                    rows.writerow([file, key, label, classes[label], int(made)])
+    except OSError as exc:
+        raise write_error(out, target, exc) from None
+
+
+def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
+    """How many units of ``units`` OUT marks done, and their samples; read mark by mark from OUT."""
+    done = samples = 0
+    for t in map(units.locate, output.done_names()):
+        if t is not None:
+            done, samples = done + 1, samples + units[t].count
+    return done, samples
 
 
 def generate_dataset(
@@ -238,12 +254,17 @@ def generate_dataset(
         synthesizer = synthesizer.keeping_originals(data.images)
     fitted = time.perf_counter()
     shards = plan_units(fmt, new, counts, shard_size, include_originals)
-    total = sum(s.count for s in shards)
+    total = shards.total
     with output:
-        todo = [s for s in shards if not output.is_done(s)]
-        done_before = total - sum(s.count for s in todo)
+        # What is done is read from the done marks, what is left is taken from the lazy plan on the
+        # fly: memory stays O(classes) and a resume does not stat every unit up front.
+        done_units, done_before = _done_units(output, shards)
+
+        def todo() -> Iterator[Unit]:
+            return (unit for unit in shards if not output.is_done(unit))
+
         # A bar on a terminal; elsewhere (CI, a log) one line per shard, so a run is never silent.
-        lines = LineProgress(len(shards), len(shards) - len(todo), "generate", "shards")
+        lines = LineProgress(len(shards), done_units, "generate", "shards")
         bar_wanted = progress and sys.stderr.isatty()
         with tqdm(total=total, initial=done_before, unit="img", desc="generate", disable=not bar_wanted) as bar:
 
@@ -253,11 +274,11 @@ def generate_dataset(
                     lines.update(1, f"{unit.count} images in {unit.name}")
 
             try:
-                engine_info = runner.run(synthesizer, todo, output, fmt, data.classes, advance)
+                engine_info = runner.run(synthesizer, todo(), output, fmt, data.classes, advance)
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C or SIGTERM: finished shards stay (the writers leave no partial file), and
                 # the caller is told how to finish the job.
-                finished = sum(output.is_done(s) for s in shards)
+                finished = _done_units(output, shards)[0]
                 interrupt.add_note(
                     f"{finished} of {len(shards)} shards are finished and kept in {out}; "
                     "run the same job again to resume"
@@ -267,7 +288,7 @@ def generate_dataset(
                 raise
         generated = time.perf_counter()
         made = total - done_before
-        write_atomic(output.path, output.path / MANIFEST_FILE, manifest_csv(shards, writer, data.classes))
+        write_manifest(output.path, shards, writer, data.classes)
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
@@ -286,7 +307,7 @@ def generate_dataset(
             "precision": precision,
             "include_originals": include_originals,
             "settings": settings.as_json(),
-            "shards": {"total": len(shards), "skipped_as_done": len(shards) - len(todo)},
+            "shards": {"total": len(shards), "skipped_as_done": done_units},
             "engine": engine,
             "engine_info": engine_info,
             "provider": synthesizer.provider,

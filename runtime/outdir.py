@@ -268,6 +268,13 @@ class OutputDir:
         """Whether ``unit`` was completed by this job or an interrupted run of it."""
         return (self.path / f"{DONE_PREFIX}{unit.name}").exists()
 
+    def done_names(self) -> Iterator[str]:
+        """The names of the units marked done, read from OUT one entry at a time."""
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if is_done_mark(entry.name):
+                    yield entry.name.removeprefix(DONE_PREFIX)
+
     def mark_done(self, unit: Unit) -> None:
         """Record ``unit`` as complete; call after its files are in place."""
         marker = self.path / f"{DONE_PREFIX}{unit.name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -229,9 +230,221 @@ class Unit:
         return classes[order], synthetic, position
 
 
+class UnitPlan(Sequence[Unit]):
+    """A job's output units, made when indexed or iterated; memory O(classes), never O(units).
+
+    Subclasses define ``len(self)`` and :meth:`unit`; :meth:`class_units` says in how many units
+    each class has samples (the dry run's table).
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def unit(self, t: int) -> Unit:
+        """Unit ``t``, ``0 <= t < len(self)``."""
+        raise NotImplementedError
+
+    def class_units(self) -> np.ndarray:
+        """int64, shape (K,): the number of units holding some sample of each class."""
+        raise NotImplementedError
+
+    def locate(self, name: str) -> int | None:
+        """The position of the unit named ``name``, or None if no unit of this plan has that name."""
+        position = self._position_from_name(name)
+        if position is None or not 0 <= position < len(self) or self.unit(position).name != name:
+            return None
+        return position
+
+    def _position_from_name(self, name: str) -> int | None:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Unit:  # type: ignore[override]
+        if not isinstance(index, int | np.integer):
+            raise TypeError(f"a unit plan is indexed by an integer, got {type(index).__name__}")
+        position = int(index) + len(self) if index < 0 else int(index)
+        if not 0 <= position < len(self):
+            raise IndexError(f"unit {index} out of range for a plan of {len(self)} units")
+        return self.unit(position)
+
+    def __iter__(self) -> Iterator[Unit]:
+        return (self.unit(t) for t in range(len(self)))
+
+    @property
+    def total(self) -> int:
+        """Samples over all units."""
+        raise NotImplementedError
+
+
+class PerClassPlan(UnitPlan):
+    """One unit per shard of one class (ImageFolder, NPZ): each class's originals when copied, cut
+    into shards (``real-class-CCCC-shard-SSSSSS``), then the shards of :func:`plan_shards`."""
+
+    def __init__(
+        self,
+        new_counts: np.ndarray | Sequence[int],
+        real_counts: np.ndarray | Sequence[int] | None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+    ) -> None:
+        self.synthetic = ShardPlan(new_counts, shard_size)
+        self.real = ShardPlan([0] * len(self.synthetic.counts) if real_counts is None else real_counts, shard_size)
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.synthetic)
+
+    @property
+    def total(self) -> int:
+        return self.real.total + self.synthetic.total
+
+    def unit(self, t: int) -> Unit:
+        if t < len(self.real):
+            part = self.real[t]
+            start = part.shard_index * self.real.shard_size
+            name = f"real-class-{part.class_index:04d}-shard-{part.shard_index:06d}"
+            return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
+        shard = self.synthetic[t - len(self.real)]
+        return Unit(shard.name, synthetic=(shard,))
+
+    def _position_from_name(self, name: str) -> int | None:
+        match = re.fullmatch(r"(real-)?class-(\d{4,})-shard-(\d{6,})", name)
+        if match is None:
+            return None
+        plan, offset = (self.real, 0) if match[1] else (self.synthetic, len(self.real))
+        c, i = int(match[2]), int(match[3])
+        if c >= len(plan.per_class) or i >= plan.per_class[c]:
+            return None
+        return offset + (plan._ends[c - 1] if c else 0) + i
+
+    def class_units(self) -> np.ndarray:
+        return np.asarray(self.real.per_class, dtype=np.int64) + np.asarray(self.synthetic.per_class, dtype=np.int64)
+
+
+_ONE_BITS = int(np.float64(1.0).view(np.int64))
+
+
+class MixedPlan(UnitPlan):
+    """Units that mix the classes (WebDataset, Parquet); see :func:`plan_mixed`.
+
+    The job's samples are ordered by key ``(j + 0.5) / n`` (sample ``j`` of a class of ``n``, in
+    float64 as numpy computes it), ties by class; unit ``t`` is positions ``t*shard_size`` onwards.
+    Which samples of each class lie before a position ``P`` is found without listing the samples:
+    the key of the sample at ``P`` is the largest float ``x`` with fewer than ``P + 1`` keys below it
+    (a binary search over the bit patterns of floats in [0, 1]), and the ties at that key go to the
+    classes in index order, as a stable sort puts them. Cost per unit: ~64 passes over the classes.
+    """
+
+    def __init__(
+        self,
+        new_counts: np.ndarray | Sequence[int],
+        real_counts: np.ndarray | Sequence[int] | None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+    ) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        self.new = np.asarray(new_counts, dtype=np.int64).reshape(-1)
+        self.real = np.zeros_like(self.new) if real_counts is None else np.asarray(real_counts, dtype=np.int64)
+        self.totals = self.new + self.real
+        if (self.totals < 0).any() or (self.totals >= 2**52).any():
+            raise ValueError(f"sample counts must lie in [0, 2**52), got {self.totals.tolist()}")
+        self.shard_size = int(shard_size)
+        self._n = self.totals.astype(np.float64)
+        # A class of no samples has no keys; dividing by 1 keeps its (clipped) counts at 0.
+        self._divisor = np.where(self.totals > 0, self._n, 1.0)
+
+    @property
+    def total(self) -> int:
+        return int(self.totals.sum(dtype=object))
+
+    def __len__(self) -> int:
+        return -(-self.total // self.shard_size)
+
+    def _keys(self, j: np.ndarray) -> np.ndarray:
+        # Exactly the eager plan's float64 arithmetic: (arange(n) + 0.5) / n.
+        return (j.astype(np.float64) + 0.5) / self._divisor
+
+    def _count(self, x: float, inclusive: bool) -> np.ndarray:
+        """Per class, how many keys are below ``x`` (or at most ``x`` when ``inclusive``)."""
+        j = np.clip(np.floor(x * self._n - 0.5).astype(np.int64) + 1, 0, self.totals)
+        before = np.less_equal if inclusive else np.less
+        while True:  # the estimate is off by at most a rounding; keys grow with j
+            down = (j > 0) & ~before(self._keys(j - 1), x)
+            up = (j < self.totals) & before(self._keys(j), x)
+            if not (down.any() or up.any()):
+                return j
+            j = j - down + up
+
+    def prefix(self, position: int) -> np.ndarray:
+        """int64, shape (K,): samples of each class among the first ``position`` of the job's order."""
+        if position <= 0:
+            return np.zeros_like(self.totals)
+        if position >= self.total:
+            return self.totals.copy()
+        lo, hi = 0, _ONE_BITS  # fewer than position+1 keys below float(lo); at least that many below 1.0
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if int(self._count(float(np.int64(mid).view(np.float64)), False).sum()) <= position:
+                lo = mid
+            else:
+                hi = mid
+        x = float(np.int64(lo).view(np.float64))
+        below = self._count(x, False)
+        ties = self._count(x, True) - below
+        left = position - int(below.sum())
+        return below + np.clip(left - (np.cumsum(ties) - ties), 0, ties)
+
+    def _position_from_name(self, name: str) -> int | None:
+        return int(name) if re.fullmatch(r"\d{6,}", name) else None
+
+    def unit(self, t: int) -> Unit:
+        first = t * self.shard_size
+        return self._unit(t, self.prefix(first), self.prefix(first + self.shard_size))
+
+    def __iter__(self) -> Iterator[Unit]:
+        # Each unit ends where the next begins: one search per unit.
+        taken = self.prefix(0)
+        for t in range(len(self)):
+            upto = self.prefix((t + 1) * self.shard_size)
+            yield self._unit(t, taken, upto)
+            taken = upto
+
+    def _unit(self, t: int, taken: np.ndarray, upto: np.ndarray) -> Unit:
+        synthetic, originals = [], []
+        for c in np.flatnonzero(upto > taken).tolist():
+            start, stop, n_real = int(taken[c]), int(upto[c]), int(self.real[c])
+            if min(stop, n_real) > start:
+                originals.append(RealSlice(c, start, min(stop, n_real)))
+            if stop > max(start, n_real):
+                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+        return Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals))
+
+    def position(self, class_index: int, j: int) -> int:
+        """Where sample ``j`` of class ``class_index`` lies in the job's order."""
+        x = float((np.float64(j) + 0.5) / self._divisor[class_index])
+        below, upto = self._count(x, False), self._count(x, True)
+        ahead = np.where(np.arange(len(self.totals)) < class_index, upto, below)
+        return int(ahead.sum()) - int(ahead[class_index]) + j
+
+    def class_units(self) -> np.ndarray:
+        """Per class, the units holding some of its samples, computed from the counts alone where a
+        class is dense enough that no unit between its first and last sample can miss it."""
+        result = np.zeros_like(self.totals)
+        for c, n in enumerate(self.totals.tolist()):
+            if n == 0:
+                continue
+            # Between two consecutive samples of class c lie at most n'//n + 3 of each other class
+            # (the exact n'/n + 1, plus a rounding at either end): if that gap fits in a unit, every
+            # unit from the one of its first sample to the one of its last holds some of it.
+            gap = 1 + sum(m // n + 3 for k, m in enumerate(self.totals.tolist()) if k != c and m)
+            if gap <= self.shard_size or n == 1:
+                first, last = self.position(c, 0), self.position(c, n - 1)
+                result[c] = last // self.shard_size - first // self.shard_size + 1
+            else:
+                result[c] = len({self.position(c, j) // self.shard_size for j in range(n)})
+        return result
+
+
 def plan_per_class(
     new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
-) -> list[Unit]:
+) -> PerClassPlan:
     """One unit per shard of one class (ImageFolder, NPZ): the shards of :func:`plan_shards`.
 
     Parameters
@@ -241,20 +454,19 @@ def plan_per_class(
     real_counts : np.ndarray or None
         int, shape (K,), originals per class to copy too; None copies none.
     shard_size : int
+
+    Returns
+    -------
+    PerClassPlan
+        Lazy, memory O(K): each class's originals (``real-class-CCCC-shard-SSSSSS``), then the
+        synthetic shards (``class-CCCC-shard-SSSSSS``).
     """
-    units = []
-    if real_counts is not None:
-        for c, n in enumerate(int(n) for n in real_counts):
-            for i, start in enumerate(range(0, n, shard_size)):
-                stop = min(start + shard_size, n)
-                units.append(Unit(f"real-class-{c:04d}-shard-{i:06d}", real=(RealSlice(c, start, stop),)))
-    units += [Unit(shard.name, synthetic=(shard,)) for shard in plan_shards(new_counts, shard_size)]
-    return units
+    return PerClassPlan(new_counts, real_counts, shard_size)
 
 
 def plan_mixed(
     new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
-) -> list[Unit]:
+) -> MixedPlan:
     """Units that mix the classes (WebDataset, Parquet): each holds every class in proportion.
 
     Every sample of the job (each class's originals when copied, then its synthetic ones) is put in
@@ -271,28 +483,7 @@ def plan_mixed(
 
     Returns
     -------
-    list of Unit
-        Named ``000000``, ``000001``, ...
+    MixedPlan
+        Lazy, memory O(K); units named ``000000``, ``000001``, ...
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    new = np.asarray(new_counts, dtype=np.int64)
-    real = np.zeros_like(new) if real_counts is None else np.asarray(real_counts, dtype=np.int64)
-    totals = new + real
-    classes = np.repeat(np.arange(len(totals)), totals)
-    keys = np.concatenate([(np.arange(n) + 0.5) / n for n in totals.tolist() if n] or [np.zeros(0)])
-    in_order = classes[np.lexsort((classes, keys))]
-    units = []
-    taken = np.zeros_like(totals)
-    for t, first in enumerate(range(0, len(in_order), shard_size)):
-        counts = np.bincount(in_order[first : first + shard_size], minlength=len(totals))
-        synthetic, originals = [], []
-        for c in np.flatnonzero(counts).tolist():
-            start, stop, n_real = int(taken[c]), int(taken[c] + counts[c]), int(real[c])
-            if min(stop, n_real) > start:
-                originals.append(RealSlice(c, start, min(stop, n_real)))
-            if stop > max(start, n_real):
-                synthetic.append(Shard(c, t, stop - max(start, n_real)))
-        taken += counts
-        units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
-    return units
+    return MixedPlan(new_counts, real_counts, shard_size)

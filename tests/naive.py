@@ -8,6 +8,7 @@ be checked by eye.
 from __future__ import annotations
 
 import numpy as np
+from deepsmote.runtime.plan import RealSlice, Shard, Unit
 
 
 def sq_distances_diff(codes: np.ndarray) -> np.ndarray:
@@ -84,3 +85,62 @@ def interpolate(
     x = np.asarray(codes, dtype=np.float32)
     nb = np.asarray(neighbors)[base, slot]
     return x[base] + np.asarray(gap, dtype=np.float32)[:, None] * (x[nb] - x[base])
+
+
+def plan_per_class_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int) -> list[Unit]:
+    """The per-class units as a list, one loop per class: the reference for :class:`PerClassPlan`."""
+    units = []
+    if real_counts is not None:
+        for c, n in enumerate(int(n) for n in real_counts):
+            for i, start in enumerate(range(0, n, shard_size)):
+                stop = min(start + shard_size, n)
+                units.append(Unit(f"real-class-{c:04d}-shard-{i:06d}", real=(RealSlice(c, start, stop),)))
+    for c, n in enumerate(int(n) for n in new_counts):
+        for i, start in enumerate(range(0, n, shard_size)):
+            units.append(Unit(f"class-{c:04d}-shard-{i:06d}", synthetic=(Shard(c, i, min(shard_size, n - start)),)))
+    return units
+
+
+def plan_mixed_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int) -> list[Unit]:
+    """The mixed units by sorting every sample's key: the reference for :class:`MixedPlan`.
+
+    Memory O(samples): one class index and one key per sample, one stable sort.
+    """
+    new = np.asarray(new_counts, dtype=np.int64)
+    real = np.zeros_like(new) if real_counts is None else np.asarray(real_counts, dtype=np.int64)
+    totals = new + real
+    classes = np.repeat(np.arange(len(totals)), totals)
+    keys = np.concatenate([(np.arange(n) + 0.5) / n for n in totals.tolist() if n] or [np.zeros(0)])
+    in_order = classes[np.lexsort((classes, keys))]
+    units = []
+    taken = np.zeros_like(totals)
+    for t, first in enumerate(range(0, len(in_order), shard_size)):
+        counts = np.bincount(in_order[first : first + shard_size], minlength=len(totals))
+        synthetic, originals = [], []
+        for c in np.flatnonzero(counts).tolist():
+            start, stop, n_real = int(taken[c]), int(taken[c] + counts[c]), int(real[c])
+            if min(stop, n_real) > start:
+                originals.append(RealSlice(c, start, min(stop, n_real)))
+            if stop > max(start, n_real):
+                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+        taken += counts
+        units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
+    return units
+
+
+def manifest_csv_eager(units: list[Unit], entries, classes: tuple[str, ...]) -> bytes:
+    """``manifest.csv`` built whole in memory from a list of units: the reference for the streamed one.
+
+    ``entries(unit)`` is the writer's list of (file, key) per sample of the unit.
+    """
+    import csv
+    import io
+
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")
+    rows.writerow(["file", "key", "label", "class", "synthetic"])
+    for unit in units:
+        labels, synthetic, _ = unit.order()
+        for (file, key), label, made in zip(entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
+            rows.writerow([file, key, label, classes[label], int(made)])
+    return text.getvalue().encode()

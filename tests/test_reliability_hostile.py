@@ -201,6 +201,47 @@ def run_limited(body: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
+def test_the_unit_plans_cost_memory_in_classes_not_units():
+    # ~2e9 units in each format: a plan that listed its units (or sorted its samples) dies here.
+    body = """
+    import itertools
+    import numpy as np
+    from deepsmote.runtime.job import plan_units
+    new, real = np.array([10**12, 3, 10**12 - 1]), np.array([4, 400, 0])
+    for fmt in ("imagefolder", "npz", "webdataset", "parquet"):
+        plan = plan_units(fmt, new, real, 1000, True)
+        assert len(plan) > 2 * 10**9 and plan.total == 2 * 10**12 + 406
+        middle = plan[len(plan) // 2]
+        per_class = fmt in ("imagefolder", "npz")
+        assert plan.locate(middle.name) == len(plan) // 2 and plan[-1].count == (999 if per_class else 406)
+        first = [4, 400, 1000] if per_class else [1000] * 3
+        assert [u.count for u in itertools.islice(plan, 3)] == first
+        print(fmt, plan.class_units().tolist())
+    """
+    result = run_limited(body)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert json.loads(lines["imagefolder"]) == [10**9 + 1, 2, 10**9] == json.loads(lines["npz"])
+    # Mixed: the two big classes are in every unit, the small ones in one unit per sample at most.
+    units = -(-(2 * 10**12 + 406) // 1000)
+    mixed = json.loads(lines["webdataset"])
+    assert mixed[0] == mixed[2] == units and 1 <= mixed[1] <= 403 and mixed == json.loads(lines["parquet"])
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "webdataset"])
+def test_a_dry_run_of_a_hostile_count_answers_quickly_in_bounded_memory(bundle, tmp_path, fmt):
+    body = "from deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
+    out = tmp_path / "out"
+    args = ["generate", str(bundle), str(FMNIST), "--out", str(out), "--format", fmt, "--dry-run"]
+    result = run_limited(body, *args, "--strategy", f'{{"9": {10**15}, "0": {10**15}}}')
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.split()}
+    # ImageFolder: the class's own shards; WebDataset: it is in every unit of the 2e15 - 404 samples.
+    shards = 10**12 if fmt == "imagefolder" else -(-(2 * 10**15 - 404) // 1000)
+    assert rows["9"][3] == str(10**15 - 4) and rows["9"][4] == str(shards), result.stdout
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("count", [10**12, 10**30])
 def test_hostile_counts_under_a_memory_limit_end_in_one_line(bundle, tmp_path, count):
     body = "from deepsmote.runtime.cli import main\nmain(sys.argv[1:])"

@@ -88,6 +88,21 @@ def test_manifest_lists_every_written_file_with_label_class_and_flag(names_data,
     assert synthetic == {("01", "0"): 30, ("1", "0"): 10, ("1", "1"): 20, ("b", "0"): 5, ("b", "1"): 25}
 
 
+@pytest.mark.parametrize("fmt", ["imagefolder", "npz", "webdataset", "parquet"])
+def test_the_streamed_manifest_is_the_one_built_from_the_eager_plan(names_data, tmp_path, capsys, fmt):
+    import naive
+    from deepsmote.runtime.writers import make_writer
+
+    out = tmp_path / "out"
+    summary = generate(names_data, out, fmt, capsys, "--include-originals")
+    counts = [summary["counts"][name]["original"] for name in CLASSES]
+    new = [summary["counts"][name]["synthetic"] for name in CLASSES]
+    eager = naive.plan_mixed_eager if fmt in ("webdataset", "parquet") else naive.plan_per_class_eager
+    units = eager(np.array(new), np.array(counts), 16)
+    expected = naive.manifest_csv_eager(units, make_writer(fmt, out, CLASSES).entries, CLASSES)
+    assert (out / "manifest.csv").read_bytes() == expected
+
+
 def test_npz_keeps_class_names_exactly(names_data, tmp_path, capsys):
     out = tmp_path / "out"
     generate(names_data, out, "npz", capsys, "--include-originals")
@@ -207,6 +222,16 @@ def test_mixed_formats_resume_to_the_same_bytes(names_data, tmp_path, capsys, fm
             file.unlink()
     summary = generate(names_data, resumed, fmt, capsys, "--include-originals")
     assert summary["shards"]["skipped_as_done"] == summary["shards"]["total"] - 2
+    rows = list(csv.DictReader((resumed / "manifest.csv").open()))
+    redone = [
+        r
+        for r in rows
+        if any(
+            r["file"].endswith(f"-{m.name.removeprefix('.deepsmote-done-')}.{r['file'].rsplit('.', 1)[1]}")
+            for m in victims
+        )
+    ]
+    assert summary["images_generated_this_run"] == len(redone) > 0
     assert tree_digest(resumed) == tree_digest(whole)
     assert not (resumed / ".deepsmote.lock").exists()
 

@@ -12,13 +12,13 @@ Part of ``deepsmote.training`` (it imports torch); the runtime never imports it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.plan import DEFAULT_SHARD_SIZE, Unit, plan_mixed
+from deepsmote.runtime.plan import DEFAULT_SHARD_SIZE, MixedPlan, Unit, plan_mixed
 from deepsmote.runtime.synthesis import Synthesizer
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -76,20 +76,21 @@ class DeepSMOTEStream(IterableDataset):
             new[c] = sampler.sampling_strategy_.get(value, 0)
         synthesizer = sampler.synthesizer_
         self.synthesizer: Synthesizer = synthesizer.keeping_originals(images) if include_originals else synthesizer
-        self.units: list[Unit] = plan_mixed(new, counts if include_originals else None, shard_size)
+        self.units: MixedPlan = plan_mixed(new, counts if include_originals else None, shard_size)
         self.classes = sampler.classes_
         self.transform = transform or to_tensor
         self.threads_per_worker = threads_per_worker
 
     def __len__(self) -> int:
-        return sum(unit.count for unit in self.units)
+        return self.units.total
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         worker = get_worker_info()
-        units, synthesizer = self.units, self.synthesizer
+        units: Iterable[Unit] = self.units
+        synthesizer = self.synthesizer
         if worker is not None:
             # A forked worker must not use the parent's onnxruntime sessions: it opens its own.
-            units = units[worker.id :: worker.num_workers]
+            units = (self.units[t] for t in range(worker.id, len(self.units), worker.num_workers))
             synthesizer = synthesizer.with_threads(self.threads_per_worker)
         for unit in units:
             samples = synthesizer.samples(unit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DeepSMOTEError
@@ -36,7 +36,7 @@ class Engine(Protocol):
     def run(
         self,
         synthesizer: Synthesizer,
-        shards: Sequence[Unit],
+        shards: Iterable[Unit],
         out: OutputDir,
         fmt: str,
         classes: Sequence[str],
@@ -48,8 +48,8 @@ class Engine(Protocol):
         ----------
         synthesizer : Synthesizer
             The fitted job.
-        shards : sequence of Unit
-            The shards still to do.
+        shards : iterable of Unit
+            The shards still to do, taken one at a time (a lazy plan is never listed).
         out : OutputDir
             The entered output directory.
         fmt : str

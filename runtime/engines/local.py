@@ -5,7 +5,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime.engines`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +23,7 @@ class LocalEngine:
     def run(
         self,
         synthesizer: Synthesizer,
-        units: Sequence[Unit],
+        units: Iterable[Unit],
         out: OutputDir,
         fmt: str,
         classes: Sequence[str],

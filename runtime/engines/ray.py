@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -285,7 +285,7 @@ class RayEngine:
     def run(
         self,
         synthesizer: Synthesizer,
-        shards: Sequence[Unit],
+        shards: Iterable[Unit],
         out: OutputDir,
         fmt: str,
         classes: Sequence[str],
@@ -337,7 +337,7 @@ def _dispatch(
     ray: ModuleType,
     actors: Sequence[Any],
     box: list[Any],
-    shards: Sequence[Unit],
+    shards: Iterable[Unit],
     on_shard_done: Callable[[Unit], None],
     retries: int,
 ) -> None:
