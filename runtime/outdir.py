@@ -17,7 +17,6 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import json
 import os
@@ -39,6 +38,8 @@ LOCK_FILE = ".deepsmote.lock"
 DONE_PREFIX = ".deepsmote-done-"
 MANIFEST_FILE = "manifest.csv"
 SUMMARY_FILE = "summary.json"
+# The names the writers give a unit's files (writers.py): per-class units and mixed shards.
+_UNIT_FILE = re.compile(r"(real-)?class-\d{4,}-shard-\d{6,}(-\d{5,}\.png|\.npz)|train-\d{6,}\.(tar|parquet)")
 
 
 def is_done_mark(name: str) -> bool:
@@ -175,15 +176,14 @@ class OutputDir:
         write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
-        # Only what the job's own records name (its manifest, its done marks, its settings and
-        # summary, and the partial files of its units): a forged or foreign job file cannot make
-        # deepsmote delete files it never wrote.
+        # Only what a job writes: files named as its units' files are (also those of a unit that a
+        # killed run left unmarked), the units its done marks name, its partial files, its
+        # manifest, settings and summary. A forged or foreign job file cannot make deepsmote delete
+        # files named otherwise.
         units = [mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)]
-        listed = set(_manifest_files(self.path / MANIFEST_FILE))
         for entry in self._entries():
             name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
-            relative = entry.relative_to(self.path).as_posix().removesuffix(TMP_SUFFIX)
-            if relative in listed or any(_of_unit(name, unit) for unit in units) or entry.name.endswith(TMP_SUFFIX):
+            if entry.name.endswith(TMP_SUFFIX) or _UNIT_FILE.fullmatch(name) or any(_of_unit(name, u) for u in units):
                 self._remove(entry)
         for folder in sorted({e.parent for e in self._entries()} - {self.path}, reverse=True):
             if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
@@ -290,14 +290,3 @@ def _of_unit(name: str, unit: str) -> bool:
     """Whether the file ``name`` (temporary prefix and suffix removed) belongs to the unit ``unit``."""
     stem = name.split(".", 1)[0]
     return stem in (unit, f"train-{unit}") or re.fullmatch(rf"{re.escape(unit)}-\d{{5,}}", stem) is not None
-
-
-def _manifest_files(path: Path) -> list[str]:
-    """The files a finished job's ``manifest.csv`` lists (none when it has no readable one)."""
-    if not path.is_file() or path.is_symlink():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return [row["file"] for row in csv.DictReader(f) if row.get("file")]
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
-        return []

@@ -390,6 +390,22 @@ def test_overwrite_removes_only_what_the_job_recorded(bundle, tmp_path, capsys):
     assert (out / "mine.txt").exists() and (out / "holiday" / "photo.png").exists()
 
 
+def test_overwrite_also_removes_a_unit_a_killed_run_left_unmarked(bundle, tmp_path, capsys):
+    # A killed run can leave finished files of a unit it had not marked done yet.
+    out = tmp_path / "out"
+    code, _, err = generate(bundle, out, capsys, "--shard-size", "3")
+    assert code == 0, err
+    marks = sorted(p for p in out.iterdir() if p.name.startswith(".deepsmote-done-"))
+    marks[-1].unlink()
+    (out / "mine.txt").write_text("the user's")
+    code, _, err = generate(bundle, out, capsys, "--overwrite", "--shard-size", "4")
+    assert code == 0, err
+    written = {line.split(",")[0] for line in (out / "manifest.csv").read_text().splitlines()[1:]}
+    left = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert left == written
+    assert (out / "mine.txt").read_text() == "the user's"
+
+
 def test_an_idx_header_of_another_shape_is_refused_before_the_data_is_read(bundle, tmp_path, capsys, monkeypatch):
     images = np.zeros((6, 32, 32), dtype=np.uint8)
     header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
