@@ -45,6 +45,16 @@ class Shard:
         return f"class-{self.class_index:04d}-shard-{self.shard_index:06d}"
 
 
+def _position(index: int, length: int, what: str) -> int:
+    """The position a sequence index (negative from the end) names in a plan of ``length`` items."""
+    if not isinstance(index, int | np.integer):
+        raise TypeError(f"a {what} plan is indexed by an integer, got {type(index).__name__}")
+    position = int(index) + length if index < 0 else int(index)
+    if not 0 <= position < length:
+        raise IndexError(f"{what} {index} out of range for a plan of {length} {what}s")
+    return position
+
+
 class ShardPlan(Sequence[Shard]):
     """A job's shards, in class order then shard order, held as one count per class.
 
@@ -79,11 +89,7 @@ class ShardPlan(Sequence[Shard]):
         return self._ends[-1] if self._ends else 0
 
     def __getitem__(self, index: int) -> Shard:  # type: ignore[override]
-        if not isinstance(index, int | np.integer):
-            raise TypeError(f"a ShardPlan is indexed by an integer, got {type(index).__name__}")
-        position = int(index) + len(self) if index < 0 else int(index)
-        if not 0 <= position < len(self):
-            raise IndexError(f"shard {index} out of range for a plan of {len(self)} shards")
+        position = _position(index, len(self), "shard")
         class_index = bisect.bisect_right(self._ends, position)
         shard_index = position - (self._ends[class_index - 1] if class_index else 0)
         return self.shard(class_index, shard_index)
@@ -259,12 +265,7 @@ class UnitPlan(Sequence[Unit]):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> Unit:  # type: ignore[override]
-        if not isinstance(index, int | np.integer):
-            raise TypeError(f"a unit plan is indexed by an integer, got {type(index).__name__}")
-        position = int(index) + len(self) if index < 0 else int(index)
-        if not 0 <= position < len(self):
-            raise IndexError(f"unit {index} out of range for a plan of {len(self)} units")
-        return self.unit(position)
+        return self.unit(_position(index, len(self), "unit"))
 
     def __iter__(self) -> Iterator[Unit]:
         return (self.unit(t) for t in range(len(self)))
