@@ -13,6 +13,14 @@ Training runs a fixed number of optimizer steps (Adam, cosine-decayed learning r
 from per-epoch permutations), whatever the training set's size, so a method that enlarges the
 training set gets no more updates than one that does not. Every ``eval_every`` steps the model is
 scored on the validation split, and the weights with the best validation ACSA are kept.
+
+Two classifier-side remedies for imbalance, the baselines an oversampler has to beat:
+
+- **balanced softmax** (Ren et al., NeurIPS 2020; the logit-adjusted loss of Menon et al., ICLR
+  2021, at τ = 1): the training loss is the cross-entropy of ``logits + log(prior)``, the prior
+  being the training set's class frequencies; prediction uses the plain logits;
+- **deferred re-sampling** (Cao et al., NeurIPS 2019, LDAM-DRW's schedule): the natural training
+  set until a step, a re-sampled one from then on (:class:`Deferred`).
 """
 
 from __future__ import annotations
@@ -168,6 +176,35 @@ class ClassifierConfig:
             raise DeepSMOTEError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A training set that replaces the first one from step ``from_step`` on.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        uint8, shape (M, H, W) or (M, H, W, C).
+    labels : np.ndarray
+        int, shape (M,).
+    from_step : int
+        The first optimizer step (1-based) that draws its batch from this set.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    from_step: int
+
+
+def log_prior(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """log of each class's share of ``labels``; float32, shape (n_classes,).
+
+    A class without samples gets the log of half a sample's share rather than -inf, so its
+    logit stays finite.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    return np.log(np.maximum(counts, 0.5) / counts.sum()).astype(np.float32)
+
+
 @dataclass
 class TrainedClassifier:
     """A trained classifier, in eval mode with its selected weights.
@@ -198,6 +235,9 @@ def train_classifier(
     seed: int,
     device: torch.device,
     progress: Callable[[int, float, float], None] | None = None,
+    *,
+    deferred: Deferred | None = None,
+    balanced_softmax: bool = False,
 ) -> TrainedClassifier:
     """Train ``config``'s network on (images, labels), selecting weights on the validation split.
 
@@ -216,36 +256,53 @@ def train_classifier(
     device : torch.device
     progress : callable, optional
         Called as ``progress(step, train_loss, val_acsa)`` after each validation scoring.
+    deferred : Deferred, optional
+        A set that replaces (images, labels) from its step on; the batch order restarts on it.
+    balanced_softmax : bool
+        Train on ``logits + log(prior)`` of the set in use (:func:`log_prior`).
 
     Returns
     -------
     TrainedClassifier
     """
-    if len(images) < 2:
+    if len(images) < 2 or (deferred is not None and len(deferred.images) < 2):
         raise DeepSMOTEError(f"a classifier needs at least 2 training images, got {len(images)}")
-    x = torch.from_numpy(to_model(images)).to(device)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+    if deferred is not None and not 1 <= deferred.from_step <= config.steps:
+        raise DeepSMOTEError(f"deferred.from_step must be in 1..{config.steps}, got {deferred.from_step}")
+
+    def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        prior = torch.from_numpy(log_prior(labels, n_classes)).to(device)
+        return (
+            torch.from_numpy(to_model(images)).to(device),
+            torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
+            prior if balanced_softmax else torch.zeros_like(prior),
+        )
+
+    x, y, adjustment = tensors(images, labels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_classifier(config.preset, x.shape[1], n_classes, config.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     order = torch.Generator().manual_seed(seed)
-    # Never more than the set holds, and never a batch of one, which BatchNorm cannot normalise.
-    batch_size = max(2, min(config.batch_size, len(x)))
     batches: list[torch.Tensor] = []
     best = TrainedClassifier(model, 0, -1.0)
     best_state = None
     losses: list[float] = []
     for step in range(1, config.steps + 1):
+        if deferred is not None and step == deferred.from_step:
+            x, y, adjustment = tensors(deferred.images, deferred.labels)
+            batches = []
         if not batches:
+            # Never more than the set holds, and never a batch of one, which BatchNorm cannot normalise.
+            batch_size = max(2, min(config.batch_size, len(x)))
             permutation = torch.randperm(len(x), generator=order)
             # The remainder is dropped: every batch has batch_size images.
             batches = list(permutation[: len(x) // batch_size * batch_size].split(batch_size))[::-1]
         index = batches.pop().to(device)
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x[index]), y[index])
+        loss = F.cross_entropy(model(x[index]) + adjustment, y[index])
         loss.backward()
         optimizer.step()
         schedule.step()

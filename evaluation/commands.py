@@ -88,7 +88,12 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 )
 @click.option("--bundle", type=click.Path(path_type=Path), help="DeepSMOTE bundle (for the deepsmote method).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for results.json/.md.")
-@click.option("--methods", default="none,random,smote,deepsmote", show_default=True, help="Comma-separated.")
+@click.option(
+    "--methods",
+    default="none,random,smote,deepsmote,balanced-softmax,deferred",
+    show_default=True,
+    help="Comma-separated; see the command's help for the names.",
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated; one classifier per seed.")
 @click.option("--classifier", type=click.Choice(["cnn", "resnet18"]), default="cnn", show_default=True)
 @click.option("--width", type=int, help="Classifier width [default: cnn 16, resnet18 64].")
@@ -130,7 +135,12 @@ def evaluate(
     """Train the same classifier on TRAIN as each method leaves it; score it on every --test.
 
     Methods: none (TRAIN as it is), random (RandomOverSampler), smote (SMOTE on pixels),
-    deepsmote (with --bundle). A validation split carved from TRAIN selects each classifier's
+    deepsmote (with --bundle), balanced-softmax (TRAIN as it is, balanced softmax loss), deferred
+    (TRAIN as it is, then random oversampling for the last 20% of the steps), and DeepSMOTE recipes
+    (with --bundle): deepsmote-filter (the bundle's classifier keeps candidates with p >= 0.9),
+    deepsmote-mixed (half the gap synthetic, half real repeats), deepsmote-borderline,
+    deepsmote-adasyn (latent samplers), deepsmote-deferred (DeepSMOTE's set for the last 20%).
+    A validation split carved from TRAIN selects each classifier's
     weights; the oversamplers see only the rest of TRAIN, and test sets are never resampled.
     Reports ACSA, macro GM, macro F1 and per-class recall, mean ± std over seeds.
     """

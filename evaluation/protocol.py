@@ -6,7 +6,13 @@ leaves it, and scores it on every test set:
 - ``none``: the imbalanced training set as it is;
 - ``random``: imbalanced-learn's ``RandomOverSampler`` (copies of minority images);
 - ``smote``: imbalanced-learn's ``SMOTE`` on flattened pixels, rounded back to uint8;
-- ``deepsmote``: :class:`deepsmote.runtime.DeepSMOTE` with a given bundle.
+- ``deepsmote``: :class:`deepsmote.runtime.DeepSMOTE` with a given bundle;
+- ``balanced-softmax``: the imbalanced set, trained with the balanced softmax loss;
+- ``deferred``: deferred re-sampling, the imbalanced set until :data:`DEFER_AT` of the steps, then
+  random oversampling;
+- DeepSMOTE recipes (``deepsmote-filter``, ``deepsmote-mixed``, ``deepsmote-borderline``,
+  ``deepsmote-adasyn``, ``deepsmote-deferred``): DeepSMOTE with the gate, mixing, another latent
+  sampler, or its samples used in the deferred phase only (:data:`METHODS`).
 
 Every oversampler fills each class up to the majority count (``sampling_strategy='auto'``) from
 the same images with the same ``k_neighbors`` and seed. Before anything else a stratified
@@ -46,17 +52,63 @@ from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.runtime.readers import LabelledImages
 from deepsmote.training.trainer import resolve_device
 
-from .classifiers import ClassifierConfig, embed, predict, train_classifier
+from .classifiers import ClassifierConfig, Deferred, embed, predict, train_classifier
 from .metrics import scores
 from .quality import DEFAULT_K, compare
 
-METHODS: tuple[str, ...] = ("none", "random", "smote", "deepsmote")
-METHOD_TITLES = {
-    "none": "(a) no oversampling",
-    "random": "(b) random oversampling",
-    "smote": "(c) SMOTE (pixels)",
-    "deepsmote": "(d) DeepSMOTE",
+
+@dataclass(frozen=True)
+class Method:
+    """How a method makes its classifier's training set and loss.
+
+    Attributes
+    ----------
+    title : str
+        Its row in the tables.
+    oversampler : {'random', 'smote', 'deepsmote'} or None
+        What fills each class up to the majority count; None trains on the set as it is.
+    recipe : mapping
+        Keyword arguments of :class:`deepsmote.runtime.DeepSMOTE` (``filter_threshold``,
+        ``synthetic_share``, ``sampler``) for a ``deepsmote`` oversampler.
+    deferred : bool
+        Train on the set as it is until :data:`DEFER_AT` of the steps, then on the oversampled set.
+    balanced_softmax : bool
+        Train with the balanced softmax loss (:mod:`deepsmote.evaluation.classifiers`).
+    """
+
+    title: str
+    oversampler: str | None = None
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    deferred: bool = False
+    balanced_softmax: bool = False
+
+
+# M2m's threshold (Kim et al., CVPR 2020): a candidate is kept when the classifier trained on real
+# data gives its class p >= 0.9. Mixing half and half is the midpoint, not a tuned value.
+FILTER_THRESHOLD = 0.9
+SYNTHETIC_SHARE = 0.5
+# LDAM-DRW defers re-sampling to epoch 160 of 200; ntucllab/imbalanced-DL's DeepSMOTE does the same.
+DEFER_AT = 0.8
+
+METHODS: dict[str, Method] = {
+    "none": Method("(a) no oversampling"),
+    "random": Method("(b) random oversampling", "random"),
+    "smote": Method("(c) SMOTE (pixels)", "smote"),
+    "deepsmote": Method("(d) DeepSMOTE", "deepsmote"),
+    "balanced-softmax": Method("(e) balanced softmax", balanced_softmax=True),
+    "deferred": Method("(f) deferred re-sampling", "random", deferred=True),
+    "deepsmote-filter": Method(
+        f"(d) DeepSMOTE, filtered (p ≥ {FILTER_THRESHOLD:g})", "deepsmote", {"filter_threshold": FILTER_THRESHOLD}
+    ),
+    "deepsmote-mixed": Method(
+        f"(d) DeepSMOTE, {SYNTHETIC_SHARE:.0%} synthetic", "deepsmote", {"synthetic_share": SYNTHETIC_SHARE}
+    ),
+    "deepsmote-borderline": Method("(d) DeepSMOTE, Borderline-SMOTE", "deepsmote", {"sampler": "borderline"}),
+    "deepsmote-adasyn": Method("(d) DeepSMOTE, ADASYN", "deepsmote", {"sampler": "adasyn"}),
+    "deepsmote-deferred": Method("(d) DeepSMOTE, deferred", "deepsmote", deferred=True),
 }
+# What `deepsmote evaluate` runs by default: the paper's four and the classifier-side baselines.
+DEFAULT_METHODS: tuple[str, ...] = ("none", "random", "smote", "deepsmote", "balanced-softmax", "deferred")
 METRICS: tuple[str, ...] = ("acsa", "gm", "f1")
 Log = Callable[[str], None]
 
@@ -68,7 +120,7 @@ class ProtocolConfig:
     Attributes
     ----------
     methods : tuple of str
-        Subset of :data:`METHODS`, in report order.
+        Names of :data:`METHODS`, in report order.
     seeds : tuple of int
         One classifier (and one oversampling draw) per method and seed.
     classifier : ClassifierConfig
@@ -90,7 +142,7 @@ class ProtocolConfig:
         the floating-point order of multi-threaded sums).
     """
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     val_fraction: float = 0.1
@@ -185,12 +237,15 @@ def resample(
     threads: int | None = None,
     sampling_strategy: str | dict[int, int] = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training set as ``method`` leaves it: originals first, uint8 images in their layout.
+    """The training set as ``method``'s oversampler leaves it: originals first, uint8 images in their layout.
+
+    A method without an oversampler returns the set as it is; a deferred method returns the set
+    of its second phase.
 
     Parameters
     ----------
     method : str
-        One of :data:`METHODS`.
+        A name of :data:`METHODS`.
     images : np.ndarray
         uint8, shape (N, H, W) or (N, H, W, C).
     labels : np.ndarray
@@ -199,35 +254,45 @@ def resample(
         The oversampler's ``random_state``.
     k_neighbors : int
     bundle : path-like, optional
-        Needed for ``deepsmote``.
+        Needed for the DeepSMOTE methods.
     threads : int, optional
-        onnxruntime and numba threads for ``deepsmote``.
+        onnxruntime and numba threads for DeepSMOTE.
     sampling_strategy : str or dict
         imbalanced-learn's meaning; the protocol uses ``'auto'``.
     """
-    if method == "none":
+    if method not in METHODS:
+        raise DeepSMOTEError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    spec = METHODS[method]
+    if spec.oversampler is None:
         return images, labels
-    if method == "deepsmote":
+    if spec.oversampler == "deepsmote":
         from deepsmote.runtime import DeepSMOTE
 
         if bundle is None:
-            raise DeepSMOTEError("the deepsmote method needs a bundle (--bundle)")
+            raise DeepSMOTEError(f"the {method} method needs a bundle (--bundle)")
         sampler = DeepSMOTE(
-            bundle, sampling_strategy=sampling_strategy, k_neighbors=k_neighbors, random_state=seed, n_threads=threads
+            bundle,
+            sampling_strategy=sampling_strategy,
+            k_neighbors=k_neighbors,
+            random_state=seed,
+            n_threads=threads,
+            **spec.recipe,
         )
         return sampler.fit_resample(images, labels)
     from imblearn.over_sampling import SMOTE, RandomOverSampler
 
     flat = images.reshape(len(images), -1)
-    if method == "random":
+    if spec.oversampler == "random":
         X, y = RandomOverSampler(sampling_strategy=sampling_strategy, random_state=seed).fit_resample(flat, labels)
         return X.reshape(-1, *images.shape[1:]), y
-    if method == "smote":
-        # Interpolating uint8 would wrap around; SMOTE runs on floats and the result is rounded.
-        smote = SMOTE(sampling_strategy=sampling_strategy, k_neighbors=k_neighbors, random_state=seed)
-        X, y = smote.fit_resample(flat.astype(np.float32), labels)
-        return np.rint(np.clip(X, 0, 255)).astype(np.uint8).reshape(-1, *images.shape[1:]), y
-    raise DeepSMOTEError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    # Interpolating uint8 would wrap around; SMOTE runs on floats and the result is rounded.
+    smote = SMOTE(sampling_strategy=sampling_strategy, k_neighbors=k_neighbors, random_state=seed)
+    X, y = smote.fit_resample(flat.astype(np.float32), labels)
+    return np.rint(np.clip(X, 0, 255)).astype(np.uint8).reshape(-1, *images.shape[1:]), y
+
+
+def _uses(methods: Sequence[str], oversamplers: set[str]) -> bool:
+    return any(METHODS[m].oversampler in oversamplers for m in methods)
 
 
 # --- the protocol ----------------------------------------------------------------------------
@@ -295,8 +360,8 @@ def evaluate(
         per method, the validation ACSA of the selected weights, the selected steps and the
         training time.
     """
-    if "deepsmote" in config.methods and bundle is None:
-        raise DeepSMOTEError("the deepsmote method needs a bundle (--bundle)")
+    if _uses(config.methods, {"deepsmote"}) and bundle is None:
+        raise DeepSMOTEError("the DeepSMOTE methods need a bundle (--bundle)")
     if not tests:
         raise DeepSMOTEError("give at least one test set")
     test_labels = {name: _aligned(test, train.classes, name) for name, test in tests.items()}
@@ -312,7 +377,7 @@ def evaluate(
     n_classes = len(train.classes)
     fit, val = split_fit(train, config)
     fit_counts = fit.class_counts()
-    k = effective_k(fit_counts, config.k_neighbors) if {"smote", "deepsmote"} & set(config.methods) else None
+    k = effective_k(fit_counts, config.k_neighbors) if _uses(config.methods, {"smote", "deepsmote"}) else None
     results: dict[str, Any] = {
         "protocol": {
             **{key: value for key, value in asdict(config).items() if key != "classifier"},
@@ -327,7 +392,7 @@ def evaluate(
                 "validation": val.class_counts().tolist(),
                 **{name: np.bincount(test_labels[name], minlength=n_classes).tolist() for name in tests},
             },
-            "bundle": _bundle_provenance(bundle, fit, train) if "deepsmote" in config.methods else None,
+            "bundle": _bundle_provenance(bundle, fit, train) if _uses(config.methods, {"deepsmote"}) else None,
         },
         "runs": [],
         "summary": {},
@@ -387,12 +452,30 @@ def _one_run(task: _Task, method: str, seed: int, device: torch.device, log: Log
     def progress(step: int, loss: float, val_acsa: float) -> None:
         log(f"[{method} seed {seed}] step {step}: train loss {loss:.4f}, validation ACSA {val_acsa:.4f}")
 
-    trained = train_classifier(images, y, val.images, val.labels, n_classes, config.classifier, seed, device, progress)
+    spec = METHODS[method]
+    deferred = None
+    if spec.deferred:
+        steps = config.classifier.steps
+        deferred = Deferred(images, y, from_step=min(steps, round(DEFER_AT * steps) + 1))
+        images, y = fit.images, fit.labels
+    trained = train_classifier(
+        images,
+        y,
+        val.images,
+        val.labels,
+        n_classes,
+        config.classifier,
+        seed,
+        device,
+        progress,
+        deferred=deferred,
+        balanced_softmax=spec.balanced_softmax,
+    )
     trained_at = time.perf_counter()
     run: dict[str, Any] = {
         "method": method,
         "seed": seed,
-        "resampled_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "resampled_counts": np.bincount(deferred.labels if deferred else y, minlength=n_classes).tolist(),
         "best_step": trained.best_step,
         "val_acsa": trained.best_val_acsa,
         "history": trained.history,
@@ -476,13 +559,13 @@ def results_markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {METHOD_TITLES[m]} | {_pct(e['acsa'])} | {_pct(e['gm'])} | {_pct(e['f1'])} |"
+            f"| {METHODS[m].title} | {_pct(e['acsa'])} | {_pct(e['gm'])} | {_pct(e['f1'])} |"
             for m, e in methods.items()
         ]
         lines += ["", f"Per-class recall on the {name} test set (mean over seeds, %)", ""]
         lines += ["| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         lines += [
-            f"| {METHOD_TITLES[m]} | " + " | ".join(f"{100 * r[0]:.1f}" for r in e["recall"]) + " |"
+            f"| {METHODS[m].title} | " + " | ".join(f"{100 * r[0]:.1f}" for r in e["recall"]) + " |"
             for m, e in methods.items()
         ]
         lines.append("")
@@ -493,7 +576,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {METHOD_TITLES[m]} | {_pct(e['acsa'])} | {', '.join(map(str, e['best_step']))} | "
+        f"| {METHODS[m].title} | {_pct(e['acsa'])} | {', '.join(map(str, e['best_step']))} | "
         f"{e['train_seconds'][0]:.0f} |"
         for m, e in summary["selection"].items()
     ]

@@ -39,7 +39,7 @@ import torch
 from deepsmote.evaluation.classifiers import ClassifierConfig
 from deepsmote.evaluation.datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced
 from deepsmote.evaluation.protocol import (
-    METHOD_TITLES,
+    METHODS,
     ProtocolConfig,
     evaluate,
     quality_markdown,
@@ -215,7 +215,7 @@ def summary_markdown(
     ]
     for method, entry in evaluation["summary"]["tests"].get("imbalanced", {}).items():
         cells = " | ".join(f"{100 * entry[m][0]:.2f} ± {100 * entry[m][1]:.2f}" for m in ("acsa", "gm", "f1"))
-        lines.append(f"| {METHOD_TITLES[method]} (this run) | {cells} |")
+        lines.append(f"| {METHODS[method].title} (this run) | {cells} |")
     for method, values in PAPER_TABLE_II.items():
         lines.append(f"| {method} (paper, Table II) | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     balanced = evaluation["summary"]["tests"].get("balanced", {})
@@ -224,7 +224,7 @@ def summary_markdown(
         lines += ["| method | ACSA | GM | F1 |", "|---|---|---|---|"]
         for method, entry in balanced.items():
             cells = " | ".join(f"{100 * entry[m][0]:.2f} ± {100 * entry[m][1]:.2f}" for m in ("acsa", "gm", "f1"))
-            lines.append(f"| {METHOD_TITLES[method]} | {cells} |")
+            lines.append(f"| {METHODS[method].title} | {cells} |")
     lines += [
         "",
         f"Settings: DeepSMOTE width {ae.width}, latent {ae.latent_dim}, {ae.epochs} epochs, penalty "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from deepsmote.evaluation.protocol import METHOD_TITLES, evaluate, split_fit, write_tables
+from deepsmote.evaluation.protocol import METHODS, evaluate, split_fit, write_tables
 from deepsmote.training.trainer import TrainConfig
 from run import HERE, PRESETS, ROOT, SOURCE, make_datasets, train_autoencoder
 
@@ -79,7 +79,7 @@ def main() -> None:
         config = replace(protocol, methods=("none", "random", "smote"))
         results = evaluate(data["train"], validation, config, log=print)
         for method in config.methods:
-            rows.append({"label": METHOD_TITLES[method], **results["summary"]["tests"]["validation"][method]})
+            rows.append({"label": METHODS[method].title, **results["summary"]["tests"]["validation"][method]})
         record["protocol"] = results["protocol"]
         print(f"baselines: {time.perf_counter() - began:.0f} s")
         write_tables(HERE / "results", f"tuning-{args.name}", record, markdown(rows))
