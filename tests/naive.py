@@ -78,6 +78,40 @@ def kneighbors(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, np.take_along_axis(sq_dist, indices, axis=1)
 
 
+def sq_distances_cross_diff(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Σ (a − b)² in float64 by differences of each row ``codes[rows[i]]`` against every row: shape (m, n)."""
+    return sq_distances_diff(codes)[np.asarray(rows, dtype=np.int64)]
+
+
+def kneighbors_of(sq_dist: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of each query, its own row ``rows[i]`` excluded, ties to the smaller index.
+
+    Parameters
+    ----------
+    sq_dist : np.ndarray
+        Shape (m, n): query i against every reference row.
+    rows : np.ndarray
+        Shape (m,): each query's own reference row.
+    k : int
+        Neighbours wanted; ``min(k, n - 1)`` are returned.
+
+    Returns
+    -------
+    indices : np.ndarray
+        int64, shape (m, min(k, n - 1)).
+    sq_distances : np.ndarray
+        Same dtype as ``sq_dist``.
+    """
+    m, n = sq_dist.shape
+    k_eff = min(k, n - 1)
+    indices = np.empty((m, k_eff), dtype=np.int64)
+    for i, own in enumerate(np.asarray(rows).tolist()):
+        others = np.delete(np.arange(n), own)
+        order = np.argsort(sq_dist[i, others], kind="stable")
+        indices[i] = others[order[:k_eff]]
+    return indices, np.take_along_axis(sq_dist, indices, axis=1)
+
+
 def interpolate(
     codes: np.ndarray, neighbors: np.ndarray, base: np.ndarray, slot: np.ndarray, gap: np.ndarray
 ) -> np.ndarray:
