@@ -239,8 +239,9 @@ def test_api_keeps_the_sampler_unchanged_until_fit_then_refuses_a_bad_one(data, 
     assert sampler.set_params(sampler="adasyn").get_params()["sampler"] == "adasyn"
     assert "sampler='adasyn'" in repr(sampler)
     out = tmp_path / "never"
-    with pytest.raises(InvalidInputError, match="`sampler`"):
-        generate_dataset(GOLDEN_BUNDLE, read_dataset(fmnist_mini()), out, sampler="borderline-2", progress=False)
+    for bundle in (GOLDEN_BUNDLE, tmp_path / "no-bundle"):
+        with pytest.raises(InvalidInputError, match="`sampler`"):
+            generate_dataset(bundle, read_dataset(fmnist_mini()), out, sampler="borderline-2", progress=False)
     assert not out.exists()
 
 
