@@ -107,7 +107,7 @@ def grid(
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
-    sampler = DeepSMOTE(
+    oversampler = DeepSMOTE(
         loaded,
         sampling_strategy={c: int(counts[c]) + extra for c in growable},
         k_neighbors=k_neighbors,
@@ -115,9 +115,9 @@ def grid(
         provider=provider,
         sampler=sampler,
     )
-    sampler.fit(dataset.images, dataset.labels)
+    oversampler.fit(dataset.images, dataset.labels)
     synthetic = {c: [] for c in growable}
-    for images, y in sampler.iter_synthetic():
+    for images, y in oversampler.iter_synthetic():
         synthetic[int(y[0])].append(images)
     rows, captions = [], []
     for c, name in enumerate(dataset.classes):
