@@ -1,13 +1,15 @@
 """deepsmote.kernels: the k-NN and interpolation kernels of the sampler (numpy, and numba for large work).
 
-`kneighbors` finds each code's exact nearest neighbours within its class; `interpolate` makes the
-SMOTE points from draws the caller made. Both raise plain ``ValueError`` on bad input. Small work
-runs in numpy and large work in numba kernels, which import numba only when they first run (see
-`set_num_threads` for their thread count).
+`kneighbors` finds each code's exact nearest neighbours within its class, `kneighbors_of` those of
+some codes among all codes (across classes); `interpolate` makes the SMOTE points from draws the
+caller made. All raise plain ``ValueError`` on bad input. Small work runs in numpy and large work
+in numba kernels, which import numba only when they first run (see `set_num_threads` for their
+thread count).
 """
 
 from .interpolate import interpolate
 from .knn import kneighbors
+from .knn_cross import kneighbors_of
 from .threads import set_num_threads
 
-__all__ = ["interpolate", "kneighbors", "set_num_threads"]
+__all__ = ["interpolate", "kneighbors", "kneighbors_of", "set_num_threads"]

@@ -78,8 +78,18 @@ def kneighbors(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     copy of ``codes``, one top-k of shape (n, k_eff) per numba thread, and a fixed 96 x 256 tile of
     dot products per thread, whatever n.
     """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    x = check_codes(codes)
+    k_eff = effective_k(k, x.shape[0])
+    if x.shape[0] <= SMALL_N:
+        return _kneighbors_numpy(x, k_eff)
+    from .knn_numba import kneighbors_gemm
+
+    threads.apply_pending()
+    return kneighbors_gemm(x, k_eff)
+
+
+def check_codes(codes: np.ndarray) -> np.ndarray:
+    """``codes`` as contiguous float32 (n, d), n >= 2, refused (``ValueError``) where `kneighbors` refuses them."""
     arr = np.asarray(codes)
     if arr.ndim != 2:
         raise ValueError(f"codes must be 2-D (n, d), got shape {arr.shape}")
@@ -92,29 +102,47 @@ def kneighbors(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("codes contain NaN or inf (after conversion to float32)")
     if np.einsum("ij,ij->i", x, x, dtype=np.float64).max() > _MAX_SQ_NORM:
         raise ValueError("codes are too large: their squared distances would overflow float32")
-    k_eff = int(k)
-    if k_eff >= n:
-        k_eff = n - 1
-        warnings.warn(f"k={k} >= n={n} codes: using k={k_eff} neighbours", stacklevel=2)
-    if n <= SMALL_N:
-        return _kneighbors_numpy(x, k_eff)
-    from .knn_numba import kneighbors_gemm
+    return x
 
-    threads.apply_pending()
-    return kneighbors_gemm(x, k_eff)
+
+def effective_k(k: int, n: int) -> int:
+    """``k`` checked positive, capped at the ``n - 1`` other codes with a warning saying so."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if k >= n:
+        warnings.warn(f"k={k} >= n={n} codes: using k={n - 1} neighbours", stacklevel=3)
+        return n - 1
+    return int(k)
+
+
+def sq_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Σ (a − b)² of float64 differences, shape (n_q, n): every query row against every reference row.
+
+    Computed in chunks of ``_CHUNK_ELEMENTS`` differences; a chunk splits rows, never a sum.
+    """
+    d = reference.shape[1]
+    sq_dist = np.empty((len(queries), len(reference)), dtype=np.float64)
+    rows = max(1, _CHUNK_ELEMENTS // max(len(reference) * d, 1))
+    for start in range(0, len(queries), rows):
+        diff = queries[start : start + rows, None, :] - reference[None, :, :]
+        sq_dist[start : start + rows] = np.einsum("ijk,ijk->ij", diff, diff)
+    return sq_dist
+
+
+def nearest_in_rows(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest entries of each row of float64 ``sq_dist`` (self already set to +inf), ties by index.
+
+    Returns int64 column indices, shape (rows, k), and their distances rounded to float32.
+    """
+    # A stable sort of each row, whose columns are in index order, breaks ties by index.
+    indices = np.argsort(sq_dist, axis=1, kind="stable")[:, :k].astype(np.int64, copy=False)
+    return indices, np.take_along_axis(sq_dist, indices, axis=1).astype(np.float32)
 
 
 def _kneighbors_numpy(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`kneighbors` of float32 codes x, shape (n, d), by float64 differences; 1 <= k <= n - 1."""
-    n, d = x.shape
     x64 = x.astype(np.float64)
-    sq_dist = np.empty((n, n), dtype=np.float64)
-    rows = max(1, _CHUNK_ELEMENTS // max(n * d, 1))
-    for start in range(0, n, rows):
-        diff = x64[start : start + rows, None, :] - x64[None, :, :]
-        sq_dist[start : start + rows] = np.einsum("ijk,ijk->ij", diff, diff)
+    sq_dist = sq_distances(x64, x64)
     # Self is excluded by index: +inf sorts after every real distance, all finite, and k <= n - 1.
     np.fill_diagonal(sq_dist, np.inf)
-    # A stable sort of each row, whose columns are in index order, breaks ties by index.
-    indices = np.argsort(sq_dist, axis=1, kind="stable")[:, :k].astype(np.int64, copy=False)
-    return indices, np.take_along_axis(sq_dist, indices, axis=1).astype(np.float32)
+    return nearest_in_rows(sq_dist, k)

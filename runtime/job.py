@@ -23,6 +23,7 @@ from .atomic import atomic_path
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
 from .console import LineProgress
 from .engines import ENGINES, make_engine
+from .latent_samplers import check_sampler
 from .layout import ImageLayout
 from .outdir import MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, UnitPlan, plan_mixed, plan_per_class
@@ -61,6 +62,8 @@ class JobSettings:
     precision : str
     include_originals : bool
         Whether OUT holds the originals too (the whole balanced set).
+    sampler : str
+        The latent sampler (`latent_samplers`): which codes serve as bases.
     """
 
     deepsmote_version: str
@@ -75,6 +78,7 @@ class JobSettings:
     shard_size: int
     precision: str
     include_originals: bool
+    sampler: str = "smote"
 
     def as_json(self) -> dict[str, Any]:
         """The settings as the JSON object recorded in OUT."""
@@ -174,6 +178,7 @@ def generate_dataset(
     include_originals: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    sampler: str = "smote",
 ) -> dict[str, Any]:
     """Generate the synthetic samples of ``data`` into ``out``, resuming an interrupted job.
 
@@ -194,6 +199,8 @@ def generate_dataset(
         The output format (README, "Output formats").
     include_originals : bool
         Write the originals too, so that OUT is the whole balanced set.
+    sampler : {'smote', 'borderline', 'adasyn'}
+        Which codes serve as SMOTE bases (README, "Latent samplers").
 
     Returns
     -------
@@ -203,6 +210,7 @@ def generate_dataset(
     start = time.perf_counter()
     # A missing extra or a bad option is refused before the bundle is read or the sampler fitted.
     runner = make_engine(engine, engine_options or {})
+    check_sampler(sampler)
     loaded = load_bundle(bundle)
     check_image_shape(data.image_shape, loaded.image_shape)
     counts = data.class_counts()
@@ -220,6 +228,7 @@ def generate_dataset(
         shard_size=shard_size,
         precision=precision,
         include_originals=include_originals,
+        sampler=sampler,
     )
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
@@ -249,6 +258,7 @@ def generate_dataset(
         threads=threads,
         batch_size=batch_size,
         precision=precision,
+        sampler=sampler,
     )
     if include_originals:
         synthesizer = synthesizer.keeping_originals(data.images)
@@ -302,6 +312,8 @@ def generate_dataset(
             },
             "seed": seed,
             "k_neighbors": k_neighbors,
+            "sampler": sampler,
+            "base_codes": {data.classes[c]: fitted.n_bases for c, fitted in enumerate(synthesizer.latents) if fitted},
             "format": fmt,
             "shard_size": shard_size,
             "precision": precision,

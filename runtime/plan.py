@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .latent_samplers import draw_bases
+
 DEFAULT_SHARD_SIZE = 1000
 
 
@@ -142,7 +144,7 @@ class Draws:
     gap: np.ndarray
 
 
-def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int) -> Draws:
+def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int, weights: np.ndarray | None = None) -> Draws:
     """The shard's base indices, neighbour slots and gaps.
 
     Parameters
@@ -154,9 +156,15 @@ def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int) -> Draws
         Samples in the shard's class.
     n_neighbors : int
         Neighbours per sample (k, or n_class - 1 when the class is small).
+    weights : np.ndarray, optional
+        float64, shape (n_class,): the bases' weights under a latent sampler (`latent_samplers`);
+        None draws them uniformly.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, shard.class_index, shard.shard_index]))
-    base = rng.integers(0, n_class, size=shard.count, dtype=np.int64)
+    if weights is None:
+        base = rng.integers(0, n_class, size=shard.count, dtype=np.int64)
+    else:
+        base = draw_bases(rng, weights, shard.count)
     slot = rng.integers(0, n_neighbors, size=shard.count, dtype=np.int64)
     gap = rng.random(shard.count, dtype=np.float32)
     return Draws(base, slot, gap)

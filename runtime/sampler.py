@@ -21,6 +21,7 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle, open_models
 from .errors import DeepSMOTEError, InvalidInputError
+from .latent_samplers import check_sampler
 from .layout import ImageLayout
 from .plan import DEFAULT_SHARD_SIZE
 from .strategy import new_sample_counts
@@ -127,6 +128,10 @@ class DeepSMOTE:
         Samples drawn from one seed; part of what fixes the output bytes.
     precision : {'fp32', 'fp16'}, default 'fp32'
         Decoder arithmetic; fp16 is for GPUs and needs the ``onnx`` package.
+    sampler : {'smote', 'borderline', 'adasyn'}, default 'smote'
+        Which codes serve as SMOTE bases: all of a class (``'smote'``), those in danger
+        (Borderline-SMOTE-1) or those weighted by their share of other classes' neighbours (ADASYN),
+        imbalanced-learn's definitions in code space (README, "Latent samplers").
 
     Attributes
     ----------
@@ -154,6 +159,7 @@ class DeepSMOTE:
         n_threads: int | None = None,
         shard_size: int = DEFAULT_SHARD_SIZE,
         precision: str = "fp32",
+        sampler: str = "smote",
     ) -> None:
         self.bundle = bundle
         self.sampling_strategy = sampling_strategy
@@ -164,6 +170,7 @@ class DeepSMOTE:
         self.n_threads = n_threads
         self.shard_size = shard_size
         self.precision = precision
+        self.sampler = sampler
 
     # --- scikit-learn's estimator protocol ---------------------------------------------------
 
@@ -227,6 +234,7 @@ class DeepSMOTE:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         if self.n_threads is not None and (not isinstance(self.n_threads, int) or self.n_threads < 1):
             raise InvalidInputError(f"n_threads must be a positive integer or None, got {self.n_threads!r}")
+        check_sampler(self.sampler)
         if isinstance(self.random_state, int | np.integer | bool):
             seed_from(self.random_state)  # refuses a bad one before any work
 
@@ -277,6 +285,7 @@ class DeepSMOTE:
             threads=self.n_threads,
             batch_size=self.batch_size,
             precision=self.precision,
+            sampler=self.sampler,
         )
         self._X, self._y = X, y
         return self

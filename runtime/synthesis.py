@@ -22,6 +22,7 @@ from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, Models, open_models
 from .errors import DeepSMOTEError, InvalidInputError
+from .latent_samplers import base_weights, check_sampler
 from .layout import ImageLayout
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 
@@ -40,15 +41,24 @@ class ClassLatents:
         float32, shape (n, Z).
     neighbors : np.ndarray
         int64, shape (n, k_eff), indices into ``codes``, nearest first, self excluded.
+    weights : np.ndarray or None
+        float64, shape (n,): each code's weight as a base under a latent sampler
+        (`latent_samplers`); None for uniform bases (SMOTE).
     """
 
     codes: np.ndarray
     neighbors: np.ndarray
+    weights: np.ndarray | None = None
 
     @property
     def n_neighbors(self) -> int:
         """k_eff: neighbours per code."""
         return int(self.neighbors.shape[1])
+
+    @property
+    def n_bases(self) -> int:
+        """Codes that can be drawn as bases."""
+        return len(self.codes) if self.weights is None else int(np.count_nonzero(self.weights))
 
 
 def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: str) -> ClassLatents:
@@ -74,9 +84,7 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
             f"class '{class_name}' has {len(images)} sample(s); SMOTE needs at least 2 to interpolate. "
             "Add samples or leave the class out of the sampling strategy"
         )
-    codes = models.encode(images, batch_size=ENCODE_BATCH)
-    if not np.isfinite(codes).all():
-        raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
+    codes = encode_class(models, images, class_name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         neighbors, _ = kneighbors(codes, k_neighbors)
@@ -87,6 +95,20 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
             stacklevel=2,
         )
     return ClassLatents(codes, neighbors)
+
+
+def encode_class(models: Models, images: np.ndarray, class_name: str) -> np.ndarray:
+    """The codes of a class's images, float32 (n, Z), encoded in batches of ``ENCODE_BATCH``.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If the encoder yields NaN or inf.
+    """
+    codes = models.encode(images, batch_size=ENCODE_BATCH)
+    if not np.isfinite(codes).all():
+        raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
+    return codes
 
 
 def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: int) -> np.ndarray:
@@ -189,6 +211,7 @@ class Synthesizer:
         threads: int | None,
         batch_size: int | None,
         precision: str,
+        sampler: str = "smote",
     ) -> Synthesizer:
         """Encode the classes that grow, find their neighbours and plan their shards.
 
@@ -206,12 +229,28 @@ class Synthesizer:
             For messages.
         new_counts : np.ndarray
             int, shape (K,), synthetic samples per class (the strategy, resolved once).
+        sampler : {'smote', 'borderline', 'adasyn'}
+            Which codes serve as bases (`latent_samplers`); the latter two encode every class.
         """
+        check_sampler(sampler)
         set_kernel_threads(threads)
         latents = tuple(
             fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if new > 0 else None
             for c, new in enumerate(int(n) for n in new_counts)
         )
+        if sampler != "smote":
+            codes = [
+                fitted.codes
+                if fitted is not None
+                else encode_class(models, layout.to_model(images[labels == c]), class_names[c])
+                for c, fitted in enumerate(latents)
+            ]
+            grows = [fitted is not None for fitted in latents]
+            weights = base_weights(sampler, codes, labels, grows, k_neighbors, class_names)
+            latents = tuple(
+                None if fitted is None else replace(fitted, weights=w)
+                for fitted, w in zip(latents, weights, strict=True)
+            )
         shards = plan_shards(new_counts, shard_size)
         members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
         return cls(
@@ -237,7 +276,7 @@ class Synthesizer:
         latents = self.latents[shard.class_index]
         if latents is None:
             raise ValueError(f"class {shard.class_index} was not fitted for growth")
-        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors)
+        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
 
     def model_images(self, shard: Shard) -> np.ndarray:
         """The model-space images of one shard.

@@ -78,6 +78,40 @@ def kneighbors(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, np.take_along_axis(sq_dist, indices, axis=1)
 
 
+def sq_distances_cross_diff(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Σ (a − b)² in float64 by differences of each row ``codes[rows[i]]`` against every row: shape (m, n)."""
+    return sq_distances_diff(codes)[np.asarray(rows, dtype=np.int64)]
+
+
+def kneighbors_of(sq_dist: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of each query, its own row ``rows[i]`` excluded, ties to the smaller index.
+
+    Parameters
+    ----------
+    sq_dist : np.ndarray
+        Shape (m, n): query i against every reference row.
+    rows : np.ndarray
+        Shape (m,): each query's own reference row.
+    k : int
+        Neighbours wanted; ``min(k, n - 1)`` are returned.
+
+    Returns
+    -------
+    indices : np.ndarray
+        int64, shape (m, min(k, n - 1)).
+    sq_distances : np.ndarray
+        Same dtype as ``sq_dist``.
+    """
+    m, n = sq_dist.shape
+    k_eff = min(k, n - 1)
+    indices = np.empty((m, k_eff), dtype=np.int64)
+    for i, own in enumerate(np.asarray(rows).tolist()):
+        others = np.delete(np.arange(n), own)
+        order = np.argsort(sq_dist[i, others], kind="stable")
+        indices[i] = others[order[:k_eff]]
+    return indices, np.take_along_axis(sq_dist, indices, axis=1)
+
+
 def interpolate(
     codes: np.ndarray, neighbors: np.ndarray, base: np.ndarray, slot: np.ndarray, gap: np.ndarray
 ) -> np.ndarray:
@@ -144,3 +178,30 @@ def manifest_csv_eager(units: list[Unit], entries, classes: tuple[str, ...]) -> 
         for (file, key), label, made in zip(entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
             rows.writerow([file, key, label, classes[label], int(made)])
     return text.getvalue().encode()
+
+
+def other_class_counts(codes: np.ndarray, labels: np.ndarray, c: int, m: int) -> tuple[np.ndarray, int]:
+    """For each sample of class c (in DATA order), how many of its m nearest samples of any class (itself
+    excluded, ties to the smaller DATA index) are of another class; and the m used, ``min(m, N - 1)``."""
+    rows = np.flatnonzero(labels == c)
+    indices, _ = kneighbors_of(sq_distances_cross_diff(codes, rows), rows, m)
+    return (labels[indices] != c).sum(axis=1), indices.shape[1]
+
+
+def borderline_danger(codes: np.ndarray, labels: np.ndarray, c: int, m: int = 10) -> np.ndarray:
+    """Borderline-SMOTE-1's danger mask of class c, as imbalanced-learn writes it: m/2 <= m' < m."""
+    n_other, m_eff = other_class_counts(codes, labels, c, m)
+    return (n_other >= m_eff / 2) & (n_other < m_eff)
+
+
+def adasyn_ratio(codes: np.ndarray, labels: np.ndarray, c: int, k: int) -> np.ndarray:
+    """ADASYN's r_i of class c: the share of other classes among each sample's k nearest; float64."""
+    n_other, k_eff = other_class_counts(codes, labels, c, k)
+    return n_other / k_eff
+
+
+def weighted_draw(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """For each u in [0, 1), the first index i with u < (w_0 + ... + w_i) / Σ w: an inverse CDF by comparison."""
+    cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+    cdf = cdf / cdf[-1]
+    return np.array([int(np.argmax(v < cdf)) for v in u], dtype=np.int64)

@@ -11,7 +11,7 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime import read_dataset
 
 torch = pytest.importorskip("torch")
-from deepsmote.training.torch_dataset import DeepSMOTEStream  # noqa: E402
+from deepsmote.training.torch_dataset import DeepSMOTEStream, to_tensor  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 GOLDEN_BUNDLE = Path(__file__).resolve().parent / "data" / "golden" / "bundle"
@@ -46,3 +46,23 @@ def test_the_same_samples_for_any_number_of_workers(stream, workers):
     assert sorted(parallel) == sorted(single)
     if workers == 1:
         assert parallel == single
+
+
+def test_the_stream_takes_the_latent_sampler():
+    # The stream's synthetic samples are the sampler's: the same images as DeepSMOTE's, per class.
+    from deepsmote.runtime import DeepSMOTE
+
+    data = read_dataset(fmnist_mini())
+    strategy = {1: 230, 6: 40}
+    stream = DeepSMOTEStream(
+        GOLDEN_BUNDLE, data.images, data.labels, sampling_strategy=strategy, seed=2, sampler="borderline"
+    )
+    got = sorted(samples(stream, 0))
+    X_res, y_res = DeepSMOTE(
+        GOLDEN_BUNDLE, sampling_strategy=strategy, random_state=2, sampler="borderline"
+    ).fit_resample(data.images, data.labels)
+    new = slice(len(data.images), None)
+    expected = sorted(
+        (to_tensor(image).numpy().tobytes(), int(y)) for image, y in zip(X_res[new], y_res[new], strict=True)
+    )
+    assert got == expected

@@ -42,7 +42,7 @@ class DeepSMOTEStream(IterableDataset):
         uint8, shape (N, H, W) or (N, H, W, C): the real images.
     labels : np.ndarray
         Shape (N,): their labels; the stream yields these label values.
-    sampling_strategy, k_neighbors, seed, shard_size
+    sampling_strategy, k_neighbors, seed, shard_size, sampler
         As for :class:`deepsmote.runtime.DeepSMOTE`; ``shard_size`` is the samples per unit.
     include_originals : bool, default False
         Stream the originals too: the whole balanced set.
@@ -65,19 +65,25 @@ class DeepSMOTEStream(IterableDataset):
         include_originals: bool = False,
         transform: Callable[[np.ndarray], Any] | None = None,
         threads_per_worker: int = 1,
+        sampler: str = "smote",
     ) -> None:
         super().__init__()
-        sampler = DeepSMOTE(
-            bundle, sampling_strategy=sampling_strategy, k_neighbors=k_neighbors, random_state=seed, provider="cpu"
+        fitted = DeepSMOTE(
+            bundle,
+            sampling_strategy=sampling_strategy,
+            k_neighbors=k_neighbors,
+            random_state=seed,
+            provider="cpu",
+            sampler=sampler,
         ).fit(images, labels)
         counts = np.bincount(np.unique(labels, return_inverse=True)[1].ravel())
         new = np.zeros_like(counts)
-        for c, value in enumerate(sampler.classes_.tolist()):
-            new[c] = sampler.sampling_strategy_.get(value, 0)
-        synthesizer = sampler.synthesizer_
+        for c, value in enumerate(fitted.classes_.tolist()):
+            new[c] = fitted.sampling_strategy_.get(value, 0)
+        synthesizer = fitted.synthesizer_
         self.synthesizer: Synthesizer = synthesizer.keeping_originals(images) if include_originals else synthesizer
         self.units: MixedPlan = plan_mixed(new, counts if include_originals else None, shard_size)
-        self.classes = sampler.classes_
+        self.classes = fitted.classes_
         self.transform = transform or to_tensor
         self.threads_per_worker = threads_per_worker
 

@@ -16,7 +16,7 @@ from ..readers import read_dataset
 from ..resize import parse_resize
 from ..strategy import parse_strategy
 from ..writers import FORMATS
-from .options import resize_options
+from .options import resize_options, sampler_option
 
 
 @click.command()
@@ -39,6 +39,7 @@ from .options import resize_options
     type=click.IntRange(min=1),
     help="Nearest neighbours within a class.",
 )
+@sampler_option
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--format", "fmt", default="imagefolder", show_default=True, type=click.Choice(FORMATS))
 @click.option("--provider", default="auto", show_default=True, type=click.Choice(PROVIDERS))
@@ -79,6 +80,7 @@ def generate(
     crop: str,
     strategy: str,
     k_neighbors: int,
+    sampler: str,
     seed: int,
     fmt: str,
     provider: str,
@@ -129,6 +131,7 @@ def generate(
         engine_options=engine_options,
         include_originals=include_originals,
         overwrite=overwrite,
+        sampler=sampler,
         progress=verbosity() > QUIET,
     )
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())

@@ -18,7 +18,7 @@ from ..pixels import from_model, to_model
 from ..readers import read_dataset
 from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
-from .options import resize_options
+from .options import resize_options, sampler_option
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:
@@ -62,6 +62,7 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.option("--per-row", default=10, show_default=True, type=click.IntRange(1, 1000), help="Images per row.")
 @click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(1, 100))
 @click.option("--k", "k_neighbors", default=5, show_default=True, type=click.IntRange(min=1))
+@sampler_option
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--interpolate", "pair", default=None, help="Two DATA indices 'I,J': add a strip decoding their codes.")
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(2, 1000), help="Images in the strip.")
@@ -78,6 +79,7 @@ def grid(
     per_row: int,
     synthetic_rows: int,
     k_neighbors: int,
+    sampler: str,
     seed: int,
     pair: str | None,
     steps: int,
@@ -105,16 +107,17 @@ def grid(
     counts = dataset.class_counts()
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
-    sampler = DeepSMOTE(
+    oversampler = DeepSMOTE(
         loaded,
         sampling_strategy={c: int(counts[c]) + extra for c in growable},
         k_neighbors=k_neighbors,
         random_state=seed,
         provider=provider,
+        sampler=sampler,
     )
-    sampler.fit(dataset.images, dataset.labels)
+    oversampler.fit(dataset.images, dataset.labels)
     synthetic = {c: [] for c in growable}
-    for images, y in sampler.iter_synthetic():
+    for images, y in oversampler.iter_synthetic():
         synthetic[int(y[0])].append(images)
     rows, captions = [], []
     for c, name in enumerate(dataset.classes):
