@@ -124,6 +124,8 @@ class ClassifierRecord:
         The classifier's training configuration (``ClassifierConfig`` as a dict).
     train_accuracy : float or None
         Accuracy on the data it was trained on, in eval mode.
+    train_balanced_accuracy : float or None
+        The same, averaged over classes.
     data_sha256 : str or None
         :meth:`LabelledImages.fingerprint` of that data.
     max_abs_diff : float or None
@@ -134,6 +136,7 @@ class ClassifierRecord:
 
     config: dict[str, Any] = field(default_factory=dict)
     train_accuracy: float | None = None
+    train_balanced_accuracy: float | None = None
     data_sha256: str | None = None
     max_abs_diff: float | None = None
     checks: tuple[dict[str, Any], ...] = ()
