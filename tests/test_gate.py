@@ -17,7 +17,7 @@ from deepsmote.runtime.bundle import CLASSIFIER_FILE, MANIFEST_NAME, create_sess
 from deepsmote.runtime.cli import main
 from deepsmote.runtime.gate import CLASSIFY_BATCH
 from deepsmote.runtime.pixels import to_model
-from deepsmote.runtime.plan import draw_shard
+from deepsmote.runtime.plan import Draws
 from deepsmote.training import GateConfig, add_classifier
 from deepsmote.training.gate import GateNet, export_gate
 from golden import GOLDEN_BUNDLE
@@ -148,7 +148,11 @@ def reference_gate(sampler, shard, threshold):
     models = open_models(sampler.bundle_, "cpu", 1, classifier=True)
     images, bases, slots, gaps = [], [], [], []
     for r in range(50):
-        d = draw_shard(synthesizer.seed, shard, len(latents.codes), latents.n_neighbors, r)
+        rng = np.random.default_rng(
+            np.random.SeedSequence([synthesizer.seed, shard.class_index, 0, *([r] if r else [])])
+        )
+        n, m = len(latents.codes), shard.count
+        d = Draws(rng.integers(0, n, m), rng.integers(0, latents.n_neighbors, m), rng.random(m, dtype=np.float32))
         x = models.decode(interpolate(latents.codes, latents.neighbors, d.base, d.slot, d.gap), 1)
         p = np.concatenate([models.classify(x[i : i + CLASSIFY_BATCH], 10_000) for i in range(0, len(x), 256)])
         keep = p[:, shard.class_index] >= threshold

@@ -61,6 +61,9 @@ def test_the_sampler_returns_synthetic_then_real_repeats_after_the_originals(dat
         real = data.images[data.labels == c]
         is_real = [any(np.array_equal(image, r) for r in real) for image in part]
         assert is_real == [False] * synthetic + [True] * (count - synthetic), c
+        # Random oversampling's draw: uniform with replacement, from the shard's own seed.
+        rng = np.random.default_rng(np.random.SeedSequence([3, c, 0, *REPEAT_KEY]))
+        np.testing.assert_array_equal(part[synthetic:], real[rng.integers(0, len(real), size=count - synthetic)])
         start += count
     again = DeepSMOTE(GOLDEN_BUNDLE, sampling_strategy=STRATEGY, random_state=3, synthetic_share=0.5, batch_size=3)
     np.testing.assert_array_equal(again.fit_resample(data.images, data.labels)[0], X)
