@@ -261,3 +261,20 @@ def test_cli_reports_acceptance_and_refuses_a_resume_with_another_filter(
 def test_add_classifier_refuses_a_second_classifier_on_the_command_line(gated_bundle, fmnist_mini, capsys):
     code, _, err = run_main(["add-classifier", gated_bundle, fmnist_mini, "--steps", "30"], capsys)
     assert code == 1 and err.count("\n") == 1 and "pass --overwrite to replace it" in err
+
+
+def test_train_with_classifier_then_generate_filtered_end_to_end(fmnist_mini, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    tiny = ["--epochs", "1", "--width", "4", "--latent-dim", "8", "--device", "cpu", "-q"]
+    code, stdout, err = run_main(
+        ["train", fmnist_mini, "--out", bundle, *tiny, "--classifier", "--classifier-steps", "20"], capsys
+    )
+    assert code == 0, err
+    assert "classifier training accuracy" in stdout and load_bundle(bundle).manifest.classifier.config["steps"] == 20
+    out = tmp_path / "out"
+    args = ["generate", bundle, fmnist_mini, "--out", out, "--strategy", '{"9": 8}', "--filter", "0.05"]
+    code, stdout, err = run_main([*args, "--synthetic-share", "0.5", "-q"], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["9"] == {"original": 4, "synthetic": 2, "repeated": 2, "total": 8}
+    assert summary["acceptance"]["9"]["accepted"] == 2
