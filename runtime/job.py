@@ -259,7 +259,7 @@ def generate_dataset(
     if threshold is not None and loaded.classifier_bytes is None:
         raise DeepSMOTEError(
             f"`filter_threshold` needs a classifier in the bundle and {loaded.path} has none; add one with "
-            "`deepsmote add-classifier BUNDLE DATA` (or train with `deepsmote train --classifier`)"
+            "'deepsmote add-classifier BUNDLE DATA' (or train with 'deepsmote train --classifier')"
         )
     check_image_shape(data.image_shape, loaded.image_shape)
     counts = data.class_counts()

@@ -285,7 +285,7 @@ class DeepSMOTE:
         if gate and self.bundle_.classifier_bytes is None:
             raise InvalidInputError(
                 f"`filter_threshold` needs a classifier in the bundle and {self.bundle_.path} has none; add one with "
-                "deepsmote.training.add_classifier (or `deepsmote add-classifier BUNDLE DATA`)"
+                "deepsmote.training.add_classifier (or 'deepsmote add-classifier BUNDLE DATA')"
             )
         models = open_models(self.bundle_, self.provider, self.n_threads, self.precision, classifier=gate)
         self.provider_ = models.provider
