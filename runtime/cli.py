@@ -39,6 +39,10 @@ from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_train
 _LAZY_COMMANDS = {
     "train": ("deepsmote.training.commands:train", "train an encoder/decoder and export a bundle"),
     "export": ("deepsmote.training.commands:export", "export a training checkpoint as a bundle"),
+    "add-classifier": (
+        "deepsmote.training.commands:add_classifier_command",
+        "train the quality gate's classifier into a bundle (generate --filter)",
+    ),
     "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA with a bundle (torch-free)"),
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),

@@ -16,7 +16,13 @@ __all__ = ["TRAINING_MODULES", "DeepSMOTEError", "InvalidInputError", "cli_messa
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 # Parameters whose flag is not their name with dashes.
-_FLAGS = {"k_neighbors": "--k", "sampling_strategy": "--strategy", "fmt": "--format", "n_threads": "--threads"}
+_FLAGS = {
+    "k_neighbors": "--k",
+    "sampling_strategy": "--strategy",
+    "fmt": "--format",
+    "n_threads": "--threads",
+    "filter_threshold": "--filter",
+}
 
 
 # Modules of the ``train`` extra: a command that misses one is told how to install it.

@@ -23,8 +23,11 @@ from .atomic import atomic_path
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
 from .console import LineProgress
 from .engines import ENGINES, make_engine
+from .errors import DeepSMOTEError
+from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
+from .mixing import split
 from .outdir import MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, UnitPlan, plan_mixed, plan_per_class
 from .readers import LabelledImages
@@ -64,6 +67,12 @@ class JobSettings:
         Whether OUT holds the originals too (the whole balanced set).
     sampler : str
         The latent sampler (`latent_samplers`): which codes serve as bases.
+    filter_threshold : float or None
+        The quality gate's threshold (:mod:`.gate`); None without the gate.
+    max_draw_ratio : int
+        The gate's bound on candidates drawn per sample kept.
+    synthetic_share : float
+        The share of each class's new samples that is synthetic, the rest real repeats (:mod:`.mixing`).
     """
 
     deepsmote_version: str
@@ -79,10 +88,22 @@ class JobSettings:
     precision: str
     include_originals: bool
     sampler: str = "smote"
+    filter_threshold: float | None = None
+    max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO
+    synthetic_share: float = 1.0
 
     def as_json(self) -> dict[str, Any]:
-        """The settings as the JSON object recorded in OUT."""
-        return {**asdict(self), "new_counts": list(self.new_counts)}
+        """The settings as the JSON object recorded in OUT.
+
+        The gate's and the mixing's settings only when used: a job without them records what it
+        recorded before they existed, so its OUT still resumes.
+        """
+        settings = {**asdict(self), "new_counts": list(self.new_counts)}
+        if self.filter_threshold is None:
+            del settings["filter_threshold"], settings["max_draw_ratio"]
+        if self.synthetic_share == 1.0:
+            del settings["synthetic_share"]
+        return settings
 
 
 def _byte_libraries(fmt: str) -> dict[str, str]:
@@ -95,12 +116,20 @@ def _byte_libraries(fmt: str) -> dict[str, str]:
     return libraries
 
 
-def plan_units(fmt: str, new: np.ndarray, counts: np.ndarray, shard_size: int, include_originals: bool) -> UnitPlan:
-    """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise.
+def plan_units(
+    fmt: str,
+    new: np.ndarray,
+    counts: np.ndarray,
+    shard_size: int,
+    include_originals: bool,
+    synthetic: np.ndarray | None = None,
+) -> UnitPlan:
+    """The job's output units: mixed classes for WebDataset and Parquet, one class per unit otherwise;
+    ``synthetic`` of each class's ``new`` samples synthetic, the rest real repeats (all when None).
 
     Lazy: memory O(classes) whatever the number of units."""
     plan = plan_mixed if fmt in MIXED_FORMATS else plan_per_class
-    return plan(new, counts if include_originals else None, shard_size)
+    return plan(new, counts if include_originals else None, shard_size, synthetic)
 
 
 def plan_table(
@@ -159,6 +188,17 @@ def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
     return done, samples
 
 
+def _acceptance(synthesizer: Synthesizer, classes: tuple[str, ...], engine: str) -> dict[str, Any]:
+    """Per class, the candidates the gate kept and drew in this run, and their ratio."""
+    if engine != "local":
+        # Ray workers keep their own tallies; what they drew is not sent back.
+        return {"note": f"not collected by the {engine} engine"}
+    return {
+        classes[c]: {"accepted": kept, "drawn": drawn, "rate": round(kept / drawn, 4) if drawn else None}
+        for c, (kept, drawn) in sorted(synthesizer.acceptance.items())
+    }
+
+
 def generate_dataset(
     bundle: str | os.PathLike,
     data: LabelledImages,
@@ -176,6 +216,9 @@ def generate_dataset(
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
     include_originals: bool = False,
+    filter_threshold: float | None = None,
+    max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
+    synthetic_share: float = 1.0,
     overwrite: bool = False,
     progress: bool = True,
     sampler: str = "smote",
@@ -201,6 +244,14 @@ def generate_dataset(
         Write the originals too, so that OUT is the whole balanced set.
     sampler : {'smote', 'borderline', 'adasyn'}
         Which codes serve as SMOTE bases (README, "Latent samplers").
+    filter_threshold : float, optional
+        The quality gate: keep only candidates to which the bundle's classifier gives probability
+        at least this of their class (in (0, 1]); the bundle needs ``classifier.onnx``.
+    max_draw_ratio : int
+        The gate draws at most this many candidates per sample it keeps, then fails the class.
+    synthetic_share : float
+        Share of each class's new samples that is synthetic (in [0, 1]); the rest are repeats of
+        the class's real images, drawn as random oversampling does.
 
     Returns
     -------
@@ -211,10 +262,17 @@ def generate_dataset(
     # A missing extra or a bad option is refused before the bundle is read or the sampler fitted.
     runner = make_engine(engine, engine_options or {})
     check_sampler(sampler)
+    threshold, max_draw_ratio = check_threshold(filter_threshold), check_ratio(max_draw_ratio)
     loaded = load_bundle(bundle)
+    if threshold is not None and loaded.classifier_bytes is None:
+        raise DeepSMOTEError(
+            f"`filter_threshold` needs a classifier in the bundle and {loaded.path} has none; add one with "
+            "'deepsmote add-classifier BUNDLE DATA' (or train with 'deepsmote train --classifier')"
+        )
     check_image_shape(data.image_shape, loaded.image_shape)
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
+    synthetic = split(new, synthetic_share)
     settings = JobSettings(
         deepsmote_version=version("deepsmote"),
         provider=resolve_provider(provider),
@@ -229,6 +287,9 @@ def generate_dataset(
         precision=precision,
         include_originals=include_originals,
         sampler=sampler,
+        filter_threshold=threshold,
+        max_draw_ratio=max_draw_ratio,
+        synthetic_share=float(synthetic_share),
     )
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
@@ -244,7 +305,7 @@ def generate_dataset(
             stacklevel=2,
         )
     check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
-    models = open_models(loaded, provider, threads, precision)
+    models = open_models(loaded, provider, threads, precision, classifier=threshold is not None)
     synthesizer = Synthesizer.fit(
         models,
         ImageLayout.of(data.images, loaded.image_shape),
@@ -259,11 +320,14 @@ def generate_dataset(
         batch_size=batch_size,
         precision=precision,
         sampler=sampler,
+        synthetic_counts=synthetic,
+        filter_threshold=threshold,
+        max_draw_ratio=max_draw_ratio,
     )
     if include_originals:
         synthesizer = synthesizer.keeping_originals(data.images)
     fitted = time.perf_counter()
-    shards = plan_units(fmt, new, counts, shard_size, include_originals)
+    shards = plan_units(fmt, new, counts, shard_size, include_originals, synthetic)
     total = shards.total
     with output:
         # What is done is read from the done marks, what is left is taken from the lazy plan on the
@@ -304,7 +368,12 @@ def generate_dataset(
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
             "classes": list(data.classes),
             "counts": {
-                name: {"original": int(counts[c]), "synthetic": int(new[c]), "total": int(counts[c] + new[c])}
+                name: {
+                    "original": int(counts[c]),
+                    "synthetic": int(synthetic[c]),
+                    **({"repeated": int(new[c] - synthetic[c])} if synthetic_share != 1.0 else {}),
+                    "total": int(counts[c] + new[c]),
+                }
                 for c, name in enumerate(data.classes)
             },
             "neighbors_used": {
@@ -318,6 +387,9 @@ def generate_dataset(
             "shard_size": shard_size,
             "precision": precision,
             "include_originals": include_originals,
+            "synthetic_share": float(synthetic_share),
+            "filter_threshold": threshold,
+            **({"acceptance": _acceptance(synthesizer, data.classes, engine)} if threshold is not None else {}),
             "settings": settings.as_json(),
             "shards": {"total": len(shards), "skipped_as_done": done_units},
             "engine": engine,

@@ -35,11 +35,20 @@ class Shard:
         Position of the shard within its class.
     count : int
         Samples in this shard (``shard_size`` except for a class's last shard).
+    repeats : int
+        How many of them, the last ones, are repeats of real images rather than synthetic
+        (``synthetic_share`` below 1; :mod:`.mixing`).
     """
 
     class_index: int
     shard_index: int
     count: int
+    repeats: int = 0
+
+    @property
+    def synthetic_count(self) -> int:
+        """Synthetic samples in this shard: ``count - repeats``."""
+        return self.count - self.repeats
 
     @property
     def name(self) -> str:
@@ -69,15 +78,24 @@ class ShardPlan(Sequence[Shard]):
         int, shape (K,), new samples per class; non-negative.
     shard_size : int
         Samples per shard, at least 1.
+    synthetic_counts : np.ndarray, optional
+        int, shape (K,), how many of each class's new samples are synthetic, the rest repeats of
+        real images (:func:`.mixing.split`); all of them when None.
     """
 
-    def __init__(self, new_counts: np.ndarray | Sequence[int], shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+    def __init__(
+        self,
+        new_counts: np.ndarray | Sequence[int],
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        synthetic_counts: np.ndarray | Sequence[int] | None = None,
+    ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {shard_size}")
         self.counts = tuple(int(n) for n in new_counts)
         if any(n < 0 for n in self.counts):
             raise ValueError(f"new sample counts must be non-negative, got {list(self.counts)}")
         self.shard_size = int(shard_size)
+        self.synthetic_counts = self.counts if synthetic_counts is None else tuple(int(n) for n in synthetic_counts)
         # Python integers: a sum over classes cannot overflow.
         self.per_class = tuple(-(-n // self.shard_size) for n in self.counts)
         self._ends = tuple(itertools.accumulate(self.per_class))
@@ -104,10 +122,25 @@ class ShardPlan(Sequence[Shard]):
     def shard(self, class_index: int, shard_index: int) -> Shard:
         """Shard ``shard_index`` of class ``class_index``."""
         start = shard_index * self.shard_size
-        return Shard(class_index, shard_index, min(self.shard_size, self.counts[class_index] - start))
+        count = min(self.shard_size, self.counts[class_index] - start)
+        repeats = count - synthetic_between(
+            start, start + count, self.synthetic_counts[class_index], self.counts[class_index]
+        )
+        return Shard(class_index, shard_index, count, repeats)
 
 
-def plan_shards(new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardPlan:
+def synthetic_between(start: int, stop: int, synthetic: int, total: int) -> int:
+    """How many of a class's new samples ``start:stop`` are synthetic when ``synthetic`` of its
+    ``total`` are: ``floor(stop·s/t) − floor(start·s/t)``, so they are spread evenly over the
+    class and add up to exactly ``synthetic`` (Python integers, no rounding)."""
+    if synthetic == total:
+        return stop - start
+    return stop * synthetic // total - start * synthetic // total
+
+
+def plan_shards(
+    new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE, synthetic_counts: np.ndarray | None = None
+) -> ShardPlan:
     """Cut each class's new samples into fixed-size shards.
 
     Parameters
@@ -116,13 +149,15 @@ def plan_shards(new_counts: np.ndarray, shard_size: int = DEFAULT_SHARD_SIZE) ->
         int, shape (K,), new samples per class.
     shard_size : int
         Samples per shard.
+    synthetic_counts : np.ndarray, optional
+        int, shape (K,), how many of them are synthetic (the rest real repeats); all when None.
 
     Returns
     -------
     ShardPlan
         In class order, then shard order; lazy, memory O(K).
     """
-    return ShardPlan(new_counts, shard_size)
+    return ShardPlan(new_counts, shard_size, synthetic_counts)
 
 
 @dataclass(frozen=True)
@@ -144,8 +179,10 @@ class Draws:
     gap: np.ndarray
 
 
-def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int, weights: np.ndarray | None = None) -> Draws:
-    """The shard's base indices, neighbour slots and gaps.
+def draw_shard(
+    seed: int, shard: Shard, n_class: int, n_neighbors: int, weights: np.ndarray | None = None, round_index: int = 0
+) -> Draws:
+    """The shard's base indices, neighbour slots and gaps: ``shard.synthetic_count`` of each.
 
     Parameters
     ----------
@@ -159,14 +196,19 @@ def draw_shard(seed: int, shard: Shard, n_class: int, n_neighbors: int, weights:
     weights : np.ndarray, optional
         float64, shape (n_class,): the bases' weights under a latent sampler (`latent_samplers`);
         None draws them uniformly.
+    round_index : int
+        Candidate round of the quality gate (:mod:`.gate`): round 0 is seeded by
+        ``SeedSequence([seed, class_index, shard_index])``, round r > 0 by ``[..., r]``.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, shard.class_index, shard.shard_index]))
+    key = [seed, shard.class_index, shard.shard_index, *([round_index] if round_index else [])]
+    rng = np.random.default_rng(np.random.SeedSequence(key))
+    count = shard.synthetic_count
     if weights is None:
-        base = rng.integers(0, n_class, size=shard.count, dtype=np.int64)
+        base = rng.integers(0, n_class, size=count, dtype=np.int64)
     else:
-        base = draw_bases(rng, weights, shard.count)
-    slot = rng.integers(0, n_neighbors, size=shard.count, dtype=np.int64)
-    gap = rng.random(shard.count, dtype=np.float32)
+        base = draw_bases(rng, weights, count)
+    slot = rng.integers(0, n_neighbors, size=count, dtype=np.int64)
+    gap = rng.random(count, dtype=np.float32)
     return Draws(base, slot, gap)
 
 
@@ -234,7 +276,7 @@ class Unit:
         for r in self.real:
             parts.setdefault(r.class_index, []).extend((False, j) for j in range(r.count))
         for s in self.synthetic:
-            parts.setdefault(s.class_index, []).extend((True, j) for j in range(s.count))
+            parts.setdefault(s.class_index, []).extend((j < s.synthetic_count, j) for j in range(s.count))
         classes = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in parts.items()] or [np.zeros(0, int)])
         keys = np.concatenate([(np.arange(len(p)) + 0.5) / len(p) for p in parts.values()] or [np.zeros(0)])
         flat = [item for p in parts.values() for item in p]
@@ -293,8 +335,9 @@ class PerClassPlan(UnitPlan):
         new_counts: np.ndarray | Sequence[int],
         real_counts: np.ndarray | Sequence[int] | None,
         shard_size: int = DEFAULT_SHARD_SIZE,
+        synthetic_counts: np.ndarray | Sequence[int] | None = None,
     ) -> None:
-        self.synthetic = ShardPlan(new_counts, shard_size)
+        self.synthetic = ShardPlan(new_counts, shard_size, synthetic_counts)
         self.real = ShardPlan([0] * len(self.synthetic.counts) if real_counts is None else real_counts, shard_size)
 
     def __len__(self) -> int:
@@ -346,10 +389,12 @@ class MixedPlan(UnitPlan):
         new_counts: np.ndarray | Sequence[int],
         real_counts: np.ndarray | Sequence[int] | None,
         shard_size: int = DEFAULT_SHARD_SIZE,
+        synthetic_counts: np.ndarray | Sequence[int] | None = None,
     ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {shard_size}")
         self.new = np.asarray(new_counts, dtype=np.int64).reshape(-1)
+        self.synthetic_counts = self.new.tolist() if synthetic_counts is None else [int(n) for n in synthetic_counts]
         self.real = np.zeros_like(self.new) if real_counts is None else np.asarray(real_counts, dtype=np.int64)
         self.totals = self.new + self.real
         if (self.totals < 0).any() or (self.totals >= 2**52).any():
@@ -422,7 +467,9 @@ class MixedPlan(UnitPlan):
             if min(stop, n_real) > start:
                 originals.append(RealSlice(c, start, min(stop, n_real)))
             if stop > max(start, n_real):
-                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+                first, last, new = max(start, n_real) - n_real, stop - n_real, int(self.new[c])
+                made = synthetic_between(first, last, self.synthetic_counts[c], new)
+                synthetic.append(Shard(c, t, last - first, last - first - made))
         return Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals))
 
     def position(self, class_index: int, j: int) -> int:
@@ -452,7 +499,10 @@ class MixedPlan(UnitPlan):
 
 
 def plan_per_class(
-    new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
+    new_counts: np.ndarray,
+    real_counts: np.ndarray | None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    synthetic_counts: np.ndarray | None = None,
 ) -> PerClassPlan:
     """One unit per shard of one class (ImageFolder, NPZ): the shards of :func:`plan_shards`.
 
@@ -463,6 +513,8 @@ def plan_per_class(
     real_counts : np.ndarray or None
         int, shape (K,), originals per class to copy too; None copies none.
     shard_size : int
+    synthetic_counts : np.ndarray, optional
+        int, shape (K,), how many of the new samples are synthetic, the rest real repeats.
 
     Returns
     -------
@@ -470,11 +522,14 @@ def plan_per_class(
         Lazy, memory O(K): each class's originals (``real-class-CCCC-shard-SSSSSS``), then the
         synthetic shards (``class-CCCC-shard-SSSSSS``).
     """
-    return PerClassPlan(new_counts, real_counts, shard_size)
+    return PerClassPlan(new_counts, real_counts, shard_size, synthetic_counts)
 
 
 def plan_mixed(
-    new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int = DEFAULT_SHARD_SIZE
+    new_counts: np.ndarray,
+    real_counts: np.ndarray | None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    synthetic_counts: np.ndarray | None = None,
 ) -> MixedPlan:
     """Units that mix the classes (WebDataset, Parquet): each holds every class in proportion.
 
@@ -487,7 +542,7 @@ def plan_mixed(
 
     Parameters
     ----------
-    new_counts, real_counts, shard_size
+    new_counts, real_counts, shard_size, synthetic_counts
         As for :func:`plan_per_class`.
 
     Returns
@@ -495,4 +550,4 @@ def plan_mixed(
     MixedPlan
         Lazy, memory O(K); units named ``000000``, ``000001``, ...
     """
-    return MixedPlan(new_counts, real_counts, shard_size)
+    return MixedPlan(new_counts, real_counts, shard_size, synthetic_counts)

@@ -21,8 +21,10 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle, open_models
 from .errors import DeepSMOTEError, InvalidInputError
+from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
+from .mixing import check_share, split
 from .plan import DEFAULT_SHARD_SIZE
 from .strategy import new_sample_counts
 from .synthesis import Synthesizer
@@ -132,6 +134,14 @@ class DeepSMOTE:
         Which codes serve as SMOTE bases: all of a class (``'smote'``), those in danger
         (Borderline-SMOTE-1) or those weighted by their share of other classes' neighbours (ADASYN),
         imbalanced-learn's definitions in code space (README, "Latent samplers").
+    filter_threshold : float or None, default None
+        The quality gate: keep only candidates to which the bundle's classifier
+        (``classifier.onnx``) gives at least this probability of their class, in (0, 1].
+    max_draw_ratio : int, default 50
+        The gate draws at most this many candidates per sample kept, then fails the class.
+    synthetic_share : float, default 1.0
+        Share of each class's new samples that is synthetic; the rest repeat its real images
+        (drawn as random oversampling does) and come after the synthetic ones of their shard.
 
     Attributes
     ----------
@@ -160,6 +170,9 @@ class DeepSMOTE:
         shard_size: int = DEFAULT_SHARD_SIZE,
         precision: str = "fp32",
         sampler: str = "smote",
+        filter_threshold: float | None = None,
+        max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
+        synthetic_share: float = 1.0,
     ) -> None:
         self.bundle = bundle
         self.sampling_strategy = sampling_strategy
@@ -171,6 +184,9 @@ class DeepSMOTE:
         self.shard_size = shard_size
         self.precision = precision
         self.sampler = sampler
+        self.filter_threshold = filter_threshold
+        self.max_draw_ratio = max_draw_ratio
+        self.synthetic_share = synthetic_share
 
     # --- scikit-learn's estimator protocol ---------------------------------------------------
 
@@ -237,6 +253,9 @@ class DeepSMOTE:
         check_sampler(self.sampler)
         if isinstance(self.random_state, int | np.integer | bool):
             seed_from(self.random_state)  # refuses a bad one before any work
+        check_threshold(self.filter_threshold)
+        check_ratio(self.max_draw_ratio)
+        check_share(self.synthetic_share)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.
@@ -270,7 +289,13 @@ class DeepSMOTE:
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), y)
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
         self.seed_ = seed_from(self.random_state)
-        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
+        gate = self.filter_threshold is not None
+        if gate and self.bundle_.classifier_bytes is None:
+            raise InvalidInputError(
+                f"`filter_threshold` needs a classifier in the bundle and {self.bundle_.path} has none; add one with "
+                "deepsmote.training.add_classifier (or 'deepsmote add-classifier BUNDLE DATA')"
+            )
+        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision, classifier=gate)
         self.provider_ = models.provider
         self.synthesizer_ = Synthesizer.fit(
             models,
@@ -286,6 +311,9 @@ class DeepSMOTE:
             batch_size=self.batch_size,
             precision=self.precision,
             sampler=self.sampler,
+            synthetic_counts=split(new, self.synthetic_share),
+            filter_threshold=self.filter_threshold,
+            max_draw_ratio=self.max_draw_ratio,
         )
         self._X, self._y = X, y
         return self
@@ -320,7 +348,7 @@ class DeepSMOTE:
             )
 
     def fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the originals followed by the synthetic samples.
+        """Return the originals followed by the new samples (synthetic, and under mixing real repeats).
 
         Parameters
         ----------

@@ -22,8 +22,10 @@ from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, Models, open_models
 from .errors import DeepSMOTEError, InvalidInputError
+from .gate import DEFAULT_MAX_DRAW_RATIO, gate_shard
 from .latent_samplers import base_weights, check_sampler
 from .layout import ImageLayout
+from .mixing import draw_repeats
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
@@ -123,6 +125,24 @@ def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: 
     return models.decode(z, batch_size=batch_size)
 
 
+def gate_columns(bundle: Bundle, class_names: list[str], synthetic: np.ndarray) -> tuple[int, ...]:
+    """Per class, the column of the bundle's classifier that scores it: the bundle class of its name.
+
+    Raises
+    ------
+    InvalidInputError
+        For a class that gets synthetic samples and is not one of the bundle's classes.
+    """
+    columns = {name: i for i, name in enumerate(bundle.classes)}
+    for name, made in zip(class_names, synthetic, strict=True):
+        if made and name not in columns:
+            raise InvalidInputError(
+                f"`filter_threshold`: class '{name}' is not one of the classes the bundle's classifier knows "
+                f"({', '.join(bundle.classes[:6])}...); filter only data with the bundle's classes"
+            )
+    return tuple(columns.get(name, -1) for name in class_names)
+
+
 @dataclass(frozen=True)
 class Samples:
     """One output unit's samples in written order, with where each came from.
@@ -178,8 +198,19 @@ class Synthesizer:
     members : tuple of np.ndarray
         Per class, int64 (n_c,), the DATA index of each of its samples (provenance).
     originals : tuple of np.ndarray
-        Per class, its original images in the caller's layout, when the job copies them
-        (:meth:`keeping_originals`); empty otherwise.
+        Per class, its original images in the caller's layout, when the job copies or repeats
+        them (:meth:`keeping_originals`, ``synthetic_counts``); empty otherwise.
+    filter_threshold : float or None
+        The quality gate (:mod:`.gate`): candidates need this probability of their class; None
+        keeps every candidate.
+    max_draw_ratio : int
+        The gate's rounds of candidates per shard at most.
+    gate_columns : tuple of int
+        Per class, the classifier's output for it (the bundle class of the same name); empty
+        without the gate.
+    acceptance : dict
+        Per class index, [accepted, drawn] candidates of the shards this object made (the gate's
+        record for the summary; not shipped to other processes).
     """
 
     bundle: Bundle
@@ -193,7 +224,13 @@ class Synthesizer:
     precision: str
     members: tuple[np.ndarray, ...] = ()
     originals: tuple[np.ndarray, ...] = ()
+    filter_threshold: float | None = None
+    max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO
+    gate_columns: tuple[int, ...] = ()
+    acceptance: dict[int, list[int]] = field(default_factory=dict, repr=False, compare=False)
     _models: list[Models] = field(default_factory=list, repr=False, compare=False)
+    # The last shard made, so that samples() and images() of one shard run the gate once.
+    _last: list[tuple[Shard, Draws, np.ndarray]] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def fit(
@@ -212,6 +249,9 @@ class Synthesizer:
         batch_size: int | None,
         precision: str,
         sampler: str = "smote",
+        synthetic_counts: np.ndarray | None = None,
+        filter_threshold: float | None = None,
+        max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
     ) -> Synthesizer:
         """Encode the classes that grow, find their neighbours and plan their shards.
 
@@ -228,15 +268,23 @@ class Synthesizer:
         class_names : list of str
             For messages.
         new_counts : np.ndarray
-            int, shape (K,), synthetic samples per class (the strategy, resolved once).
+            int, shape (K,), new samples per class (the strategy, resolved once).
+        synthetic_counts : np.ndarray, optional
+            int, shape (K,), how many of them are synthetic, the rest repeats of real images
+            (:mod:`.mixing`); all when None.
+        filter_threshold : float, optional
+            The quality gate's threshold (:mod:`.gate`); ``models`` must have the classifier open.
+        max_draw_ratio : int
+            The gate's rounds of candidates per shard at most.
         sampler : {'smote', 'borderline', 'adasyn'}
             Which codes serve as bases (`latent_samplers`); the latter two encode every class.
         """
         check_sampler(sampler)
         set_kernel_threads(threads)
+        synthetic = new_counts if synthetic_counts is None else synthetic_counts
         latents = tuple(
-            fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if new > 0 else None
-            for c, new in enumerate(int(n) for n in new_counts)
+            fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if made > 0 else None
+            for c, made in enumerate(int(n) for n in synthetic)
         )
         if sampler != "smote":
             codes = [
@@ -251,8 +299,9 @@ class Synthesizer:
                 None if fitted is None else replace(fitted, weights=w)
                 for fitted, w in zip(latents, weights, strict=True)
             )
-        shards = plan_shards(new_counts, shard_size)
+        shards = plan_shards(new_counts, shard_size, synthetic_counts)
         members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
+        repeats = any(int(n) != int(m) for n, m in zip(new_counts, synthetic, strict=True))
         return cls(
             models.bundle,
             layout,
@@ -264,34 +313,77 @@ class Synthesizer:
             batch_size,
             precision,
             members=members,
+            originals=tuple(images[m] for m in members) if repeats else (),
+            filter_threshold=filter_threshold,
+            max_draw_ratio=max_draw_ratio,
+            gate_columns=() if filter_threshold is None else gate_columns(models.bundle, class_names, synthetic),
             _models=[models],
         )
 
     def keeping_originals(self, images: np.ndarray) -> Synthesizer:
         """A copy that also holds each class's originals, taken from ``images`` (the fitted X)."""
-        return replace(self, originals=tuple(images[m] for m in self.members), _models=self._models)
+        return replace(
+            self,
+            originals=tuple(images[m] for m in self.members),
+            acceptance=self.acceptance,
+            _models=self._models,
+            _last=self._last,
+        )
 
-    def draws(self, shard: Shard) -> Draws:
-        """The shard's random choices (``docs/design.md`` §4)."""
-        latents = self.latents[shard.class_index]
-        if latents is None:
-            raise ValueError(f"class {shard.class_index} was not fitted for growth")
-        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
+    def made(self, shard: Shard) -> tuple[Draws, np.ndarray]:
+        """The draws of the shard's synthetic samples (``docs/design.md`` §4) and their images.
 
-    def model_images(self, shard: Shard) -> np.ndarray:
-        """The model-space images of one shard.
+        Without the gate, the shard's draws; with it, the candidates it kept (:func:`.gate.gate_shard`).
 
         Returns
         -------
-        np.ndarray
-            float32, shape (shard.count, C, H, W), values in [-1, 1].
+        draws : Draws
+            Shape (shard.synthetic_count,) each.
+        images : np.ndarray
+            float32, shape (shard.synthetic_count, C, H, W), values in [-1, 1].
         """
+        if self._last and self._last[0][0] == shard:
+            return self._last[0][1], self._last[0][2]
         latents = self.latents[shard.class_index]
-        return synthesize(self.models(), latents, self.draws(shard), self.batch_size)
+        if latents is None:
+            raise ValueError(f"class {shard.class_index} was not fitted for growth")
+        if self.filter_threshold is None:
+            draws = draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
+            images = synthesize(self.models(), latents, draws, self.batch_size)
+        else:
+            gated = gate_shard(
+                self.models(),
+                latents.codes,
+                latents.neighbors,
+                self.seed,
+                shard,
+                weights=latents.weights,
+                threshold=self.filter_threshold,
+                max_draw_ratio=self.max_draw_ratio,
+                batch_size=self.batch_size,
+                column=self.gate_columns[shard.class_index],
+                class_name=self.bundle.classes[self.gate_columns[shard.class_index]],
+            )
+            draws, images = gated.draws, gated.images
+            tally = self.acceptance.setdefault(shard.class_index, [0, 0])
+            tally[0] += shard.synthetic_count
+            tally[1] += gated.drawn
+        self._last[:] = [(shard, draws, images)]
+        return draws, images
 
     def images(self, shard: Shard) -> np.ndarray:
-        """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape)."""
-        return self.layout.from_model(self.model_images(shard))
+        """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape):
+        its synthetic samples, then its repeats of real images."""
+        images = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
+        if shard.synthetic_count:
+            images[: shard.synthetic_count] = self.layout.from_model(self.made(shard)[1])
+        if shard.repeats:
+            images[shard.synthetic_count :] = self.originals[shard.class_index][self.repeats(shard)]
+        return images
+
+    def repeats(self, shard: Shard) -> np.ndarray:
+        """int64, shape (shard.repeats,): the positions within its class of the real samples it repeats."""
+        return draw_repeats(self.seed, shard, len(self.members[shard.class_index]))
 
     def samples(self, unit: Unit) -> Samples:
         """The images of one output unit, in its written order, with each sample's provenance."""
@@ -300,19 +392,26 @@ class Synthesizer:
         base = np.empty(unit.count, dtype=np.int64)
         neighbor = np.full(unit.count, -1, dtype=np.int64)
         gap = np.full(unit.count, np.nan, dtype=np.float32)
+        # Within a class, the unit's order keeps its originals first, then its shard's samples.
+        copied = {part.class_index: part.count for part in unit.real}
         for part in unit.real:
-            rows = (classes == part.class_index) & ~synthetic
+            rows = np.flatnonzero(classes == part.class_index)[: part.count]
             images[rows] = self.originals[part.class_index][part.start + position[rows]]
             base[rows] = self.members[part.class_index][part.start + position[rows]]
         for shard in unit.synthetic:
-            rows = (classes == shard.class_index) & synthetic
-            draws = self.draws(shard)
-            neighbors = self.latents[shard.class_index].neighbors
+            rows = np.flatnonzero(classes == shard.class_index)[copied.get(shard.class_index, 0) :]
             members = self.members[shard.class_index]
             images[rows] = self.images(shard)[position[rows]]
-            base[rows] = members[draws.base[position[rows]]]
-            neighbor[rows] = members[neighbors[draws.base, draws.slot][position[rows]]]
-            gap[rows] = draws.gap[position[rows]]
+            made = rows[position[rows] < shard.synthetic_count]
+            if len(made):
+                draws = self.made(shard)[0]
+                neighbors = self.latents[shard.class_index].neighbors
+                base[made] = members[draws.base[position[made]]]
+                neighbor[made] = members[neighbors[draws.base, draws.slot][position[made]]]
+                gap[made] = draws.gap[position[made]]
+            repeated = rows[position[rows] >= shard.synthetic_count]
+            if len(repeated):
+                base[repeated] = members[self.repeats(shard)[position[repeated] - shard.synthetic_count]]
         return Samples(images, classes, synthetic, base, neighbor, gap)
 
     def models(self) -> Models:
@@ -321,17 +420,18 @@ class Synthesizer:
             # A copy in another process runs on the provider the job was fitted on, never a
             # silent fallback that could change the bytes.
             provider = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
-            self._models.append(open_models(self.bundle, provider, self.threads, self.precision))
+            gate = self.filter_threshold is not None
+            self._models.append(open_models(self.bundle, provider, self.threads, self.precision, classifier=gate))
             set_kernel_threads(self.threads)
         return self._models[0]
 
     def with_threads(self, threads: int) -> Synthesizer:
         """A copy whose sessions and kernels use ``threads`` (for a worker with its own CPUs)."""
-        return replace(self, threads=threads, _models=[])
+        return replace(self, threads=threads, _models=[], _last=[])
 
     def __getstate__(self) -> dict[str, Any]:
         # onnxruntime sessions do not pickle: a copy opens its own.
-        return {**self.__dict__, "_models": []}
+        return {**self.__dict__, "_models": [], "_last": [], "acceptance": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

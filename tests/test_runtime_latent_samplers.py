@@ -90,7 +90,7 @@ def test_bases_follow_the_weights_in_the_documented_order(fitted, sampler):
     synthesizer = fitted[sampler].synthesizer_
     for shard in synthesizer.shards:
         latents = synthesizer.latents[shard.class_index]
-        draws = synthesizer.draws(shard)
+        draws = synthesizer.made(shard)[0]
         rng = np.random.default_rng(np.random.SeedSequence([SEED, shard.class_index, shard.shard_index]))
         np.testing.assert_array_equal(draws.base, naive.weighted_draw(rng.random(shard.count), latents.weights))
         np.testing.assert_array_equal(draws.slot, rng.integers(0, latents.n_neighbors, size=shard.count))

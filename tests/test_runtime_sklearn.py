@@ -40,6 +40,9 @@ def test_clone_gives_an_unfitted_equal_copy():
         "shard_size",
         "precision",
         "sampler",
+        "filter_threshold",
+        "max_draw_ratio",
+        "synthetic_share",
     }
     assert copy.set_params(k_neighbors=4) is copy and copy.k_neighbors == 4 and sampler.k_neighbors == 3
     with pytest.raises(ValueError, match="invalid parameter 'k'"):

@@ -9,7 +9,18 @@ public API (docs/design.md §7).
 from __future__ import annotations
 
 from .export import export_bundle
+from .gate import GateConfig, add_classifier
 from .model import Decoder, Encoder, ModelConfig
 from .trainer import TrainConfig, load_checkpoint, train
 
-__all__ = ["Decoder", "Encoder", "ModelConfig", "TrainConfig", "export_bundle", "load_checkpoint", "train"]
+__all__ = [
+    "Decoder",
+    "Encoder",
+    "GateConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "add_classifier",
+    "export_bundle",
+    "load_checkpoint",
+    "train",
+]

@@ -17,12 +17,14 @@ from deepsmote.runtime.readers import read_dataset
 from deepsmote.runtime.resize import parse_resize
 
 from .export import export_bundle, refuse_existing
+from .gate import GateConfig, add_classifier
 from .loss import LOSSES, PENALTIES
 from .model import ARCHITECTURES
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
 
 _DEFAULTS = TrainConfig()
+_GATE = GateConfig()
 
 
 @click.command()
@@ -47,6 +49,14 @@ _DEFAULTS = TrainConfig()
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out; without --resume, start --run-dir over.")
+@click.option(
+    "--classifier",
+    is_flag=True,
+    help="Also train the quality gate's classifier on DATA and add it to the bundle (generate --filter).",
+)
+@click.option(
+    "--classifier-steps", type=int, default=_GATE.steps, show_default=True, help="Adam steps of that classifier."
+)
 @verbosity_options
 def train(
     data: Path,
@@ -69,6 +79,8 @@ def train(
     run_dir: Path | None,
     resume: bool,
     overwrite: bool,
+    classifier: bool,
+    classifier_steps: int,
 ) -> None:
     """Train an encoder/decoder on DATA and export the best epoch as the bundle --out.
 
@@ -88,6 +100,7 @@ def train(
         seed=seed,
         device=device,  # type: ignore[arg-type]
     )
+    gate = GateConfig(steps=classifier_steps, seed=seed) if classifier else None
     size = parse_resize(resize, crop)
     out = Path(os.path.abspath(out))
     refuse_existing(out, overwrite)
@@ -96,6 +109,8 @@ def train(
         dataset, config, run_dir or out.with_name(out.name + ".run"), resume=resume, restart=overwrite and not resume
     )
     manifest = export_bundle(files.best, out, overwrite=overwrite)
+    if gate is not None:
+        manifest = add_classifier(out, dataset, gate)
     click.echo(_summary(out, manifest))
     counts = dataset.class_counts().tolist()
     click.echo(
@@ -113,9 +128,51 @@ def export(checkpoint: Path, out: Path, overwrite: bool) -> None:
     click.echo(_summary(out, export_bundle(checkpoint, out, overwrite=overwrite)))
 
 
+@click.command("add-classifier")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--labels", type=click.Path(path_type=Path), help="IDX labels file, if not found by name.")
+@resize_options
+@click.option("--steps", type=int, default=_GATE.steps, show_default=True, help="Adam steps.")
+@click.option("--width", type=int, default=_GATE.width, show_default=True, help="Channels of the first conv.")
+@click.option("--batch-size", type=int, default=_GATE.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_GATE.lr, show_default=True, help="Adam's initial learning rate.")
+@click.option("--seed", type=int, default=_GATE.seed, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the classifier BUNDLE already has.")
+@verbosity_options
+def add_classifier_command(
+    bundle: Path,
+    data: Path,
+    labels: Path | None,
+    resize: str | None,
+    crop: str,
+    steps: int,
+    width: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Train the quality gate's classifier on DATA and add it to BUNDLE as classifier.onnx.
+
+    DATA must have the bundle's classes and image size (the data the bundle was trained on). The
+    bundle is rewritten whole beside itself and renamed into place: a failure leaves it as it was.
+    """
+    config = GateConfig(width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    dataset = read_dataset(data, labels, resize=parse_resize(resize, crop))
+    manifest = add_classifier(bundle, dataset, config, overwrite=overwrite)
+    click.echo(_summary(bundle, manifest))
+
+
 def _summary(out: Path, manifest: Manifest) -> str:
-    training, export_info = manifest.training, manifest.export
+    training, export_info, gate = manifest.training, manifest.export, manifest.classifier
+    classifier = (
+        f"; classifier training accuracy {gate.train_accuracy:.3f} (balanced {gate.train_balanced_accuracy:.3f}), "
+        f"ONNX max_abs_diff {gate.max_abs_diff:.2e}"
+        if gate is not None
+        else ""
+    )
     return (
         f"wrote {out}: epoch {training.epochs_run}, loss {training.final_losses['loss']:.5f}, "
-        f"ONNX max_abs_diff {export_info.max_abs_diff:.2e}"
+        f"ONNX max_abs_diff {export_info.max_abs_diff:.2e}{classifier}"
     )

@@ -8,6 +8,9 @@ check done once, the one session factory, the encoder/decoder pair, and reduced 
 from .graphs import MalformedModel, external_data_locations, graph_signature
 from .loading import Bundle, load_bundle, read_manifest, sha256_bytes, sha256_file
 from .manifest import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_INPUT,
+    CLASSIFIER_OUTPUT,
     CPU_DECODER_FILE,
     DECODER_FILE,
     DECODER_INPUT,
@@ -17,6 +20,7 @@ from .manifest import (
     ENCODER_OUTPUT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    ClassifierRecord,
     ExportRecord,
     Manifest,
     TrainingRecord,
@@ -26,6 +30,9 @@ from .precision import PRECISIONS, decoder_graph
 from .session import CPU_PROVIDER, PROVIDERS, Provider, create_session, import_onnxruntime, resolve_provider
 
 __all__ = [
+    "CLASSIFIER_FILE",
+    "CLASSIFIER_INPUT",
+    "CLASSIFIER_OUTPUT",
     "CPU_DECODER_FILE",
     "CPU_DECODE_BATCH",
     "CPU_PROVIDER",
@@ -41,6 +48,7 @@ __all__ = [
     "PRECISIONS",
     "PROVIDERS",
     "Bundle",
+    "ClassifierRecord",
     "ExportRecord",
     "MalformedModel",
     "Manifest",

@@ -1,7 +1,7 @@
 """Loading a bundle: every check that makes it safe to run, done once, giving a verified :class:`Bundle`.
 
 A bundle is a directory with ``encoder.onnx``, ``decoder.onnx`` and ``deepsmote.json``, and
-optionally ``decoder_cpu.onnx`` (``docs/design.md`` §2). The runtime treats it as untrusted:
+optionally ``decoder_cpu.onnx`` and ``classifier.onnx`` (``docs/design.md`` §2). The runtime treats it as untrusted:
 the manifest is type-checked, each ONNX file must match its sha256, graphs with external-data
 references are refused (onnxruntime would resolve them against the working directory), each
 graph's input and output names, element types and shapes must be those the manifest implies
@@ -22,6 +22,9 @@ from pathlib import Path
 from ..errors import DeepSMOTEError
 from .graphs import MalformedModel, ValueInfo, external_data_locations, graph_signature
 from .manifest import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_INPUT,
+    CLASSIFIER_OUTPUT,
     CPU_DECODER_FILE,
     DECODER_FILE,
     DECODER_INPUT,
@@ -50,6 +53,8 @@ class Bundle:
         The ONNX graphs whose sha256 matched the manifest.
     cpu_decoder_bytes : bytes or None
         ``decoder_cpu.onnx`` when the bundle has one, checked the same way.
+    classifier_bytes : bytes or None
+        ``classifier.onnx`` (the quality gate) when the bundle has one, checked the same way.
     """
 
     path: Path
@@ -57,6 +62,7 @@ class Bundle:
     encoder_bytes: bytes = field(repr=False)
     decoder_bytes: bytes = field(repr=False)
     cpu_decoder_bytes: bytes | None = field(default=None, repr=False)
+    classifier_bytes: bytes | None = field(default=None, repr=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -180,8 +186,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         ENCODER_FILE: ((ENCODER_INPUT, image), (ENCODER_OUTPUT, latent)),
         DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
         CPU_DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
+        CLASSIFIER_FILE: ((CLASSIFIER_INPUT, image), (CLASSIFIER_OUTPUT, ("N", len(manifest.classes)))),
     }
-    graphs = []
+    graphs = {}
     for name in manifest.graph_files:
         file = bundle / name
         if file.is_symlink() or not file.is_file():
@@ -204,8 +211,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         expect_in, expect_out = signatures[name]
         _check_signature(f"{bundle}/{name}", "input", inputs, expect_in)
         _check_signature(f"{bundle}/{name}", "output", outputs, expect_out)
-        graphs.append(data)
-    return Bundle(bundle, manifest, *graphs)
+        graphs[name] = data
+    return Bundle(
+        bundle,
+        manifest,
+        graphs[ENCODER_FILE],
+        graphs[DECODER_FILE],
+        graphs.get(CPU_DECODER_FILE),
+        graphs.get(CLASSIFIER_FILE),
+    )
 
 
 def _check_signature(which: str, kind: str, found: list[ValueInfo], expected: tuple[str, tuple]) -> None:

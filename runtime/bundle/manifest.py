@@ -17,6 +17,9 @@ from typing import Any
 from ..errors import DeepSMOTEError
 
 __all__ = [
+    "CLASSIFIER_FILE",
+    "CLASSIFIER_INPUT",
+    "CLASSIFIER_OUTPUT",
     "CPU_DECODER_FILE",
     "DECODER_FILE",
     "DECODER_INPUT",
@@ -26,6 +29,7 @@ __all__ = [
     "ENCODER_OUTPUT",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "ClassifierRecord",
     "ExportRecord",
     "Manifest",
     "TrainingRecord",
@@ -37,9 +41,13 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 # The same decoder arranged to run faster on onnxruntime's CPU provider; optional.
 CPU_DECODER_FILE = "decoder_cpu.onnx"
+# The quality gate's classifier (``generate --filter``); optional.
+CLASSIFIER_FILE = "classifier.onnx"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
+OPTIONAL_FILES = (CPU_DECODER_FILE, CLASSIFIER_FILE)
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"
 DECODER_INPUT, DECODER_OUTPUT = "latent", "image"
+CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "image", "probabilities"
 
 _REQUIRED_FIELDS: dict[str, type] = {
     "format_version": int,
@@ -107,6 +115,34 @@ class ExportRecord:
 
 
 @dataclass(frozen=True)
+class ClassifierRecord:
+    """How the bundle's classifier (``classifier.onnx``) was trained and checked.
+
+    Attributes
+    ----------
+    config : dict
+        The classifier's training configuration (``ClassifierConfig`` as a dict).
+    train_accuracy : float or None
+        Accuracy on the data it was trained on, in eval mode.
+    train_balanced_accuracy : float or None
+        The same, averaged over classes.
+    data_sha256 : str or None
+        :meth:`LabelledImages.fingerprint` of that data.
+    max_abs_diff : float or None
+        The largest ONNX-vs-torch difference of its probabilities.
+    checks : tuple of dict
+        Every comparison: graph, inputs, batch, max_abs_diff.
+    """
+
+    config: dict[str, Any] = field(default_factory=dict)
+    train_accuracy: float | None = None
+    train_balanced_accuracy: float | None = None
+    data_sha256: str | None = None
+    max_abs_diff: float | None = None
+    checks: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed, checked ``deepsmote.json``.
 
@@ -122,6 +158,8 @@ class Manifest:
     export : ExportRecord
     files : dict
         sha256 of each ONNX file, by file name.
+    classifier : ClassifierRecord or None
+        Present when the bundle holds ``classifier.onnx``.
     format_version : int
     pixel_range : tuple of int
         Always (-1, 1).
@@ -135,11 +173,12 @@ class Manifest:
     files: dict[str, str]
     format_version: int = FORMAT_VERSION
     pixel_range: tuple[int, int] = (-1, 1)
+    classifier: ClassifierRecord | None = None
 
     @property
     def graph_files(self) -> tuple[str, ...]:
-        """The ONNX files of the bundle: encoder, decoder, and the CPU decoder when listed."""
-        return (*ONNX_FILES, CPU_DECODER_FILE) if CPU_DECODER_FILE in self.files else ONNX_FILES
+        """The ONNX files of the bundle: encoder, decoder, and the CPU decoder and classifier when listed."""
+        return _graph_files(self.files)
 
     @property
     def fingerprint(self) -> str:
@@ -157,6 +196,12 @@ class Manifest:
             "training": {**asdict(self.training), "logs": list(self.training.logs)},
             "export": {**asdict(self.export), "checks": list(self.export.checks)},
             "files": dict(self.files),
+            # Written only when there is one, so a bundle without a classifier reads as before.
+            **(
+                {"classifier": {**asdict(self.classifier), "checks": list(self.classifier.checks)}}
+                if self.classifier
+                else {}
+            ),
         }
 
     @classmethod
@@ -178,7 +223,25 @@ class Manifest:
             files=dict(data["files"]),
             format_version=data["format_version"],
             pixel_range=(-1, 1),
+            classifier=_classifier_record(data, where),
         )
+
+
+def _graph_files(files: dict[str, Any]) -> tuple[str, ...]:
+    return (*ONNX_FILES, *(name for name in OPTIONAL_FILES if name in files))
+
+
+def _classifier_record(data: dict[str, Any], where: Path) -> ClassifierRecord | None:
+    record = data.get("classifier")
+    if record is None:
+        if CLASSIFIER_FILE in data["files"]:
+            raise DeepSMOTEError(f"{where}: manifest lists {CLASSIFIER_FILE} but has no 'classifier' record")
+        return None
+    if not isinstance(record, dict):
+        raise DeepSMOTEError(f"{where}: manifest field 'classifier' must be dict, got {type(record).__name__}")
+    if CLASSIFIER_FILE not in data["files"]:
+        raise DeepSMOTEError(f"{where}: manifest has a 'classifier' record but 'files' lacks {CLASSIFIER_FILE}")
+    return _record(ClassifierRecord, record, where, "classifier")
 
 
 def _record(kind: type, values: dict[str, Any], where: Path, name: str) -> Any:
@@ -221,7 +284,7 @@ def _check(manifest: Any, where: Path) -> None:
     if manifest["pixel_range"] != [-1, 1]:
         raise DeepSMOTEError(f"{where}: manifest 'pixel_range' must be [-1, 1], got {manifest['pixel_range']}")
     files = manifest["files"]
-    for name in (*ONNX_FILES, CPU_DECODER_FILE) if CPU_DECODER_FILE in files else ONNX_FILES:
+    for name in _graph_files(files):
         digest = files.get(name)
         if not isinstance(digest, str) or len(digest) != 64:
             raise DeepSMOTEError(f"{where}: manifest 'files' lacks the sha256 of {name}")

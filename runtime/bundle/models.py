@@ -30,7 +30,15 @@ import numpy as np
 
 from ..errors import DeepSMOTEError
 from .loading import Bundle
-from .manifest import CPU_DECODER_FILE, DECODER_FILE, DECODER_INPUT, ENCODER_FILE, ENCODER_INPUT
+from .manifest import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_INPUT,
+    CPU_DECODER_FILE,
+    DECODER_FILE,
+    DECODER_INPUT,
+    ENCODER_FILE,
+    ENCODER_INPUT,
+)
 from .precision import decoder_graph
 from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
@@ -53,6 +61,8 @@ class Models:
         Batches that run at once: one per CPU thread, 1 on a GPU.
     decoder_file : str
         The bundle file the decoder session runs, for messages.
+    classifier : onnxruntime.InferenceSession or None
+        The bundle's quality-gate classifier, when opened (``open_models(..., classifier=True)``).
     pool : ThreadPoolExecutor or None
         Runs batches concurrently when ``workers > 1``; None runs them in turn.
     """
@@ -63,6 +73,7 @@ class Models:
     provider: str
     workers: int = 1
     decoder_file: str = DECODER_FILE
+    classifier: Any = None
     pool: ThreadPoolExecutor | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +117,26 @@ class Models:
         batch = max(1, min(batch_size or default_decode_batch(self.provider), -(-len(z) // self.workers)))
         return self._run(self.decoder, self.decoder_file, DECODER_INPUT, z, batch, self.bundle.image_shape)
 
+    def classify(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Class probabilities of images, from the bundle's classifier.
+
+        Parameters
+        ----------
+        x : np.ndarray
+            float32, shape (N, C, H, W), values in [-1, 1].
+        batch_size : int
+            Images per onnxruntime call.
+
+        Returns
+        -------
+        np.ndarray
+            float32, shape (N, K), K the bundle's classes.
+        """
+        if self.classifier is None:
+            raise ValueError("the classifier session was not opened (open_models(..., classifier=True))")
+        shape = (len(self.bundle.classes),)
+        return self._run(self.classifier, CLASSIFIER_FILE, CLASSIFIER_INPUT, x, batch_size, shape)
+
     def _run(
         self, session: Any, graph: str, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]
     ) -> np.ndarray:
@@ -148,8 +179,15 @@ def default_decode_batch(provider: str) -> int:
     return CPU_DECODE_BATCH if provider == CPU_PROVIDER else GPU_DECODE_BATCH
 
 
-def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = None, precision: str = "fp32") -> Models:
-    """Build and check both sessions of ``bundle``.
+def open_models(
+    bundle: Bundle,
+    provider: str = "auto",
+    threads: int | None = None,
+    precision: str = "fp32",
+    *,
+    classifier: bool = False,
+) -> Models:
+    """Build and check the sessions of ``bundle``.
 
     Parameters
     ----------
@@ -160,6 +198,8 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     precision : {'fp32', 'fp16'}
         Arithmetic of the decoder (see :mod:`deepsmote.runtime.precision`). In fp32 on the CPU
         the bundle's ``decoder_cpu.onnx`` runs when it has one.
+    classifier : bool
+        Also open ``classifier.onnx`` (the quality gate); the bundle must have one.
 
     Raises
     ------
@@ -176,4 +216,9 @@ def open_models(bundle: Bundle, provider: str = "auto", threads: int | None = No
     cpu_graph = used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None
     decoder_bytes = bundle.cpu_decoder_bytes if cpu_graph else bundle.decoder_bytes
     decoder, _ = create_session(decoder_graph(decoder_bytes, precision), provider, session_threads, decoder_options)
-    return Models(bundle, encoder, decoder, used, workers, CPU_DECODER_FILE if cpu_graph else DECODER_FILE)
+    gate = None
+    if classifier:
+        if bundle.classifier_bytes is None:
+            raise DeepSMOTEError(f"{bundle.path} has no {CLASSIFIER_FILE}")
+        gate, _ = create_session(bundle.classifier_bytes, provider, session_threads)
+    return Models(bundle, encoder, decoder, used, workers, CPU_DECODER_FILE if cpu_graph else DECODER_FILE, gate)

@@ -9,7 +9,9 @@ import click
 
 from ..bundle import PRECISIONS, PROVIDERS, load_bundle, read_manifest
 from ..console import QUIET, table, verbosity, verbosity_options
+from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
 from ..job import ENGINES, generate_dataset, plan_table
+from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
@@ -68,6 +70,27 @@ from .options import resize_options, sampler_option
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
 @click.option("--include-originals", is_flag=True, help="Write the originals too: OUT is the whole balanced set.")
+@click.option(
+    "--filter",
+    "filter_threshold",
+    default=None,
+    type=float,
+    help="Quality gate: keep candidates the bundle's classifier gives >= P of their class (0 < P <= 1).",
+)
+@click.option(
+    "--max-draw-ratio",
+    default=DEFAULT_MAX_DRAW_RATIO,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="--filter draws at most this many candidates per image kept, then stops with an error.",
+)
+@click.option(
+    "--synthetic-share",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Share of each class's gap filled with synthetic images; the rest repeats its real images.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made by a job with other settings.")
 @click.option("--dry-run", is_flag=True, help="Print the per-class plan and write nothing.")
 @verbosity_options
@@ -92,6 +115,9 @@ def generate(
     address: str | None,
     workers: int | None,
     include_originals: bool,
+    filter_threshold: float | None,
+    max_draw_ratio: int,
+    synthetic_share: float,
     overwrite: bool,
     dry_run: bool,
 ) -> None:
@@ -102,6 +128,8 @@ def generate(
     """
     # The cheap checks first: nothing is read before the arguments are known to be usable.
     sampling_strategy = parse_strategy(strategy)
+    check_threshold(filter_threshold)
+    check_share(synthetic_share)
     refuse_out_inside_data(out, data)
     # An IDX header is compared with the bundle before gigabytes of data are read.
     dataset = read_dataset(
@@ -130,14 +158,40 @@ def generate(
         engine=engine,
         engine_options=engine_options,
         include_originals=include_originals,
+        filter_threshold=filter_threshold,
+        max_draw_ratio=max_draw_ratio,
+        synthetic_share=synthetic_share,
         overwrite=overwrite,
         sampler=sampler,
         progress=verbosity() > QUIET,
     )
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())
+    repeated = sum(c.get("repeated", 0) for c in summary["counts"].values())
     click.echo(
-        f"wrote {synthetic} synthetic images ({summary['images_generated_this_run']} this run) to {out} "
+        f"wrote {synthetic} synthetic images{f' and {repeated} repeats of real ones' if repeated else ''} "
+        f"({summary['images_generated_this_run']} this run) to {out} "
         f"on {summary['provider']} in {summary['timings_s']['total']} s"
     )
-    rows = [[name, c["original"], c["synthetic"], c["total"]] for name, c in summary["counts"].items()]
-    click.echo(table(["class", "original", "synthetic", "total"], rows))
+    click.echo(count_table(summary))
+
+
+def count_table(summary: dict) -> str:
+    """The end-of-run table: per class its counts, and the repeats and the gate's acceptance rate when used."""
+    acceptance = summary.get("acceptance", {})
+    mixed = any("repeated" in c for c in summary["counts"].values())
+    headers = ["class", "original", "synthetic", *(["repeated"] if mixed else []), "total"]
+    headers += ["accepted"] if "filter_threshold" in summary and summary["filter_threshold"] is not None else []
+    rows = []
+    for name, c in summary["counts"].items():
+        row: list[object] = [
+            name,
+            c["original"],
+            c["synthetic"],
+            *([c.get("repeated", 0)] if mixed else []),
+            c["total"],
+        ]
+        if headers[-1] == "accepted":
+            rate = acceptance.get(name, {}).get("rate") if isinstance(acceptance.get(name), dict) else None
+            row.append("-" if rate is None else f"{rate:.1%}")
+        rows.append(row)
+    return table(headers, rows)
