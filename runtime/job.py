@@ -95,14 +95,16 @@ class JobSettings:
     def as_json(self) -> dict[str, Any]:
         """The settings as the JSON object recorded in OUT.
 
-        The gate's and the mixing's settings only when used: a job without them records what it
-        recorded before they existed, so its OUT still resumes.
+        The sampler's, the gate's and the mixing's settings only when not their defaults: a job
+        without them records what it recorded before they existed, so its OUT still resumes.
         """
         settings = {**asdict(self), "new_counts": list(self.new_counts)}
         if self.filter_threshold is None:
             del settings["filter_threshold"], settings["max_draw_ratio"]
         if self.synthetic_share == 1.0:
             del settings["synthetic_share"]
+        if self.sampler == "smote":
+            del settings["sampler"]
         return settings
 
 
