@@ -14,6 +14,7 @@ from deepsmote.runtime.bundle import Manifest
 from deepsmote.runtime.commands.options import resize_options
 from deepsmote.runtime.console import table, verbosity_options
 from deepsmote.runtime.readers import read_dataset
+from deepsmote.runtime.recipes import recipe_option, recipe_values
 from deepsmote.runtime.resize import parse_resize
 
 from .export import export_bundle, refuse_existing
@@ -57,6 +58,7 @@ _GATE = GateConfig()
 @click.option(
     "--classifier-steps", type=int, default=_GATE.steps, show_default=True, help="Adam steps of that classifier."
 )
+@recipe_option
 @verbosity_options
 def train(
     data: Path,
@@ -81,11 +83,13 @@ def train(
     overwrite: bool,
     classifier: bool,
     classifier_steps: int,
+    recipe: str | None,
 ) -> None:
     """Train an encoder/decoder on DATA and export the best epoch as the bundle --out.
 
     DATA is an ImageFolder directory, an .npz with images and labels, or an IDX images file.
     """
+    classifier = recipe_values(recipe, "train").get("classifier", classifier)
     config = TrainConfig(
         epochs=epochs,
         width=width,

@@ -15,6 +15,7 @@ from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
 from ..readers import read_dataset
+from ..recipes import recipe_option, recipe_values
 from ..resize import parse_resize
 from ..strategy import parse_strategy
 from ..writers import FORMATS
@@ -91,6 +92,7 @@ from .options import resize_options, sampler_option
     type=float,
     help="Share of each class's gap filled with synthetic images; the rest repeats its real images.",
 )
+@recipe_option
 @click.option("--overwrite", is_flag=True, help="Replace an OUT made by a job with other settings.")
 @click.option("--dry-run", is_flag=True, help="Print the per-class plan and write nothing.")
 @verbosity_options
@@ -118,6 +120,7 @@ def generate(
     filter_threshold: float | None,
     max_draw_ratio: int,
     synthetic_share: float,
+    recipe: str | None,
     overwrite: bool,
     dry_run: bool,
 ) -> None:
@@ -126,6 +129,10 @@ def generate(
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
     file. A rerun of an interrupted job with the same settings completes it.
     """
+    chosen = recipe_values(recipe, "generate")
+    sampler = chosen.get("sampler", sampler)
+    filter_threshold = chosen.get("filter_threshold", filter_threshold)
+    synthetic_share = chosen.get("synthetic_share", synthetic_share)
     # The cheap checks first: nothing is read before the arguments are known to be usable.
     sampling_strategy = parse_strategy(strategy)
     check_threshold(filter_threshold)
