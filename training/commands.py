@@ -19,6 +19,7 @@ from deepsmote.runtime.resize import parse_resize
 from .export import export_bundle, refuse_existing
 from .loss import LOSSES, PENALTIES
 from .model import ARCHITECTURES
+from .precision import PRECISIONS
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
 
@@ -44,6 +45,13 @@ _DEFAULTS = TrainConfig()
 @click.option("--penalty-weight", type=float, default=_DEFAULTS.penalty_weight, show_default=True)
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=_DEFAULTS.precision,
+    show_default=True,
+    help="fp32, or mixed precision: bf16 (GPUs; CPUs with bf16 instructions), fp16 (GPUs).",
+)
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out; without --resume, start --run-dir over.")
@@ -66,6 +74,7 @@ def train(
     penalty_weight: float,
     seed: int,
     device: str,
+    precision: str,
     run_dir: Path | None,
     resume: bool,
     overwrite: bool,
@@ -87,6 +96,7 @@ def train(
         penalty_weight=penalty_weight,
         seed=seed,
         device=device,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
     )
     size = parse_resize(resize, crop)
     out = Path(os.path.abspath(out))

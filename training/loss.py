@@ -99,7 +99,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def distance(output: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The reconstruction distance ``D`` named by ``loss`` (see the module docstring), a scalar."""
+    """The reconstruction distance ``D`` named by ``loss`` (see the module docstring), a scalar.
+
+    Computed in float32 whatever the precision of ``output`` and any autocast around the call:
+    SSIM's variances are differences of close numbers, which 16 bits would cancel away.
+    """
+    with torch.autocast(output.device.type, enabled=False):
+        return _distance(output.float(), target.float(), loss)
+
+
+def _distance(output: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
     if loss == "mse":
         return F.mse_loss(output, target)
     if loss == "l1":
