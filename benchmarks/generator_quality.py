@@ -137,7 +137,7 @@ def main() -> None:
         export_bundle(files.best, bundle)
         train_seconds = time.perf_counter() - began
         last = json.loads(files.log.read_text().splitlines()[-1])
-        sampler = DeepSMOTE(bundle, strategy, k_neighbors=5, random_state=args.seed)
+        sampler = DeepSMOTE(bundle, sampling_strategy=strategy, k_neighbors=5, random_state=args.seed)
         images, labels = sampler.fit_resample(train_set.images, train_set.labels)
         new_images, new_labels = images[len(train_set.labels) :], labels[len(train_set.labels) :]
         scores = [

@@ -1,12 +1,16 @@
 """Training precision (`--precision`): float32, or mixed precision with bfloat16 or float16.
 
 ``fp32`` runs every operation in float32; it is the default, and the one whose runs are the same
-bytes for the same seed and resume bit for bit on the CPU. ``bf16`` and ``fp16`` run the models
-under ``torch.autocast``: convolutions and matrix products take 16-bit inputs and accumulate in
-float32, the weights, the optimizer's state, BatchNorm and the loss stay float32
-(:func:`deepsmote.training.loss.distance` computes in float32 whatever its inputs). ``fp16``'s
-narrow exponent needs the loss scaled (``torch.amp.GradScaler``); bfloat16 has float32's exponent
-and needs no scaling.
+bytes for the same seed and resume bit for bit on the CPU. ``bf16`` and ``fp16`` run the decoder
+under ``torch.autocast``: its convolutions and matrix products take 16-bit inputs and accumulate
+in float32; the weights, the optimizer's state, BatchNorm and the loss stay float32
+(:func:`deepsmote.training.loss.distance` computes in float32 whatever its inputs). The encoder
+stays float32: it does under a tenth of the work (27 of 353 MFLOP per image at paper size,
+width 64), and on the Xeon of the README oneDNN's bfloat16 weight gradients of its small strided
+maps (7x7 → 3x3 → 1x1) took 20-30 times as long as float32's, so that autocasting both models made
+a step slower than fp32 (0.77x CPU time) where the decoder alone made it faster (1.26x).
+``fp16``'s narrow exponent needs the loss scaled (``torch.amp.GradScaler``); bfloat16 has
+float32's exponent and needs no scaling.
 
 Where each runs: ``bf16`` on CUDA GPUs that support it and on CPUs with bfloat16 instructions
 (AVX512_BF16 or AMX_BF16; torch's oneDNN answers whether it has them), ``fp16`` on CUDA only
@@ -15,7 +19,6 @@ Where each runs: ``bf16`` on CUDA GPUs that support it and on CPUs with bfloat16
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Literal
 
@@ -57,12 +60,17 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise DeepSMOTEError("`precision` bf16: this GPU does not support bfloat16; use `precision` fp16 or fp32")
 
 
-def autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the context the models run in: ``torch.autocast`` for bf16 and fp16, nothing for fp32."""
+def in_precision(module: Callable[[torch.Tensor], torch.Tensor], precision: str, device: torch.device) -> Callable:
+    """``module`` itself for fp32; for bf16 and fp16, a function calling it under ``torch.autocast``."""
     if precision == "fp32":
-        return contextlib.nullcontext
+        return module
     dtype = _DTYPES[precision]
-    return lambda: torch.autocast(device.type, dtype=dtype)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype):
+            return module(x)
+
+    return run
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:

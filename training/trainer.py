@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .loss import LOSSES, PENALTIES, Loss, Penalty, class_members, deepsmote_loss
 from .model import ARCHITECTURES, ModelConfig, build_models
-from .precision import PRECISIONS, Precision, autocast, check_precision, grad_scaler
+from .precision import PRECISIONS, Precision, check_precision, grad_scaler, in_precision
 
 # Where to train: the same choices as the runtime's --provider.
 Device = Provider
@@ -248,7 +248,7 @@ def train(
     # per-tensor loop on the CPU (where the loop is torch's default); fused=True rounds otherwise.
     encoder_optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, foreach=True)
     decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr, foreach=True)
-    mixed = autocast(config.precision, device)
+    decode = in_precision(decoder, config.precision, device)
     scaler = grad_scaler(config.precision, device)
     if previous is not None:
         encoder_optimizer.load_state_dict(previous["encoder_optimizer"])
@@ -286,19 +286,18 @@ def train(
                 batch = images[index.to(device)]
                 encoder_optimizer.zero_grad()
                 decoder_optimizer.zero_grad()
-                with mixed():
-                    terms = deepsmote_loss(
-                        encoder,
-                        decoder,
-                        batch,
-                        config.penalty,
-                        config.penalty_weight,
-                        images,
-                        members,
-                        config.batch_size,
-                        penalty_rng,
-                        config.loss,
-                    )
+                terms = deepsmote_loss(
+                    encoder,
+                    decode,
+                    batch,
+                    config.penalty,
+                    config.penalty_weight,
+                    images,
+                    members,
+                    config.batch_size,
+                    penalty_rng,
+                    config.loss,
+                )
                 scaler.scale(terms.total).backward()
                 scaler.step(encoder_optimizer)
                 scaler.step(decoder_optimizer)
