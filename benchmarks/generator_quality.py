@@ -12,8 +12,9 @@ to every class c. The figures, per configuration:
 - the fraction of exactly-black pixels (value 0) in the synthetic images and in the real training
   images, and the mean of the 2x2 corner pixels (the background), real vs synthetic.
 
-The reconstruction MSE of the last epoch is printed as well. Training and export use torch; the
-synthetic images come from the runtime (``DeepSMOTE.fit_resample``).
+The reconstruction MSE of the last epoch is printed as well. A configuration may name a training
+precision (``resize-conv:l1+ssim:reference:bf16``) to compare mixed precision with fp32. Training
+and export use torch; the synthetic images come from the runtime (``DeepSMOTE.fit_resample``).
 
     .venv/bin/python benchmarks/generator_quality.py --epochs 25 --width 16 --latent-dim 32
 """
@@ -74,7 +75,9 @@ def black_and_corners(images: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="Comma-separated arch:loss:penalty.")
+    parser.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help="Comma-separated arch:loss:penalty[:precision] (precision: fp32)."
+    )
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--latent-dim", type=int, default=32)
@@ -114,7 +117,7 @@ def main() -> None:
     real_black, real_corner = black_and_corners(train_set.images)
     rows = []
     for spec in args.configs.split(","):
-        arch, loss, penalty = spec.split(":")
+        arch, loss, penalty, precision = [*spec.split(":"), "fp32"][:4]
         config = TrainConfig(
             epochs=args.epochs,
             width=args.width,
@@ -124,6 +127,7 @@ def main() -> None:
             penalty=penalty,  # type: ignore[arg-type]
             seed=args.seed,
             device="cpu",
+            precision=precision,  # type: ignore[arg-type]
         )
         work = args.work / spec.replace(":", "-").replace("+", "")
         shutil.rmtree(work, ignore_errors=True)
@@ -133,7 +137,7 @@ def main() -> None:
         export_bundle(files.best, bundle)
         train_seconds = time.perf_counter() - began
         last = json.loads(files.log.read_text().splitlines()[-1])
-        sampler = DeepSMOTE(bundle, strategy, k_neighbors=5, random_state=args.seed)
+        sampler = DeepSMOTE(bundle, sampling_strategy=strategy, k_neighbors=5, random_state=args.seed)
         images, labels = sampler.fit_resample(train_set.images, train_set.labels)
         new_images, new_labels = images[len(train_set.labels) :], labels[len(train_set.labels) :]
         scores = [

@@ -61,6 +61,7 @@ def test_one_epoch_writes_the_run_directory(small, tmp_path):
         "penalty_weight": 1.0,
         "seed": 0,
         "device": "cpu",
+        "precision": "fp32",
     }
     assert checkpoint["classes"] == list(small.classes)
     assert checkpoint["image_shape"] == [1, 28, 28]

@@ -21,6 +21,7 @@ from .export import export_bundle, refuse_existing
 from .gate import GateConfig, add_classifier
 from .loss import LOSSES, PENALTIES
 from .model import ARCHITECTURES
+from .precision import PRECISIONS
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
 
@@ -47,6 +48,13 @@ _GATE = GateConfig()
 @click.option("--penalty-weight", type=float, default=_DEFAULTS.penalty_weight, show_default=True)
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=_DEFAULTS.precision,
+    show_default=True,
+    help="fp32, or mixed precision: bf16 (GPUs; CPUs with bf16 instructions), fp16 (GPUs).",
+)
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out; without --resume, start --run-dir over.")
@@ -78,6 +86,7 @@ def train(
     penalty_weight: float,
     seed: int,
     device: str,
+    precision: str,
     run_dir: Path | None,
     resume: bool,
     overwrite: bool,
@@ -103,6 +112,7 @@ def train(
         penalty_weight=penalty_weight,
         seed=seed,
         device=device,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
     )
     gate = GateConfig(steps=classifier_steps, seed=seed) if classifier else None
     size = parse_resize(resize, crop)

@@ -25,6 +25,7 @@ The penalty uses the same distance ``D``; with ``mse`` it is the authors' term e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,7 +100,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def distance(output: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The reconstruction distance ``D`` named by ``loss`` (see the module docstring), a scalar."""
+    """The reconstruction distance ``D`` named by ``loss`` (see the module docstring), a scalar.
+
+    Computed in float32 whatever the precision of ``output`` and any autocast around the call:
+    SSIM's variances are differences of close numbers, which 16 bits would cancel away.
+    """
+    with torch.autocast(output.device.type, enabled=False):
+        return _distance(output.float(), target.float(), loss)
+
+
+def _distance(output: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
     if loss == "mse":
         return F.mse_loss(output, target)
     if loss == "l1":
@@ -130,7 +140,7 @@ def cyclic_shift(n: int) -> torch.Tensor:
 
 def shift_penalty(
     encoder: nn.Module,
-    decoder: nn.Module,
+    decoder: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     members: list[np.ndarray],
     batch_size: int,
@@ -144,7 +154,9 @@ def shift_penalty(
     ----------
     encoder, decoder : nn.Module
         In whatever mode the caller set; the reference runs both in train mode here, so the
-        encoder's BatchNorm statistics also see this class batch.
+        encoder's BatchNorm statistics also see this class batch. ``decoder`` may be any function
+        of the codes, such as the decoder under autocast
+        (:func:`deepsmote.training.precision.in_precision`).
     images : torch.Tensor
         float32, shape (N, C, H, W): the whole training set, not the current batch.
     members : list of np.ndarray
@@ -175,7 +187,7 @@ def shift_penalty(
 
 def deepsmote_loss(
     encoder: nn.Module,
-    decoder: nn.Module,
+    decoder: Callable[[torch.Tensor], torch.Tensor],
     batch: torch.Tensor,
     penalty: Penalty,
     weight: float,
