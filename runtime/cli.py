@@ -39,7 +39,8 @@ from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_train
 _LAZY_COMMANDS = {
     "train": ("deepsmote.training.commands:train", "train an encoder/decoder and export a bundle"),
     "export": ("deepsmote.training.commands:export", "export a training checkpoint as a bundle"),
-    "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA with a bundle (torch-free)"),
+    "encode": ("deepsmote.runtime.commands.encode:encode", "DATA's codes as a latent cache for generate (torch-free)"),
+    "generate": ("deepsmote.runtime.commands.generate:generate", "oversample DATA or CODES with a bundle (torch-free)"),
     "inspect": ("deepsmote.runtime.commands.inspect:inspect", "print a bundle's summary and check its hashes"),
     "grid": ("deepsmote.runtime.commands.grid:grid", "PNG of real vs synthetic images per class"),
     "report": ("deepsmote.runtime.commands.report:report", "one HTML page about a generate job's OUT"),

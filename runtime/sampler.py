@@ -20,10 +20,14 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, load_bundle, open_models
+from .codes import LatentCache, codes_of
 from .errors import DeepSMOTEError, InvalidInputError
 from .layout import ImageLayout
 from .plan import DEFAULT_SHARD_SIZE
+from .readers import label_values
+from .resize import check_image_shape
 from .strategy import new_sample_counts
+from .stream import ImageSource
 from .synthesis import Synthesizer
 
 SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
@@ -230,13 +234,16 @@ class DeepSMOTE:
         if isinstance(self.random_state, int | np.integer | bool):
             seed_from(self.random_state)  # refuses a bad one before any work
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> DeepSMOTE:
+    def fit(self, X: np.ndarray | ImageSource | LatentCache, y: np.ndarray | None = None) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.
 
         Parameters
         ----------
-        X : np.ndarray
-            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+        X : np.ndarray, ImageSource or LatentCache
+            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1. Or, the
+            streaming form, DATA opened to be read in batches (``open_dataset``: only codes are kept)
+            or a latent cache of this bundle (``read_latent_cache``); then y is omitted, the labels
+            are DATA's, and ``classes_`` are DATA's label values in DATA's class order.
         y : np.ndarray
             Labels, shape (N,).
 
@@ -245,6 +252,10 @@ class DeepSMOTE:
         self
         """
         self._check_params()
+        if isinstance(X, ImageSource | LatentCache):
+            return self._fit_streamed(X, y)
+        if y is None:
+            raise InvalidInputError("y is required with an array X")
         self._inputs = (X, y)
         X = X.to_numpy() if _pandas_of(X) is not None else np.asarray(X)
         y, self._y_one_hot = _target(y.to_numpy() if _pandas_of(y) is not None else np.asarray(y))
@@ -281,6 +292,40 @@ class DeepSMOTE:
         self._X, self._y = X, y
         return self
 
+    def _fit_streamed(self, data: ImageSource | LatentCache, y: Any) -> DeepSMOTE:
+        if y is not None:
+            raise InvalidInputError("y must be omitted when X is DATA or CODES: their labels are used")
+        self.bundle_ = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
+        if isinstance(data, LatentCache):
+            data.check_bundle(self.bundle_)
+        check_image_shape(data.image_shape, self.bundle_.image_shape)
+        self.layout_ = ImageLayout(data.item_shape, np.dtype(np.uint8), self.bundle_.image_shape)
+        self.classes_ = label_values(data.classes)
+        counts = data.class_counts()
+        new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), self.classes_[data.labels])
+        self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
+        self.seed_ = seed_from(self.random_state)
+        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision)
+        self.provider_ = models.provider
+        codes, members, _ = codes_of(models, data, new)
+        self.synthesizer_ = Synthesizer.from_codes(
+            models,
+            self.layout_,
+            codes,
+            members,
+            [str(c) for c in self.classes_],
+            new,
+            k_neighbors=self.k_neighbors,
+            seed=self.seed_,
+            shard_size=self.shard_size,
+            threads=self.n_threads,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
+        self._inputs, self._y_one_hot = (data, None), None
+        self._X, self._y = data, self.classes_[data.labels]
+        return self
+
     # --- sampling ----------------------------------------------------------------------------
 
     def iter_synthetic(
@@ -310,7 +355,7 @@ class DeepSMOTE:
                 np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype),
             )
 
-    def fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fit_resample(self, X: np.ndarray | ImageSource, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the originals followed by the synthetic samples.
 
         Parameters
@@ -328,6 +373,14 @@ class DeepSMOTE:
             Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is one.
         """
         self.fit(X, y)
+        if isinstance(self._X, LatentCache):
+            raise InvalidInputError(
+                "fit_resample returns the originals, which CODES does not hold (codes only); give X the images "
+                "(open_dataset(DATA)), or use iter_synthetic for the synthetic samples alone"
+            )
+        if isinstance(self._X, ImageSource):
+            _check_fits_in_memory(self._X.take([0]), len(self._X) + self.synthesizer_.shards.total - 1)
+            self._X = self._X.load().images
         _check_fits_in_memory(self._X, self.synthesizer_.shards.total)
         parts = list(self.iter_synthetic())
         X_res = np.concatenate([self._X, *(p[0] for p in parts)])

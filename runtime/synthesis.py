@@ -28,6 +28,8 @@ from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
 # codes (and everything drawn from them) do not depend on it.
 ENCODE_BATCH = 256
+# Float32 decoded pixels held at once while a shard is converted to the caller's dtype.
+DECODE_SLICE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,28 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
     DeepSMOTEError
         If the class has fewer than two samples, or the encoder yields NaN or inf.
     """
-    if len(images) < 2:
+    check_class_size(len(images), class_name)
+    return class_latents(models.encode(images, batch_size=ENCODE_BATCH), k_neighbors, class_name)
+
+
+def check_class_size(count: int, class_name: str) -> None:
+    """Refuse to grow a class of fewer than two samples (before anything is encoded)."""
+    if count < 2:
         raise InvalidInputError(
-            f"class '{class_name}' has {len(images)} sample(s); SMOTE needs at least 2 to interpolate. "
+            f"class '{class_name}' has {count} sample(s); SMOTE needs at least 2 to interpolate. "
             "Add samples or leave the class out of the sampling strategy"
         )
-    codes = models.encode(images, batch_size=ENCODE_BATCH)
+
+
+def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str) -> ClassLatents:
+    """A class's codes (float32 (n, Z)) with each code's k nearest neighbours within the class.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If the class has fewer than two codes, or a code is NaN or inf.
+    """
+    check_class_size(len(codes), class_name)
     if not np.isfinite(codes).all():
         raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
     with warnings.catch_warnings(record=True) as caught:
@@ -82,9 +100,9 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
         neighbors, _ = kneighbors(codes, k_neighbors)
     if caught:
         warnings.warn(
-            f"class '{class_name}' has {len(images)} samples: using {neighbors.shape[1]} neighbours instead of "
+            f"class '{class_name}' has {len(codes)} samples: using {neighbors.shape[1]} neighbours instead of "
             f"{k_neighbors}",
-            stacklevel=2,
+            stacklevel=3,
         )
     return ClassLatents(codes, neighbors)
 
@@ -158,6 +176,9 @@ class Synthesizer:
     originals : tuple of np.ndarray
         Per class, its original images in the caller's layout, when the job copies them
         (:meth:`keeping_originals`); empty otherwise.
+    source : ImageSource or None
+        Where a job that copies the originals reads them by DATA index when it writes them, instead
+        of holding them (:meth:`from_codes`); None otherwise.
     """
 
     bundle: Bundle
@@ -171,6 +192,7 @@ class Synthesizer:
     precision: str
     members: tuple[np.ndarray, ...] = ()
     originals: tuple[np.ndarray, ...] = ()
+    source: Any = None
     _models: list[Models] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
@@ -228,6 +250,56 @@ class Synthesizer:
             _models=[models],
         )
 
+    @classmethod
+    def from_codes(
+        cls,
+        models: Models,
+        layout: ImageLayout,
+        codes: tuple[np.ndarray | None, ...],
+        members: tuple[np.ndarray, ...],
+        class_names: list[str],
+        new_counts: np.ndarray,
+        *,
+        k_neighbors: int,
+        seed: int,
+        shard_size: int,
+        threads: int | None,
+        batch_size: int | None,
+        precision: str,
+        source: Any = None,
+    ) -> Synthesizer:
+        """:meth:`fit` from codes already made (streamed from DATA or read from a latent cache).
+
+        Parameters
+        ----------
+        codes : tuple of np.ndarray or None
+            Per class, float32 (n_c, Z) in DATA order; may be None for a class that does not grow.
+        members : tuple of np.ndarray
+            Per class, int64 (n_c,), the DATA index of each code.
+        source : ImageSource, optional
+            Where the originals are read by index when a unit copies them.
+        """
+        set_kernel_threads(threads)
+        latents = tuple(
+            class_latents(codes[c], k_neighbors, class_names[c]) if new > 0 else None
+            for c, new in enumerate(int(n) for n in new_counts)
+        )
+        shards = plan_shards(new_counts, shard_size)
+        return cls(
+            models.bundle,
+            layout,
+            seed,
+            shards,
+            latents,
+            models.provider,
+            threads,
+            batch_size,
+            precision,
+            members=members,
+            source=source,
+            _models=[models],
+        )
+
     def keeping_originals(self, images: np.ndarray) -> Synthesizer:
         """A copy that also holds each class's originals, taken from ``images`` (the fitted X)."""
         return replace(self, originals=tuple(images[m] for m in self.members), _models=self._models)
@@ -251,8 +323,20 @@ class Synthesizer:
         return synthesize(self.models(), latents, self.draws(shard), self.batch_size)
 
     def images(self, shard: Shard) -> np.ndarray:
-        """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape)."""
-        return self.layout.from_model(self.model_images(shard))
+        """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape).
+
+        Decoded and converted a slice of codes at a time, so the float32 images of a whole shard
+        (1,000 x 196 KB at 128x128x3) are never held at once; the bytes do not depend on the slices.
+        """
+        latents = self.latents[shard.class_index]
+        draws = self.draws(shard)
+        codes = interpolate(latents.codes, latents.neighbors, draws.base, draws.slot, draws.gap)
+        out = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
+        step = max(self.batch_size or 1, DECODE_SLICE_BYTES // (4 * int(np.prod(self.layout.image_shape))))
+        for start in range(0, shard.count, step):
+            decoded = self.models().decode(codes[start : start + step], batch_size=self.batch_size)
+            out[start : start + step] = self.layout.from_model(decoded)
+        return out
 
     def samples(self, unit: Unit) -> Samples:
         """The images of one output unit, in its written order, with each sample's provenance."""
@@ -263,8 +347,11 @@ class Synthesizer:
         gap = np.full(unit.count, np.nan, dtype=np.float32)
         for part in unit.real:
             rows = (classes == part.class_index) & ~synthetic
-            images[rows] = self.originals[part.class_index][part.start + position[rows]]
             base[rows] = self.members[part.class_index][part.start + position[rows]]
+            if self.originals:
+                images[rows] = self.originals[part.class_index][part.start + position[rows]]
+            else:  # read again from DATA, a unit at a time
+                images[rows] = self.source.take(base[rows])
         for shard in unit.synthetic:
             rows = (classes == shard.class_index) & synthetic
             draws = self.draws(shard)

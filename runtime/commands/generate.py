@@ -5,16 +5,21 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..bundle import PRECISIONS, PROVIDERS, load_bundle, read_manifest
+from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
+from ..errors import DeepSMOTEError
 from ..job import ENGINES, generate_dataset, plan_table
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
-from ..readers import read_dataset
-from ..resize import parse_resize
+from ..readers import is_latent_cache
+from ..resize import Resize, parse_resize
 from ..strategy import parse_strategy
+from ..stream import open_dataset
 from ..writers import FORMATS
 from .options import resize_options
 
@@ -96,17 +101,24 @@ def generate(
     """Oversample DATA with BUNDLE and write the synthetic images to OUT.
 
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
-    file. A rerun of an interrupted job with the same settings completes it.
+    file, read in batches (only the codes are kept); or CODES, the latent cache that
+    `deepsmote encode` wrote for this bundle, which gives the same bytes without the images. A
+    rerun of an interrupted job with the same settings completes it.
     """
     # The cheap checks first: nothing is read before the arguments are known to be usable.
     sampling_strategy = parse_strategy(strategy)
     refuse_out_inside_data(out, data)
-    # An IDX header is compared with the bundle before gigabytes of data are read.
-    dataset = read_dataset(
-        data, labels, image_shape=read_manifest(bundle).image_shape, resize=parse_resize(resize, crop)
-    )
+    size = parse_resize(resize, crop)
+    if is_latent_cache(Path(data)):
+        dataset = read_codes_input(data, labels, size, include_originals)
+    else:
+        # Headers and labels only: the images are read in batches as they are encoded. An IDX header
+        # is compared with the bundle before gigabytes of data are read.
+        dataset = open_dataset(data, labels, image_shape=read_manifest(bundle).image_shape, resize=size)
     if dry_run:
-        load_bundle(bundle)  # a broken bundle is refused now, not at the real run
+        loaded = load_bundle(bundle)  # a broken bundle is refused now, not at the real run
+        if isinstance(dataset, LatentCache):
+            dataset.check_bundle(loaded)
         plan = plan_table(dataset, sampling_strategy, fmt, shard_size, include_originals)
         click.echo(f"plan for {out} (dry run: nothing written)")
         click.echo(table(["class", "current", "target", "to generate", "shards"], [list(r.values()) for r in plan]))
@@ -138,3 +150,14 @@ def generate(
     )
     rows = [[name, c["original"], c["synthetic"], c["total"]] for name, c in summary["counts"].items()]
     click.echo(table(["class", "original", "synthetic", "total"], rows))
+
+
+def read_codes_input(path: str, labels: str | None, size: Resize | None, include_originals: bool) -> LatentCache:
+    """CODES in place of DATA, refusing the options that need the images."""
+    for given, flag in ((labels, "--labels"), (size, "--resize"), (include_originals, "--include-originals")):
+        if given:
+            raise DeepSMOTEError(
+                f"{flag} needs the images, but {path} is CODES (a latent cache: codes only); give DATA instead, "
+                f"or leave out {flag}"
+            )
+    return read_latent_cache(path)
