@@ -35,14 +35,15 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .bundle import Bundle, Models
+from .bundle import Bundle, Models, load_bundle, open_models
 from .errors import DeepSMOTEError
 from .pixels import to_model
 from .readers import LATENT_CACHE_MEMBERS, DataDigest, npz_member, read_npz_member, reading
+from .resize import check_image_shape
 from .stream import ImageSource, member_data_offset
 from .synthesis import ENCODE_BATCH
 
-__all__ = ["LatentCache", "codes_of", "encode_stream", "read_latent_cache", "write_latent_cache"]
+__all__ = ["LatentCache", "codes_of", "encode_dataset", "encode_stream", "read_latent_cache", "write_latent_cache"]
 
 CACHE_FORMAT = "deepsmote-codes"
 CACHE_VERSION = 1
@@ -195,6 +196,36 @@ class LatentCache:
                 f"CODES {self.path} was encoded by the bundle with fingerprint {self.bundle[:12]}, not by "
                 f"{bundle.path} ({bundle.fingerprint[:12]}); re-run deepsmote encode {bundle.path} DATA --out CODES"
             )
+
+
+def encode_dataset(
+    bundle: str | os.PathLike | Bundle,
+    data: ImageSource,
+    out: str | os.PathLike,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+) -> LatentCache:
+    """Encode DATA into the latent cache ``out`` (what ``deepsmote encode`` does).
+
+    Parameters
+    ----------
+    bundle : path-like or Bundle
+    data : ImageSource
+        DATA opened with :func:`~deepsmote.runtime.stream.open_dataset`; read once, in batches.
+    out : path-like
+        The cache file, written atomically (replaced if it exists).
+
+    Returns
+    -------
+    LatentCache
+        The cache, read back.
+    """
+    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    check_image_shape(data.image_shape, loaded.image_shape)
+    models = open_models(loaded, provider, threads)
+    codes, fingerprint = encode_stream(models, data, np.ones(len(data.classes), dtype=bool))
+    return read_latent_cache(write_latent_cache(out, loaded, data, codes, fingerprint))
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:

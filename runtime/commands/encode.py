@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
-from ..bundle import PROVIDERS, load_bundle, open_models, read_manifest
-from ..codes import encode_stream, write_latent_cache
+from ..bundle import PROVIDERS, read_manifest
+from ..codes import encode_dataset
 from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 from ..outdir import refuse_out_inside_data
-from ..resize import check_image_shape, parse_resize
+from ..resize import parse_resize
 from ..stream import open_dataset
 from .options import resize_options
 
@@ -62,13 +61,9 @@ def encode(
     source = open_dataset(
         data, labels, image_shape=read_manifest(bundle).image_shape, resize=parse_resize(resize, crop)
     )
-    loaded = load_bundle(bundle)
-    check_image_shape(source.image_shape, loaded.image_shape)
-    models = open_models(loaded, provider, threads)
-    codes, fingerprint = encode_stream(models, source, np.ones(len(source.classes), dtype=bool))
-    write_latent_cache(target, loaded, source, codes, fingerprint)
+    cache = encode_dataset(bundle, source, target, provider=provider, threads=threads)
     size = target.stat().st_size
     click.echo(
-        f"wrote {target}: {len(source)} codes of {loaded.latent_dim} floats ({size / 1e6:.1f} MB) in "
+        f"wrote {target}: {len(cache)} codes of {cache.codes.shape[1]} floats ({size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.1f} s"
     )
