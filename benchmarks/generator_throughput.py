@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=1000)
     parser.add_argument("--generate", type=int, default=2000, help="images each generate run makes")
     parser.add_argument("--flop-images", type=int, default=512, help="codes / images per FLOP/s timing")
-    parser.add_argument("--rss-images", type=int, nargs="+", default=[6400, 12800])
+    parser.add_argument("--rss-images", type=int, nargs="*", default=[6400, 12800])
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -344,7 +344,7 @@ def generate_dataset(
             "engine_info": engine_info,
             "provider": synthesizer.provider,
             "threads": threads,
-            "batch_size": batch_size or default_decode_batch(synthesizer.provider),
+            "batch_size": batch_size or default_decode_batch(synthesizer.provider, loaded.image_shape),
             "timings_s": {
                 "load_and_fit": round(fitted - start, 3),
                 "generate": round(generated - fitted, 3),

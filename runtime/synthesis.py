@@ -29,7 +29,7 @@ from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 # codes (and everything drawn from them) do not depend on it.
 ENCODE_BATCH = 256
 # Float32 decoded pixels held at once while a shard is converted to the caller's dtype.
-DECODE_SLICE_BYTES = 64 << 20
+DECODE_SLICE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
