@@ -51,7 +51,8 @@ from .options import resize_options
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
-    help="Codes decoded per onnxruntime call (default: 32 on the CPU, 256 on a GPU); does not change the output.",
+    help="Codes decoded per onnxruntime call (default: 32 on the CPU, fewer above 64x64x1; 256 on a GPU); does not "
+    "change the output.",
 )
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option(
