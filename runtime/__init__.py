@@ -5,20 +5,27 @@ internal.
 """
 
 from .bundle import Bundle, Manifest, load_bundle
+from .codes import LatentCache, encode_dataset, read_latent_cache
 from .errors import DeepSMOTEError, InvalidInputError
 from .job import JobSettings, generate_dataset
 from .readers import LabelledImages, read_dataset
 from .sampler import DeepSMOTE
+from .stream import ImageSource, open_dataset
 
 __all__ = [
     "Bundle",
     "DeepSMOTE",
     "DeepSMOTEError",
+    "ImageSource",
     "InvalidInputError",
     "JobSettings",
     "LabelledImages",
+    "LatentCache",
     "Manifest",
+    "encode_dataset",
     "generate_dataset",
     "load_bundle",
+    "open_dataset",
     "read_dataset",
+    "read_latent_cache",
 ]

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
+from .codes import LatentCache, codes_of
 from .console import LineProgress
 from .engines import ENGINES, make_engine
 from .errors import DeepSMOTEError
@@ -28,12 +29,13 @@ from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
 from .mixing import split
-from .outdir import MANIFEST_FILE, OutputDir
+from .outdir import JOB_FILE, MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, UnitPlan, plan_mixed, plan_per_class
 from .readers import LabelledImages
 from .resize import check_image_shape
 from .strategy import new_sample_counts
-from .synthesis import Synthesizer
+from .stream import ImageSource
+from .synthesis import Synthesizer, check_class_size, encoded_classes
 from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_error
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
@@ -135,7 +137,7 @@ def plan_units(
 
 
 def plan_table(
-    data: LabelledImages,
+    data: LabelledImages | ImageSource | LatentCache,
     sampling_strategy: str | Mapping[str, int],
     fmt: str,
     shard_size: int,
@@ -203,7 +205,7 @@ def _acceptance(synthesizer: Synthesizer, classes: tuple[str, ...], engine: str)
 
 def generate_dataset(
     bundle: str | os.PathLike,
-    data: LabelledImages,
+    data: LabelledImages | ImageSource | LatentCache,
     out: str | os.PathLike,
     *,
     sampling_strategy: str | Mapping[str, int] = "auto",
@@ -231,8 +233,11 @@ def generate_dataset(
     ----------
     bundle : path-like
         The model bundle.
-    data : LabelledImages
-        The real images, uint8 (N, H, W[, C]).
+    data : LabelledImages, ImageSource or LatentCache
+        The real images, uint8 (N, H, W[, C]): in memory, read in batches from DATA
+        (:func:`~deepsmote.runtime.stream.open_dataset`; only codes are kept, N x Z floats), or
+        their codes from a latent cache (:func:`~deepsmote.runtime.codes.read_latent_cache`), which
+        must come from this bundle. The bytes are the same from each.
     out : path-like
         Output directory; created, resumed, or refused (see :class:`OutputDir`).
     sampling_strategy : str or dict
@@ -271,32 +276,55 @@ def generate_dataset(
             f"`filter_threshold` needs a classifier in the bundle and {loaded.path} has none; add one with "
             "'deepsmote add-classifier BUNDLE DATA' (or train with 'deepsmote train --classifier')"
         )
+    if isinstance(data, LabelledImages):
+        data = ImageSource.of(data)
+    if isinstance(data, LatentCache):
+        data.check_bundle(loaded)
+        for needs_images, name in ((include_originals, "include_originals"), (synthetic_share != 1, "synthetic_share")):
+            if needs_images:
+                raise DeepSMOTEError(
+                    f"`{name}` needs the original images, which CODES {data.path} does not hold (codes "
+                    f"only); give DATA ({data.source}) instead of CODES"
+                )
     check_image_shape(data.image_shape, loaded.image_shape)
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     synthetic = split(new, synthetic_share)
-    settings = JobSettings(
-        deepsmote_version=version("deepsmote"),
-        provider=resolve_provider(provider),
-        libraries=_byte_libraries(fmt),
-        bundle=loaded.fingerprint,
-        data=data.fingerprint(),
-        new_counts=tuple(int(n) for n in new),
-        k_neighbors=k_neighbors,
-        seed=seed,
-        format=fmt,
-        shard_size=shard_size,
-        precision=precision,
-        include_originals=include_originals,
-        sampler=sampler,
-        filter_threshold=threshold,
-        max_draw_ratio=max_draw_ratio,
-        synthetic_share=float(synthetic_share),
-    )
-    output = OutputDir(Path(out), settings.as_json(), overwrite)
-    output.check()
-    # Everything that can be refused is refused before the first write: a bad format or class
-    # name, and a job larger than OUT's file system could ever hold.
+    for c, n in enumerate(synthetic):
+        if n > 0:
+            check_class_size(int(counts[c]), data.classes[c])
+
+    def job_settings(fingerprint: str) -> JobSettings:
+        return JobSettings(
+            deepsmote_version=version("deepsmote"),
+            provider=resolve_provider(provider),
+            libraries=_byte_libraries(fmt),
+            bundle=loaded.fingerprint,
+            data=fingerprint,
+            new_counts=tuple(int(n) for n in new),
+            k_neighbors=k_neighbors,
+            seed=seed,
+            format=fmt,
+            shard_size=shard_size,
+            precision=precision,
+            include_originals=include_originals,
+            sampler=sampler,
+            filter_threshold=threshold,
+            max_draw_ratio=max_draw_ratio,
+            synthetic_share=float(synthetic_share),
+        )
+
+    # Everything that can be refused is refused before DATA is encoded: an OUT this job may not use,
+    # a bad format or class name, and a job larger than OUT's file system could ever hold. DATA's
+    # fingerprint is computed as DATA is encoded; only where OUT records a job to compare with is
+    # DATA read once more for it first.
+    known = data.data if isinstance(data, LatentCache) else None
+    if known is None and (Path(out) / JOB_FILE).is_file():
+        known = data.fingerprint()
+    if known is None:
+        OutputDir(Path(out), {}, overwrite).check(settings_known=False)
+    else:
+        OutputDir(Path(out), job_settings(known).as_json(), overwrite).check()
     writer = make_writer(fmt, Path(out), data.classes)
     if fmt == "imagefolder" and sorted(data.classes) != list(data.classes):
         # torchvision and Hugging Face number an ImageFolder's classes by sorted folder name.
@@ -308,13 +336,16 @@ def generate_dataset(
         )
     check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
     models = open_models(loaded, provider, threads, precision, classifier=threshold is not None)
-    synthesizer = Synthesizer.fit(
+    codes, members, fingerprint = codes_of(models, data, encoded_classes(new, synthetic, sampler))
+    synthesizer = Synthesizer.from_codes(
         models,
-        ImageLayout.of(data.images, loaded.image_shape),
-        data.images,
-        data.labels,
+        ImageLayout(data.item_shape, np.dtype(np.uint8), loaded.image_shape),
+        codes,
+        members,
         list(data.classes),
         new,
+        # The originals are read again from DATA, by index, when a unit copies or repeats them.
+        source=data if include_originals or synthetic_share != 1 else None,
         k_neighbors=k_neighbors,
         seed=seed,
         shard_size=shard_size,
@@ -326,8 +357,9 @@ def generate_dataset(
         filter_threshold=threshold,
         max_draw_ratio=max_draw_ratio,
     )
-    if include_originals:
-        synthesizer = synthesizer.keeping_originals(data.images)
+    settings = job_settings(fingerprint)
+    output = OutputDir(Path(out), settings.as_json(), overwrite)
+    output.check()
     fitted = time.perf_counter()
     shards = plan_units(fmt, new, counts, shard_size, include_originals, synthetic)
     total = shards.total
@@ -398,7 +430,7 @@ def generate_dataset(
             "engine_info": engine_info,
             "provider": synthesizer.provider,
             "threads": threads,
-            "batch_size": batch_size or default_decode_batch(synthesizer.provider),
+            "batch_size": batch_size or default_decode_batch(synthesizer.provider, loaded.image_shape),
             "timings_s": {
                 "load_and_fit": round(fitted - start, 3),
                 "generate": round(generated - fitted, 3),

@@ -83,20 +83,26 @@ class OutputDir:
         self._created = False
         self._lock: int | None = None
 
-    def check(self) -> None:
-        """Refuse, without writing anything, an OUT that this job may not use."""
+    def check(self, settings_known: bool = True) -> None:
+        """Refuse, without writing anything, an OUT that this job may not use.
+
+        With ``settings_known`` False, all but the comparison with a recorded job's settings: for a
+        job that knows its settings only once DATA has been read.
+        """
         if self._lock is not None:
             # Under our own lock: a probe of it would see this very job.
-            return self._check_content()
+            return self._check_content(settings_known)
         if self.path.exists() and not self.path.is_dir():
             raise DeepSMOTEError(f"`out` {self.path} is a file; give a directory")
         if not self.path.exists():
             return None
         self._refuse_if_locked()
-        return self._check_content()
+        return self._check_content(settings_known)
 
-    def _check_content(self) -> None:
+    def _check_content(self, settings_known: bool = True) -> None:
         job_file = self.path / JOB_FILE
+        if not settings_known and job_file.exists():
+            return
         if not job_file.exists():
             foreign = [p.name for p in self.path.iterdir() if p.name != LOCK_FILE and not is_done_mark(p.name)]
             if foreign:

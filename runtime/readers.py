@@ -36,9 +36,11 @@ from .resize import Resize
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 # A file is decoded only in the format its suffix names, never in whatever Pillow detects.
 _SUFFIX_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG",), ".jpeg": ("JPEG",)}
-_IDX_UINT8_MAGIC = 0x00000800
-_IDX_LABELS_MAGIC = 0x00000801
+IDX_UINT8_MAGIC = 0x00000800
+IDX_LABELS_MAGIC = 0x00000801
 _READ_CHUNK = 1 << 22
+# The arrays that mark an .npz as a latent cache (``runtime/codes.py``) rather than DATA.
+LATENT_CACHE_MEMBERS = ("header.npy", "codes.npy")
 # An image side larger than this is not a DeepSMOTE input; refusing it early stops
 # decompression bombs before Pillow allocates their pixels.
 MAX_IMAGE_SIDE = 1024
@@ -94,15 +96,36 @@ class LabelledImages:
 
     def fingerprint(self) -> str:
         """sha256 of the images, labels and class names: whether a resume sees the same data."""
-        digest = hashlib.sha256()
-        digest.update(json.dumps([list(self.images.shape), list(self.classes)]).encode())
-        digest.update(memoryview(np.ascontiguousarray(self.images)).cast("B"))
-        digest.update(memoryview(np.ascontiguousarray(self.labels, dtype=np.int64)).cast("B"))
-        return digest.hexdigest()
+        digest = DataDigest(self.images.shape, self.classes)
+        digest.update(self.images)
+        return digest.hexdigest(self.labels)
 
     def label_values(self) -> np.ndarray:
         """The stored label of each image (:func:`label_values` of its class), shape (N,)."""
         return label_values(self.classes)[self.labels]
+
+
+class DataDigest:
+    """:meth:`LabelledImages.fingerprint`, computed from images that arrive in batches, in DATA order.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The whole images array's shape, (N, H, W) or (N, H, W, C).
+    classes : sequence of str
+    """
+
+    def __init__(self, shape: Sequence[int], classes: Sequence[str]) -> None:
+        self._digest = hashlib.sha256(json.dumps([list(shape), list(classes)]).encode())
+
+    def update(self, images: np.ndarray) -> None:
+        """Add the next images (uint8, DATA order)."""
+        self._digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+
+    def hexdigest(self, labels: np.ndarray) -> str:
+        """The fingerprint, once every image was added; ``labels`` int, shape (N,)."""
+        self._digest.update(memoryview(np.ascontiguousarray(labels, dtype=np.int64)).cast("B"))
+        return self._digest.hexdigest()
 
 
 def label_values(classes: Sequence[str]) -> np.ndarray:
@@ -153,16 +176,16 @@ def read_dataset(
     LabelledImages
     """
     data = _read(Path(path), labels, None if resize is not None else image_shape, resize)
-    if resize is None or _is_image_folder(Path(path)):
+    if resize is None or is_image_folder(Path(path)):
         return data
     return LabelledImages(resize.images(data.images), data.labels, data.classes)
 
 
-def _is_image_folder(path: Path) -> bool:
+def is_image_folder(path: Path) -> bool:
     """Whether the directory ``path`` has class subdirectories (ImageFolder) rather than .npz shards."""
     if not path.is_dir():
         return False
-    with _reading(path):
+    with reading(path):
         return any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
 
 
@@ -173,36 +196,61 @@ def _read(
         raise DeepSMOTEError(
             f"{path}: no such file or directory; give an ImageFolder directory, an .npz or an IDX file"
         )
-    if labels is not None and not _is_idx_name(path):
+    if labels is not None and not is_idx_name(path):
         raise DeepSMOTEError(f"`labels` is only for IDX images files, not {path}")
     if path.is_dir():
-        if _is_image_folder(path):
+        if is_image_folder(path):
             return read_image_folder(path, resize)
         shards = sorted(path.glob("*.npz"))
         for shard in shards:
-            _check_data_file(shard)
+            check_data_file(shard)
         if shards:
             return _concatenate([read_npz(p) for p in shards], path)
         raise DeepSMOTEError(f"{path}: directory has neither class subdirectories nor .npz files")
-    _check_data_file(path)
+    check_data_file(path)
+    refuse_latent_cache(path)
     if path.suffix == ".npz":
         return read_npz(path)
-    if _is_idx_name(path) or _has_idx_magic(path):
+    if is_idx_name(path) or has_idx_magic(path):
         return read_idx(path, labels, image_shape)
     raise DeepSMOTEError(f"{path}: unknown data format; give an ImageFolder directory, an .npz or an IDX file")
 
 
-def _check_data_file(path: Path) -> None:
+def check_data_file(path: Path) -> None:
     """Refuse what is not a readable regular file, before the format is guessed from its bytes."""
     # Opening a FIFO blocks forever and a device never ends: only regular files are data.
     if not path.is_file():
         raise DeepSMOTEError(f"{path}: not a regular file; give an ImageFolder directory, an .npz or an IDX file")
-    with _reading(path), open(path, "rb"):
+    with reading(path), open(path, "rb"):
         pass
 
 
+def is_latent_cache(path: Path) -> bool:
+    """Whether the file ``path`` is (or was, before it was cut off) a latent cache (``runtime/codes.py``).
+
+    Told by its first zip entry, the header, so that a cut-off cache is still told apart from DATA.
+    """
+    first = LATENT_CACHE_MEMBERS[0].encode()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(30 + len(first))
+    except OSError:
+        return False
+    # A zip's first local header: signature, ..., name length (bytes 26-27), then the name at 30.
+    return head[:4] == b"PK\x03\x04" and head[26:28] == len(first).to_bytes(2, "little") and head[30:] == first
+
+
+def refuse_latent_cache(path: Path) -> None:
+    """Refuse a latent cache where images are needed, naming the fix."""
+    if is_latent_cache(path):
+        raise DeepSMOTEError(
+            f"{path} is a latent cache from deepsmote encode (codes, no images) but this needs the images; "
+            "give the DATA it was encoded from"
+        )
+
+
 @contextlib.contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def reading(path: Path) -> Iterator[None]:
     """Turn the low-level errors of reading a damaged or unreadable ``path`` into one line."""
     try:
         yield
@@ -235,11 +283,11 @@ def _read_exactly(stream, size: int, path: Path, what: str) -> bytearray:
 # --- IDX -------------------------------------------------------------------------------------
 
 
-def _is_idx_name(path: Path) -> bool:
+def is_idx_name(path: Path) -> bool:
     return "idx3" in path.name or path.name.endswith((".idx", ".idx.gz"))
 
 
-def _has_idx_magic(path: Path) -> bool:
+def has_idx_magic(path: Path) -> bool:
     try:
         with _open_maybe_gzip(path) as f:
             head = f.read(4)
@@ -266,42 +314,50 @@ def _gzip_size_mod32(path: Path) -> int | None:
         return struct.unpack("<I", f.read(4))[0]
 
 
-def _read_idx_array(path: Path, magic: int, image_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Read one IDX file after checking its header against the file's real size (and ``image_shape``)."""
+def idx_header(path: Path, magic: int, image_shape: tuple[int, int, int] | None = None) -> tuple[tuple[int, ...], int]:
+    """An IDX file's dimensions and header length, checked against the file's real size (and ``image_shape``)."""
     ndim = magic & 0xFF
-    with _reading(path), _open_maybe_gzip(path) as f:
+    with reading(path), _open_maybe_gzip(path) as f:
         head = f.read(4 + 4 * ndim)
-        if len(head) < 4 or struct.unpack(">I", head[:4])[0] != magic:
-            found = head[:4].hex() if len(head) >= 4 else "too short"
-            raise DeepSMOTEError(f"{path}: not an IDX file of the expected kind (magic {found}, expected {magic:08x})")
-        if len(head) < 4 + 4 * ndim:
-            raise DeepSMOTEError(f"{path}: truncated IDX header")
-        dims = struct.unpack(f">{ndim}I", head[4:])
-        if image_shape is not None:
-            found = (dims[3] if ndim == 4 else 1, dims[1], dims[2])
-            if found != tuple(image_shape):
-                raise DeepSMOTEError(
-                    f"{path}: images are {'x'.join(map(str, found))} (CxHxW) by its header but the bundle was "
-                    f"trained on {'x'.join(map(str, image_shape))}; use a bundle trained on this kind of image"
-                )
-        expected = math.prod(dims)  # Python ints: a huge header cannot wrap around
-        total = len(head) + expected
+    if len(head) < 4 or struct.unpack(">I", head[:4])[0] != magic:
+        found = head[:4].hex() if len(head) >= 4 else "too short"
+        raise DeepSMOTEError(f"{path}: not an IDX file of the expected kind (magic {found}, expected {magic:08x})")
+    if len(head) < 4 + 4 * ndim:
+        raise DeepSMOTEError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    if image_shape is not None:
+        found = (dims[3] if ndim == 4 else 1, dims[1], dims[2])
+        if found != tuple(image_shape):
+            raise DeepSMOTEError(
+                f"{path}: images are {'x'.join(map(str, found))} (CxHxW) by its header but the bundle was "
+                f"trained on {'x'.join(map(str, image_shape))}; use a bundle trained on this kind of image"
+            )
+    total = len(head) + math.prod(dims)  # Python ints: a huge header cannot wrap around
+    with reading(path):
         gz_size = _gzip_size_mod32(path)
         real = gz_size if gz_size is not None else path.stat().st_size
         # The gzip trailer holds the size modulo 2**32 only, and can be forged: a header that
         # claims more than deflate can expand the file to is refused before reading.
         impossible = gz_size is not None and total > _MAX_DEFLATE_RATIO * path.stat().st_size
-        if impossible or real != (total % 2**32 if gz_size is not None else total):
-            raise DeepSMOTEError(
-                f"{path}: header says {dims} ({total} bytes) but the file holds "
-                f"{'far less' if impossible else f'{real} bytes'}; the file is truncated or corrupt"
-            )
-        buffer = _read_exactly(f, expected, path, str(dims))
+    if impossible or real != (total % 2**32 if gz_size is not None else total):
+        raise DeepSMOTEError(
+            f"{path}: header says {dims} ({total} bytes) but the file holds "
+            f"{'far less' if impossible else f'{real} bytes'}; the file is truncated or corrupt"
+        )
+    return dims, len(head)
+
+
+def read_idx_array(path: Path, magic: int, image_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Read one IDX file after checking its header against the file's real size (and ``image_shape``)."""
+    dims, head = idx_header(path, magic, image_shape)
+    with reading(path), _open_maybe_gzip(path) as f:
+        f.read(head)
+        buffer = _read_exactly(f, math.prod(dims), path, str(dims))
     # The bytearray is wrapped, not copied: peak memory stays at one copy of the data.
     return np.frombuffer(buffer, dtype=np.uint8).reshape(dims)
 
 
-def _labels_path_for(images: Path) -> Path:
+def labels_path_for(images: Path) -> Path:
     name = images.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
     if name == images.name:
         raise DeepSMOTEError(f"{images}: cannot derive the labels file name; give it with `labels`")
@@ -323,19 +379,19 @@ def read_idx(
     """
     path = Path(path)
     # 0x0803 is (N, H, W); 0x0804 is (N, H, W, C).
-    images = _read_idx_array(path, _IDX_UINT8_MAGIC | _idx_ndim(path), image_shape)
-    labels_path = Path(labels) if labels is not None else _labels_path_for(path)
+    images = read_idx_array(path, IDX_UINT8_MAGIC | idx_ndim(path), image_shape)
+    labels_path = Path(labels) if labels is not None else labels_path_for(path)
     if not labels_path.exists():
         raise DeepSMOTEError(f"{labels_path}: labels file not found")
-    _check_data_file(labels_path)
-    values = _read_idx_array(labels_path, _IDX_LABELS_MAGIC)
+    check_data_file(labels_path)
+    values = read_idx_array(labels_path, IDX_LABELS_MAGIC)
     if values.shape[0] != images.shape[0]:
         raise DeepSMOTEError(f"{labels_path}: {values.shape[0]} labels for {images.shape[0]} images in {path}")
     return _from_label_values(images, values, path)
 
 
-def _idx_ndim(path: Path) -> int:
-    with _reading(path), _open_maybe_gzip(path) as f:
+def idx_ndim(path: Path) -> int:
+    with reading(path), _open_maybe_gzip(path) as f:
         head = f.read(4)
     if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (3, 4):
         raise DeepSMOTEError(f"{path}: not an IDX uint8 images file (magic {head.hex() or 'empty'})")
@@ -345,16 +401,43 @@ def _idx_ndim(path: Path) -> int:
 # --- NPZ -------------------------------------------------------------------------------------
 
 
-def _read_npz_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
-    """One array of the archive, read once from the member whose header was checked.
+@dataclass(frozen=True)
+class NpyMember:
+    """One checked array of an ``.npz``: where its data lies and what it holds.
 
-    The header is parsed with numpy's safe parser, object dtypes are refused before any data
-    is read (nothing is unpickled), and the data is read in chunks up to the size the header
-    declares, which must also be the member's size in the zip directory.
+    Attributes
+    ----------
+    info : zipfile.ZipInfo
+    shape : tuple of int
+    fortran_order : bool
+    dtype : np.dtype
+    header_len : int
+        Bytes of the ``.npy`` header before the data, inside the member.
+    """
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    header_len: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the array's data."""
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: a huge shape cannot wrap around
+
+
+def npz_member(
+    archive: zipfile.ZipFile, key: str, path: Path, purpose: str = "an .npz DATA needs 'images' and 'labels'"
+) -> NpyMember:
+    """Check the header of array ``key`` of ``archive`` without reading its data.
+
+    The header is parsed with numpy's safe parser, object dtypes are refused (nothing is
+    unpickled), and the size the header declares must be the member's size in the zip directory.
     """
     name = f"{key}.npy"
     if name not in archive.namelist():
-        raise DeepSMOTEError(f"{path}: missing array '{key}'; an .npz DATA needs 'images' and 'labels'")
+        raise DeepSMOTEError(f"{path}: missing array '{key}'; {purpose}")
     info = archive.getinfo(name)
     if info.flag_bits & 0x1:
         raise DeepSMOTEError(f"{path}: '{key}' is encrypted; give an unencrypted .npz")
@@ -367,19 +450,30 @@ def _read_npz_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarr
             shape, fortran_order, dtype = read_header(member)
         except Exception as exc:  # numpy's parser of untrusted text raises ValueError, TokenError, ...
             raise DeepSMOTEError(f"{path}: '{key}' has an invalid .npy header ({type(exc).__name__})") from None
-        if dtype.hasobject:
-            raise DeepSMOTEError(f"{path}: '{key}' holds Python objects; only plain arrays are read (no pickles)")
-        if dtype.itemsize == 0 or dtype.fields is not None or dtype.subdtype is not None:
-            raise DeepSMOTEError(f"{path}: '{key}' has dtype {dtype}; expected plain numbers or strings")
-        need = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around
         header_len = member.tell()
-        if info.file_size != header_len + need:
-            raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape} but holds {info.file_size - header_len} bytes")
-        if info.compress_type != zipfile.ZIP_STORED and need > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
-            raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape}, more than its compressed data can hold")
-        data = _read_exactly(member, need, path, f"'{key}' is {shape}")
-    array = np.frombuffer(data, dtype=dtype)
-    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+    if dtype.hasobject:
+        raise DeepSMOTEError(f"{path}: '{key}' holds Python objects; only plain arrays are read (no pickles)")
+    if dtype.itemsize == 0 or dtype.fields is not None or dtype.subdtype is not None:
+        raise DeepSMOTEError(f"{path}: '{key}' has dtype {dtype}; expected plain numbers or strings")
+    found = NpyMember(info, tuple(shape), bool(fortran_order), dtype, header_len)
+    if info.file_size != header_len + found.nbytes:
+        raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape} but holds {info.file_size - header_len} bytes")
+    if info.compress_type != zipfile.ZIP_STORED and found.nbytes > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+        raise DeepSMOTEError(f"{path}: '{key}' claims shape {shape}, more than its compressed data can hold")
+    return found
+
+
+def read_npz_member(archive: zipfile.ZipFile, key: str, path: Path, purpose: str | None = None) -> np.ndarray:
+    """One array of the archive, read once from the member whose header was checked.
+
+    The data is read in chunks up to the size the header declares (:func:`npz_member`).
+    """
+    found = npz_member(archive, key, path) if purpose is None else npz_member(archive, key, path, purpose)
+    with archive.open(found.info) as member:
+        member.read(found.header_len)
+        data = _read_exactly(member, found.nbytes, path, f"'{key}' is {found.shape}")
+    array = np.frombuffer(data, dtype=found.dtype)
+    return array.reshape(found.shape[::-1]).T if found.fortran_order else array.reshape(found.shape)
 
 
 def read_npz(path: str | os.PathLike) -> LabelledImages:
@@ -390,13 +484,13 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
     strings and class names are their sorted distinct values.
     """
     path = Path(path)
-    with _reading(path):
+    with reading(path):
         try:
             archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
             raise DeepSMOTEError(f"{path}: not a valid .npz ({exc})") from None
-    with _reading(path), archive:
-        images = _read_npz_member(archive, "images", path)
+    with reading(path), archive:
+        images = read_npz_member(archive, "images", path)
         if images.dtype != np.uint8:
             raise DeepSMOTEError(
                 f"{path}: 'images' must be uint8, got {images.dtype}; convert with (x * 255).astype(np.uint8)"
@@ -405,8 +499,8 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
             raise DeepSMOTEError(
                 f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {images.shape}"
             )
-        values = _read_npz_member(archive, "labels", path)
-        names = _read_npz_member(archive, "classes", path) if "classes.npy" in archive.namelist() else None
+        values = read_npz_member(archive, "labels", path)
+        names = read_npz_member(archive, "classes", path) if "classes.npy" in archive.namelist() else None
     if values.shape != (images.shape[0],):
         raise DeepSMOTEError(
             f"{path}: 'labels' has shape {values.shape}, expected ({images.shape[0]},) to match 'images'"
@@ -419,16 +513,126 @@ def read_npz(path: str | os.PathLike) -> LabelledImages:
 
 
 def _from_class_indices(images: np.ndarray, labels: np.ndarray, names: np.ndarray, path: Path) -> LabelledImages:
+    labels, classes = classes_of_indices(labels, names, path)
+    if images.shape[0] == 0:
+        raise DeepSMOTEError(f"{path}: holds no images")
+    return LabelledImages(np.ascontiguousarray(images), labels, classes)
+
+
+def classes_of_indices(labels: np.ndarray, names: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices (int64, shape (N,)) and class names of labels that index a ``classes`` array."""
     if names.dtype.kind != "U" or names.ndim != 1 or len(set(names.tolist())) != len(names):
         raise DeepSMOTEError(f"{path}: 'classes' must be distinct strings, shape (K,)")
     if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):
         raise DeepSMOTEError(f"{path}: with 'classes', 'labels' must be integers in 0..{len(names) - 1}")
-    if images.shape[0] == 0:
-        raise DeepSMOTEError(f"{path}: holds no images")
-    return LabelledImages(np.ascontiguousarray(images), labels.astype(np.int64), tuple(names.tolist()))
+    return labels.astype(np.int64), tuple(names.tolist())
 
 
 # --- ImageFolder -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """An ImageFolder's files and labels, found without decoding any image.
+
+    Attributes
+    ----------
+    files : tuple of Path
+        In DATA order: class folders sorted by name, files sorted by name within each.
+    labels : np.ndarray
+        int64, shape (N,).
+    classes : tuple of str
+    colour : bool
+        Whether any image has colour, so that every image is read as RGB.
+    size : tuple of int or None
+        (height, width) every image shares; None when they differ (allowed with ``resize`` only).
+    """
+
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    colour: bool
+    size: tuple[int, int] | None
+
+
+def index_image_folder(path: str | os.PathLike, resize: Resize | None = None) -> FolderIndex:
+    """List ``path/<class>/*.png|jpg|jpeg`` and check each image's header (size, mode), decoding none.
+
+    Entries that are not regular files with one of these suffixes, and class directories
+    without images, are skipped with a warning. All images must share one size, unless
+    ``resize`` brings each to its size as it is read.
+    """
+
+    root = Path(path)
+    with reading(root):
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found: list[Path] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    skipped: list[Path] = []
+    sizes: set[tuple[int, int]] = set()
+    colour = False
+    for class_dir in class_dirs:
+        with reading(class_dir):
+            files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        skipped += [p for p in files if p not in images]
+        if not images:
+            warnings.warn(f"{class_dir}: no images; class '{class_dir.name}' skipped", stacklevel=2)
+            continue
+        label = len(classes)
+        classes.append(class_dir.name)
+        for file in images:
+            with _opening_image(file) as image:
+                # Pillow's sizes are (width, height); ours are HxW.
+                size = (image.size[1], image.size[0])
+                if resize is None and sizes and size not in sizes:
+                    (first,) = sizes
+                    raise DeepSMOTEError(
+                        f"{file}: size {size[0]}x{size[1]} (HxW) differs from {first[0]}x{first[1]}; "
+                        "pass `resize` HxW to bring every image to one size"
+                    )
+                sizes.add(size)
+                colour = colour or image.mode not in _GREY_MODES | _GREY16_MODES
+            found.append(file)
+            labels.append(label)
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} non-image files, e.g. {skipped[0]}", stacklevel=2)
+    if not found:
+        raise DeepSMOTEError(f"{root}: no images found; expected {root}/<class>/*.png|jpg")
+    return FolderIndex(
+        tuple(found),
+        np.asarray(labels, dtype=np.int64),
+        tuple(classes),
+        colour,
+        next(iter(sizes)) if len(sizes) == 1 else None,
+    )
+
+
+@contextlib.contextmanager
+def _opening_image(file: Path):
+    """The Pillow image of ``file``, decoded only in its suffix's format; damage becomes one line."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(_image_file_bytes(file)), formats=_SUFFIX_FORMATS[file.suffix.lower()]) as image:
+            if max(image.size) > MAX_IMAGE_SIDE:
+                raise DeepSMOTEError(
+                    f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"
+                )
+            yield image
+    except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None
+
+
+def folder_image(file: Path, colour: bool, resize: Resize | None = None) -> np.ndarray:
+    """One ImageFolder image as uint8 (H, W), or (H, W, 3) when ``colour``; resized by ``resize``."""
+    with _opening_image(file) as image:
+        pixels = _pixels(image)
+    if resize is not None:
+        pixels = resize.images(pixels[None])[0]
+    return np.repeat(pixels[..., None], 3, axis=2) if colour and pixels.ndim == 2 else pixels
 
 
 def read_image_folder(path: str | os.PathLike, resize: Resize | None = None) -> LabelledImages:
@@ -440,55 +644,9 @@ def read_image_folder(path: str | os.PathLike, resize: Resize | None = None) -> 
     (1-bit, 8-bit, 16-bit, with or without alpha) are kept as (H, W), 16-bit ones by their high
     byte; if any image has colour, every image is converted to RGB (N, H, W, 3). Alpha is dropped.
     """
-    from PIL import Image
-
-    root = Path(path)
-    with _reading(root):
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    pixels: list[np.ndarray] = []
-    labels: list[int] = []
-    classes: list[str] = []
-    skipped: list[Path] = []
-    size: tuple[int, int] | None = None
-    for class_dir in class_dirs:
-        with _reading(class_dir):
-            files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-        skipped += [p for p in files if p not in images]
-        if not images:
-            warnings.warn(f"{class_dir}: no images; class '{class_dir.name}' skipped", stacklevel=2)
-            continue
-        label = len(classes)
-        classes.append(class_dir.name)
-        for file in images:
-            try:
-                with Image.open(
-                    io.BytesIO(_image_file_bytes(file)), formats=_SUFFIX_FORMATS[file.suffix.lower()]
-                ) as image:
-                    if max(image.size) > MAX_IMAGE_SIDE:
-                        raise DeepSMOTEError(
-                            f"{file}: {image.size[0]}x{image.size[1]} is too large (max side {MAX_IMAGE_SIDE})"
-                        )
-                    if resize is None and size is not None and image.size != size:
-                        # Pillow's sizes are (width, height); ours are HxW.
-                        raise DeepSMOTEError(
-                            f"{file}: size {image.size[1]}x{image.size[0]} (HxW) differs from {size[1]}x{size[0]}; "
-                            "pass `resize` HxW to bring every image to one size"
-                        )
-                    size = image.size
-                    grey_or_rgb = _pixels(image)
-                    pixels.append(grey_or_rgb if resize is None else resize.images(grey_or_rgb[None])[0])
-            except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None
-            labels.append(label)
-    if skipped:
-        warnings.warn(f"{root}: skipped {len(skipped)} non-image files, e.g. {skipped[0]}", stacklevel=2)
-    if not pixels:
-        raise DeepSMOTEError(f"{root}: no images found; expected {root}/<class>/*.png|jpg")
-    if any(p.ndim == 3 for p in pixels):
-        pixels = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in pixels]
-    return LabelledImages(np.stack(pixels), np.asarray(labels, dtype=np.int64), tuple(classes))
+    index = index_image_folder(path, resize)
+    pixels = [folder_image(file, index.colour, resize) for file in index.files]
+    return LabelledImages(np.stack(pixels), index.labels, index.classes)
 
 
 def _image_file_bytes(file: Path) -> bytes:
@@ -515,15 +673,21 @@ def _pixels(image) -> np.ndarray:
 def _from_label_values(images: np.ndarray, values: np.ndarray, path: Path) -> LabelledImages:
     if images.shape[0] == 0:
         raise DeepSMOTEError(f"{path}: holds no images")
+    labels, classes = classes_of_values(values, path)
+    return LabelledImages(np.ascontiguousarray(images), labels, classes)
+
+
+def classes_of_values(values: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices (int64, shape (N,)) and class names of label values (integers or strings)."""
     if values.dtype.kind not in "iuU":
         raise DeepSMOTEError(f"{path}: labels must be integers or strings, got {values.dtype}")
     distinct, labels = np.unique(values, return_inverse=True)
     names = [str(v) for v in distinct]
     # One class order for every source: numbers numerically, then names alphabetically.
-    order = sorted(range(len(names)), key=lambda i: _natural_key(names[i]))
+    order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return LabelledImages(np.ascontiguousarray(images), rank[labels.ravel()], tuple(names[i] for i in order))
+    return rank[labels.ravel()], tuple(names[i] for i in order)
 
 
 def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
@@ -531,7 +695,7 @@ def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
     if len({part.classes for part in parts}) == 1:
         names = list(parts[0].classes)
     else:
-        names = sorted({name for part in parts for name in part.classes}, key=_natural_key)
+        names = sorted({name for part in parts for name in part.classes}, key=natural_key)
     index = {name: i for i, name in enumerate(names)}
     shapes = {part.images.shape[1:] for part in parts}
     if len(shapes) > 1:
@@ -542,5 +706,5 @@ def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
     )
 
 
-def _natural_key(name: str) -> tuple[int, int | str]:
+def natural_key(name: str) -> tuple[int, int | str]:
     return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)

@@ -19,15 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle, open_models
+from .bundle import Bundle, Models, load_bundle, open_models
+from .codes import LatentCache, codes_of
 from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
 from .mixing import check_share, split
 from .plan import DEFAULT_SHARD_SIZE
+from .readers import label_values
+from .resize import check_image_shape
 from .strategy import new_sample_counts
-from .synthesis import Synthesizer
+from .stream import ImageSource
+from .synthesis import Synthesizer, encoded_classes
 
 SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
 RandomState = int | np.random.RandomState | np.random.Generator | None
@@ -122,8 +126,8 @@ class DeepSMOTE:
     provider : {'auto', 'cpu', 'cuda'}, default 'auto'
         onnxruntime execution provider.
     batch_size : int or None, default None
-        Codes decoded per onnxruntime call; None takes the provider's default (32 on the CPU,
-        256 on a GPU).
+        Codes decoded per onnxruntime call; None takes the provider's default (32 on the CPU, fewer
+        for images above 64x64x1; 256 on a GPU).
     n_threads : int or None, default None
         Threads for onnxruntime and the numba kernels; all cores when None.
     shard_size : int, default 1000
@@ -257,13 +261,16 @@ class DeepSMOTE:
         check_ratio(self.max_draw_ratio)
         check_share(self.synthetic_share)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> DeepSMOTE:
+    def fit(self, X: np.ndarray | ImageSource | LatentCache, y: np.ndarray | None = None) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.
 
         Parameters
         ----------
-        X : np.ndarray
-            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+        X : np.ndarray, ImageSource or LatentCache
+            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1. Or, the
+            streaming form, DATA opened to be read in batches (``open_dataset``: only codes are kept)
+            or a latent cache of this bundle (``read_latent_cache``); then y is omitted, the labels
+            are DATA's, and ``classes_`` are DATA's label values in DATA's class order.
         y : np.ndarray
             Labels, shape (N,).
 
@@ -272,6 +279,10 @@ class DeepSMOTE:
         self
         """
         self._check_params()
+        if isinstance(X, ImageSource | LatentCache):
+            return self._fit_streamed(X, y)
+        if y is None:
+            raise InvalidInputError("y is required with an array X")
         self._inputs = (X, y)
         X = X.to_numpy() if _pandas_of(X) is not None else np.asarray(X)
         y, self._y_one_hot = _target(y.to_numpy() if _pandas_of(y) is not None else np.asarray(y))
@@ -289,14 +300,7 @@ class DeepSMOTE:
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), y)
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
         self.seed_ = seed_from(self.random_state)
-        gate = self.filter_threshold is not None
-        if gate and self.bundle_.classifier_bytes is None:
-            raise InvalidInputError(
-                f"`filter_threshold` needs a classifier in the bundle and {self.bundle_.path} has none; add one with "
-                "deepsmote.training.add_classifier (or 'deepsmote add-classifier BUNDLE DATA')"
-            )
-        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision, classifier=gate)
-        self.provider_ = models.provider
+        models = self._open_models()
         self.synthesizer_ = Synthesizer.fit(
             models,
             self.layout_,
@@ -316,6 +320,62 @@ class DeepSMOTE:
             max_draw_ratio=self.max_draw_ratio,
         )
         self._X, self._y = X, y
+        return self
+
+    def _open_models(self) -> Models:
+        """The bundle's sessions, with the classifier when the gate is on (refused without one)."""
+        gate = self.filter_threshold is not None
+        if gate and self.bundle_.classifier_bytes is None:
+            raise InvalidInputError(
+                f"`filter_threshold` needs a classifier in the bundle and {self.bundle_.path} has none; add one with "
+                "deepsmote.training.add_classifier (or 'deepsmote add-classifier BUNDLE DATA')"
+            )
+        models = open_models(self.bundle_, self.provider, self.n_threads, self.precision, classifier=gate)
+        self.provider_ = models.provider
+        return models
+
+    def _fit_streamed(self, data: ImageSource | LatentCache, y: Any) -> DeepSMOTE:
+        if y is not None:
+            raise InvalidInputError("y must be omitted when X is DATA or CODES: their labels are used")
+        self.bundle_ = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
+        if isinstance(data, LatentCache):
+            data.check_bundle(self.bundle_)
+        check_image_shape(data.image_shape, self.bundle_.image_shape)
+        self.layout_ = ImageLayout(data.item_shape, np.dtype(np.uint8), self.bundle_.image_shape)
+        self.classes_ = label_values(data.classes)
+        counts = data.class_counts()
+        new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), self.classes_[data.labels])
+        self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
+        self.seed_ = seed_from(self.random_state)
+        models = self._open_models()
+        synthetic = split(new, self.synthetic_share)
+        if isinstance(data, LatentCache) and self.synthetic_share != 1:
+            raise InvalidInputError(
+                "`synthetic_share` repeats real images, which CODES does not hold (codes only); give X the images "
+                "(open_dataset(DATA))"
+            )
+        codes, members, _ = codes_of(models, data, encoded_classes(new, synthetic, self.sampler))
+        self.synthesizer_ = Synthesizer.from_codes(
+            models,
+            self.layout_,
+            codes,
+            members,
+            [str(c) for c in self.classes_],
+            new,
+            k_neighbors=self.k_neighbors,
+            seed=self.seed_,
+            shard_size=self.shard_size,
+            threads=self.n_threads,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            source=data if isinstance(data, ImageSource) else None,
+            sampler=self.sampler,
+            synthetic_counts=synthetic,
+            filter_threshold=self.filter_threshold,
+            max_draw_ratio=self.max_draw_ratio,
+        )
+        self._inputs, self._y_one_hot = (data, None), None
+        self._X, self._y = data, self.classes_[data.labels]
         return self
 
     # --- sampling ----------------------------------------------------------------------------
@@ -347,7 +407,7 @@ class DeepSMOTE:
                 np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype),
             )
 
-    def fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fit_resample(self, X: np.ndarray | ImageSource, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the originals followed by the new samples (synthetic, and under mixing real repeats).
 
         Parameters
@@ -365,6 +425,14 @@ class DeepSMOTE:
             Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is one.
         """
         self.fit(X, y)
+        if isinstance(self._X, LatentCache):
+            raise InvalidInputError(
+                "fit_resample returns the originals, which CODES does not hold (codes only); give X the images "
+                "(open_dataset(DATA)), or use iter_synthetic for the synthetic samples alone"
+            )
+        if isinstance(self._X, ImageSource):
+            _check_fits_in_memory(self._X.take([0]), len(self._X) + self.synthesizer_.shards.total - 1)
+            self._X = self._X.load().images
         _check_fits_in_memory(self._X, self.synthesizer_.shards.total)
         parts = list(self.iter_synthetic())
         X_res = np.concatenate([self._X, *(p[0] for p in parts)])

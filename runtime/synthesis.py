@@ -31,6 +31,8 @@ from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 # Encoding always runs in batches of this size, whatever the caller's batch size, so the
 # codes (and everything drawn from them) do not depend on it.
 ENCODE_BATCH = 256
+# Float32 decoded pixels held at once while a shard is converted to the caller's dtype.
+DECODE_SLICE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -81,22 +83,47 @@ def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: 
     DeepSMOTEError
         If the class has fewer than two samples, or the encoder yields NaN or inf.
     """
-    if len(images) < 2:
+    check_class_size(len(images), class_name)
+    return class_latents(models.encode(images, batch_size=ENCODE_BATCH), k_neighbors, class_name)
+
+
+def check_class_size(count: int, class_name: str) -> None:
+    """Refuse to grow a class of fewer than two samples (before anything is encoded)."""
+    if count < 2:
         raise InvalidInputError(
-            f"class '{class_name}' has {len(images)} sample(s); SMOTE needs at least 2 to interpolate. "
+            f"class '{class_name}' has {count} sample(s); SMOTE needs at least 2 to interpolate. "
             "Add samples or leave the class out of the sampling strategy"
         )
-    codes = encode_class(models, images, class_name)
+
+
+def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str) -> ClassLatents:
+    """A class's codes (float32 (n, Z)) with each code's k nearest neighbours within the class.
+
+    Raises
+    ------
+    DeepSMOTEError
+        If the class has fewer than two codes, or a code is NaN or inf.
+    """
+    check_class_size(len(codes), class_name)
+    if not np.isfinite(codes).all():
+        raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         neighbors, _ = kneighbors(codes, k_neighbors)
     if caught:
         warnings.warn(
-            f"class '{class_name}' has {len(images)} samples: using {neighbors.shape[1]} neighbours instead of "
+            f"class '{class_name}' has {len(codes)} samples: using {neighbors.shape[1]} neighbours instead of "
             f"{k_neighbors}",
-            stacklevel=2,
+            stacklevel=3,
         )
     return ClassLatents(codes, neighbors)
+
+
+def encoded_classes(new_counts: np.ndarray, synthetic_counts: np.ndarray | None, sampler: str) -> np.ndarray:
+    """bool, shape (K,): the classes a job encodes: those with synthetic samples, or all under a
+    latent sampler other than SMOTE (its k-NN runs across classes)."""
+    synthetic = np.asarray(new_counts if synthetic_counts is None else synthetic_counts)
+    return np.ones(len(synthetic), dtype=bool) if sampler != "smote" else synthetic > 0
 
 
 def encode_class(models: Models, images: np.ndarray, class_name: str) -> np.ndarray:
@@ -211,6 +238,9 @@ class Synthesizer:
     acceptance : dict
         Per class index, [accepted, drawn] candidates of the shards this object made (the gate's
         record for the summary; not shipped to other processes).
+    source : ImageSource or None
+        Where a job that copies or repeats the originals reads them by DATA index when it writes
+        them, instead of holding them (:meth:`from_codes`); None otherwise.
     """
 
     bundle: Bundle
@@ -228,6 +258,7 @@ class Synthesizer:
     max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO
     gate_columns: tuple[int, ...] = ()
     acceptance: dict[int, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    source: Any = None
     _models: list[Models] = field(default_factory=list, repr=False, compare=False)
     # The last shard made, so that samples() and images() of one shard run the gate once.
     _last: list[tuple[Shard, Draws, np.ndarray]] = field(default_factory=list, repr=False, compare=False)
@@ -241,19 +272,9 @@ class Synthesizer:
         labels: np.ndarray,
         class_names: list[str],
         new_counts: np.ndarray,
-        *,
-        k_neighbors: int,
-        seed: int,
-        shard_size: int,
-        threads: int | None,
-        batch_size: int | None,
-        precision: str,
-        sampler: str = "smote",
-        synthetic_counts: np.ndarray | None = None,
-        filter_threshold: float | None = None,
-        max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
+        **options: Any,
     ) -> Synthesizer:
-        """Encode the classes that grow, find their neighbours and plan their shards.
+        """:meth:`from_codes` for images held in memory: encode the classes it needs first.
 
         Parameters
         ----------
@@ -269,54 +290,102 @@ class Synthesizer:
             For messages.
         new_counts : np.ndarray
             int, shape (K,), new samples per class (the strategy, resolved once).
+        **options
+            :meth:`from_codes`'s keyword arguments, but ``source``.
+        """
+        members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
+        synthetic = options.get("synthetic_counts")
+        encoded = encoded_classes(new_counts, synthetic, options.get("sampler", "smote"))
+        for c in np.flatnonzero(np.asarray(new_counts if synthetic is None else synthetic) > 0):
+            check_class_size(len(members[c]), class_names[c])  # before anything is encoded
+        codes = tuple(
+            encode_class(models, layout.to_model(images[m]), class_names[c]) if encoded[c] else None
+            for c, m in enumerate(members)
+        )
+        repeats = synthetic is not None and not np.array_equal(synthetic, new_counts)
+        fitted = cls.from_codes(models, layout, codes, members, class_names, new_counts, **options)
+        return (
+            replace(fitted, originals=tuple(images[m] for m in members), _models=fitted._models) if repeats else fitted
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        models: Models,
+        layout: ImageLayout,
+        codes: tuple[np.ndarray | None, ...],
+        members: tuple[np.ndarray, ...],
+        class_names: list[str],
+        new_counts: np.ndarray,
+        *,
+        k_neighbors: int,
+        seed: int,
+        shard_size: int,
+        threads: int | None,
+        batch_size: int | None,
+        precision: str,
+        source: Any = None,
+        sampler: str = "smote",
+        synthetic_counts: np.ndarray | None = None,
+        filter_threshold: float | None = None,
+        max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
+    ) -> Synthesizer:
+        """Find the neighbours of the classes that grow and plan their shards, from their codes.
+
+        Parameters
+        ----------
+        codes : tuple of np.ndarray or None
+            Per class, float32 (n_c, Z) in DATA order; None for a class :func:`encoded_classes` leaves out.
+        members : tuple of np.ndarray
+            Per class, int64 (n_c,), the DATA index of each code.
+        class_names : list of str
+            For messages.
+        new_counts : np.ndarray
+            int, shape (K,), new samples per class (the strategy, resolved once).
+        source : ImageSource, optional
+            Where the originals are read by index when a unit copies or repeats them.
+        sampler : {'smote', 'borderline', 'adasyn'}
+            Which codes serve as bases (`latent_samplers`); the latter two need every class's codes.
         synthetic_counts : np.ndarray, optional
-            int, shape (K,), how many of them are synthetic, the rest repeats of real images
-            (:mod:`.mixing`); all when None.
+            int, shape (K,), how many of the new samples are synthetic, the rest repeats of real
+            images (:mod:`.mixing`); all when None.
         filter_threshold : float, optional
             The quality gate's threshold (:mod:`.gate`); ``models`` must have the classifier open.
         max_draw_ratio : int
             The gate's rounds of candidates per shard at most.
-        sampler : {'smote', 'borderline', 'adasyn'}
-            Which codes serve as bases (`latent_samplers`); the latter two encode every class.
         """
         check_sampler(sampler)
         set_kernel_threads(threads)
         synthetic = new_counts if synthetic_counts is None else synthetic_counts
         latents = tuple(
-            fit_class(models, layout.to_model(images[labels == c]), k_neighbors, class_names[c]) if made > 0 else None
+            class_latents(codes[c], k_neighbors, class_names[c]) if made > 0 else None
             for c, made in enumerate(int(n) for n in synthetic)
         )
         if sampler != "smote":
-            codes = [
-                fitted.codes
-                if fitted is not None
-                else encode_class(models, layout.to_model(images[labels == c]), class_names[c])
-                for c, fitted in enumerate(latents)
-            ]
+            labels = np.empty(sum(len(m) for m in members), dtype=np.int64)
+            for c, m in enumerate(members):
+                labels[m] = c
             grows = [fitted is not None for fitted in latents]
-            weights = base_weights(sampler, codes, labels, grows, k_neighbors, class_names)
+            weights = base_weights(sampler, list(codes), labels, grows, k_neighbors, class_names)
             latents = tuple(
                 None if fitted is None else replace(fitted, weights=w)
                 for fitted, w in zip(latents, weights, strict=True)
             )
-        shards = plan_shards(new_counts, shard_size, synthetic_counts)
-        members = tuple(np.flatnonzero(labels == c) for c in range(len(new_counts)))
-        repeats = any(int(n) != int(m) for n, m in zip(new_counts, synthetic, strict=True))
         return cls(
             models.bundle,
             layout,
             seed,
-            shards,
+            plan_shards(new_counts, shard_size, synthetic_counts),
             latents,
             models.provider,
             threads,
             batch_size,
             precision,
             members=members,
-            originals=tuple(images[m] for m in members) if repeats else (),
             filter_threshold=filter_threshold,
             max_draw_ratio=max_draw_ratio,
             gate_columns=() if filter_threshold is None else gate_columns(models.bundle, class_names, synthetic),
+            source=source,
             _models=[models],
         )
 
@@ -329,6 +398,15 @@ class Synthesizer:
             _models=self._models,
             _last=self._last,
         )
+
+    def draws(self, shard: Shard) -> Draws:
+        """The draws of the shard's synthetic samples (``docs/design.md`` §4): with the gate, of those it kept."""
+        if self.filter_threshold is not None:
+            return self.made(shard)[0]
+        latents = self.latents[shard.class_index]
+        if latents is None:
+            raise ValueError(f"class {shard.class_index} was not fitted for growth")
+        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
 
     def made(self, shard: Shard) -> tuple[Draws, np.ndarray]:
         """The draws of the shard's synthetic samples (``docs/design.md`` §4) and their images.
@@ -348,7 +426,7 @@ class Synthesizer:
         if latents is None:
             raise ValueError(f"class {shard.class_index} was not fitted for growth")
         if self.filter_threshold is None:
-            draws = draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
+            draws = self.draws(shard)
             images = synthesize(self.models(), latents, draws, self.batch_size)
         else:
             gated = gate_shard(
@@ -373,13 +451,34 @@ class Synthesizer:
 
     def images(self, shard: Shard) -> np.ndarray:
         """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape):
-        its synthetic samples, then its repeats of real images."""
-        images = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
-        if shard.synthetic_count:
-            images[: shard.synthetic_count] = self.layout.from_model(self.made(shard)[1])
+        its synthetic samples, then its repeats of real images.
+
+        Without the gate, the synthetic ones are decoded and converted a slice of codes at a time, so
+        the float32 images of a whole shard (1,000 x 196 KB at 128x128x3) are never held at once; the
+        bytes do not depend on the slices.
+        """
+        out = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
+        made = shard.synthetic_count
+        if made and self.filter_threshold is not None:
+            out[:made] = self.layout.from_model(self.made(shard)[1])
+        elif made:
+            latents = self.latents[shard.class_index]
+            draws = self.draws(shard)
+            codes = interpolate(latents.codes, latents.neighbors, draws.base, draws.slot, draws.gap)
+            step = max(self.batch_size or 1, DECODE_SLICE_BYTES // (4 * int(np.prod(self.layout.image_shape))))
+            for start in range(0, made, step):
+                end = min(start + step, made)
+                decoded = self.models().decode(codes[start:end], batch_size=self.batch_size)
+                out[start:end] = self.layout.from_model(decoded)
         if shard.repeats:
-            images[shard.synthetic_count :] = self.originals[shard.class_index][self.repeats(shard)]
-        return images
+            out[made:] = self.originals_of(shard.class_index, self.repeats(shard))
+        return out
+
+    def originals_of(self, class_index: int, positions: np.ndarray) -> np.ndarray:
+        """The class's real images at ``positions`` (within the class), held or read again from DATA."""
+        if self.originals:
+            return self.originals[class_index][positions]
+        return self.source.take(self.members[class_index][positions])
 
     def repeats(self, shard: Shard) -> np.ndarray:
         """int64, shape (shard.repeats,): the positions within its class of the real samples it repeats."""
@@ -396,15 +495,15 @@ class Synthesizer:
         copied = {part.class_index: part.count for part in unit.real}
         for part in unit.real:
             rows = np.flatnonzero(classes == part.class_index)[: part.count]
-            images[rows] = self.originals[part.class_index][part.start + position[rows]]
             base[rows] = self.members[part.class_index][part.start + position[rows]]
+            images[rows] = self.originals_of(part.class_index, part.start + position[rows])
         for shard in unit.synthetic:
             rows = np.flatnonzero(classes == shard.class_index)[copied.get(shard.class_index, 0) :]
             members = self.members[shard.class_index]
             images[rows] = self.images(shard)[position[rows]]
             made = rows[position[rows] < shard.synthetic_count]
             if len(made):
-                draws = self.made(shard)[0]
+                draws = self.draws(shard)
                 neighbors = self.latents[shard.class_index].neighbors
                 base[made] = members[draws.base[position[made]]]
                 neighbor[made] = members[neighbors[draws.base, draws.slot][position[made]]]

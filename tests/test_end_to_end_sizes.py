@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from deepsmote.runtime.cli import main
 from deepsmote.runtime.readers import read_dataset
-from helpers import run_main, run_python
+from helpers import run_main, run_python, tree_digest
 from PIL import Image
 
 TINY = ["--epochs", "1", "--width", "4", "--latent-dim", "8", "--batch-size", "8", "--device", "cpu"]
@@ -60,8 +60,11 @@ def generate_and_grid_without_torch(bundle: Path, data: Path, out: Path, grid: P
 import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 from deepsmote.runtime.cli import main
+codes, from_codes = {str(out) + ".codes"!r}, {str(out) + "-from-codes"!r}
 for args in (["generate", {str(bundle)!r}, {str(data)!r}, "--out", {str(out)!r}, "--quiet", *{extra!r}],
-             ["grid", {str(bundle)!r}, {str(data)!r}, "--out", {str(grid)!r}, "--per-row", "4", *{extra!r}]):
+             ["grid", {str(bundle)!r}, {str(data)!r}, "--out", {str(grid)!r}, "--per-row", "4", *{extra!r}],
+             ["encode", {str(bundle)!r}, {str(data)!r}, "--out", codes, "--quiet", *{extra!r}],
+             ["generate", {str(bundle)!r}, codes, "--out", from_codes, "--quiet"]):
     try:
         main(args)
     except SystemExit as exit:
@@ -75,6 +78,7 @@ print("ok")
 
 CASES = {
     "16x16x1": ((16, 16, 1), "npz", []),
+    "32x32x1": ((32, 32, 1), "npz", []),
     "48x40x1": ((48, 40, 1), "mixed", ["--resize", "48x40"]),
     "64x64x3": ((64, 64, 3), "npz", []),
     "128x128x3": ((128, 128, 3), "resized", ["--resize", "128x128", "--crop", "center"]),
@@ -107,6 +111,8 @@ def test_train_generate_grid_at_family_sizes(case, tmp_path, capsys):
 
     generated, grid = tmp_path / "generated", tmp_path / "grid.png"
     generate_and_grid_without_torch(bundle, data, generated, grid, extra)
+    # The latent cache gives the same bytes at every size (resized on encoding where DATA is resized).
+    assert tree_digest(tmp_path / "generated-from-codes") == tree_digest(generated)
     made = read_dataset(generated)
     assert made.image_shape == (channels, height, width)
     # The minority class grows up to the majority's count.

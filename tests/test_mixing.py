@@ -9,7 +9,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from deepsmote.runtime import DeepSMOTE, read_dataset
+from deepsmote.runtime import DeepSMOTE, open_dataset, read_dataset
 from deepsmote.runtime.mixing import REPEAT_KEY, split
 from deepsmote.runtime.plan import Shard, plan_mixed, plan_shards
 from golden import GOLDEN_BUNDLE
@@ -161,3 +161,13 @@ def test_a_share_of_zero_is_random_oversampling_and_needs_no_neighbours(data):
     X_res, y_res = DeepSMOTE(GOLDEN_BUNDLE, random_state=0, synthetic_share=0.0).fit_resample(X, y)
     assert (y_res[31:] == 1).all() and len(y_res) == 60
     assert all(np.array_equal(image, X[30]) for image in X_res[31:])
+
+
+@pytest.mark.parametrize("sampler", ["smote", "borderline"])
+def test_data_read_in_batches_gives_the_bytes_of_data_in_memory(data, fmnist_mini, sampler):
+    # The streamed fit reads the repeats again from DATA by index; the in-memory one holds them.
+    options = {"sampling_strategy": STRATEGY, "random_state": 3, "synthetic_share": 0.5, "sampler": sampler}
+    held = DeepSMOTE(GOLDEN_BUNDLE, **options).fit_resample(data.images, data.labels)
+    streamed = DeepSMOTE(GOLDEN_BUNDLE, **options).fit_resample(open_dataset(fmnist_mini))
+    np.testing.assert_array_equal(streamed[0], held[0])
+    np.testing.assert_array_equal(streamed[1], held[1])

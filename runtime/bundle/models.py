@@ -14,7 +14,8 @@ onnxruntime is a one-line :class:`DeepSMOTEError` naming the graph.
 
 Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the exported
 decoder's batched MatMul keeps its working set in cache at that size, and ran ~10% faster than at
-256 (``benchmarks/model_flops.py``). A call too small to keep every thread busy is split evenly.
+256 (``benchmarks/model_flops.py``). Large images take fewer codes per call
+(:func:`default_decode_batch`). A call too small to keep every thread busy is split evenly.
 
 Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
@@ -44,6 +45,7 @@ from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session
 
 # Codes per onnxruntime decoder call when the caller does not choose.
 CPU_DECODE_BATCH = 32
+CPU_DECODE_VALUES = 1 << 17
 GPU_DECODE_BATCH = 256
 
 
@@ -114,7 +116,8 @@ class Models:
         """
         # Fewer codes than one call per thread: spread them over all threads (the bytes do not
         # depend on the batch size, a tested property of every decoder we export).
-        batch = max(1, min(batch_size or default_decode_batch(self.provider), -(-len(z) // self.workers)))
+        default = default_decode_batch(self.provider, self.bundle.image_shape)
+        batch = max(1, min(batch_size or default, -(-len(z) // self.workers)))
         return self._run(self.decoder, self.decoder_file, DECODER_INPUT, z, batch, self.bundle.image_shape)
 
     def classify(self, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -174,9 +177,18 @@ class Models:
         return out
 
 
-def default_decode_batch(provider: str) -> int:
-    """Codes per decoder call on ``provider`` (an onnxruntime provider name) when not chosen."""
-    return CPU_DECODE_BATCH if provider == CPU_PROVIDER else GPU_DECODE_BATCH
+def default_decode_batch(provider: str, image_shape: tuple[int, ...] | None = None) -> int:
+    """Codes per decoder call on ``provider`` (an onnxruntime provider name) when not chosen.
+
+    On the CPU, fewer for large images, so that a call decodes at most :data:`CPU_DECODE_VALUES`
+    pixel values (32 codes up to 64x64x1, 10 at 64x64x3, 2 at 128x128x3). Each concurrent call holds
+    its layers' activations (at 128x128x3 and 32 codes, about 200 MB), and smaller calls measured as
+    fast or faster at 128x128x3 (``benchmarks/generator_throughput.py``).
+    """
+    if provider != CPU_PROVIDER:
+        return GPU_DECODE_BATCH
+    values = int(np.prod(image_shape)) if image_shape is not None else 1
+    return max(1, min(CPU_DECODE_BATCH, CPU_DECODE_VALUES // values))
 
 
 def open_models(

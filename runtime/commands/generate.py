@@ -5,19 +5,24 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..bundle import PRECISIONS, PROVIDERS, load_bundle, read_manifest
+from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
+from ..errors import DeepSMOTEError
 from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
 from ..job import ENGINES, generate_dataset, plan_table
 from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
-from ..readers import read_dataset
+from ..readers import is_latent_cache
 from ..recipes import recipe_option, recipe_values
-from ..resize import parse_resize
+from ..resize import Resize, parse_resize
 from ..strategy import parse_strategy
+from ..stream import open_dataset
 from ..writers import FORMATS
 from .options import resize_options, sampler_option
 
@@ -50,7 +55,8 @@ from .options import resize_options, sampler_option
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
-    help="Codes decoded per onnxruntime call (default: 32 on the CPU, 256 on a GPU); does not change the output.",
+    help="Codes decoded per onnxruntime call (default: 32 on the CPU, fewer above 64x64x1; 256 on a GPU); does not "
+    "change the output.",
 )
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option(
@@ -127,7 +133,9 @@ def generate(
     """Oversample DATA with BUNDLE and write the synthetic images to OUT.
 
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
-    file. A rerun of an interrupted job with the same settings completes it.
+    file, read in batches (only the codes are kept); or CODES, the latent cache that
+    `deepsmote encode` wrote for this bundle, which gives the same bytes without the images. A
+    rerun of an interrupted job with the same settings completes it.
     """
     chosen = recipe_values(recipe, "generate")
     sampler = chosen.get("sampler", sampler)
@@ -138,12 +146,17 @@ def generate(
     check_threshold(filter_threshold)
     check_share(synthetic_share)
     refuse_out_inside_data(out, data)
-    # An IDX header is compared with the bundle before gigabytes of data are read.
-    dataset = read_dataset(
-        data, labels, image_shape=read_manifest(bundle).image_shape, resize=parse_resize(resize, crop)
-    )
+    size = parse_resize(resize, crop)
+    if is_latent_cache(Path(data)):
+        dataset = read_codes_input(data, labels, size, include_originals, synthetic_share)
+    else:
+        # Headers and labels only: the images are read in batches as they are encoded. An IDX header
+        # is compared with the bundle before gigabytes of data are read.
+        dataset = open_dataset(data, labels, image_shape=read_manifest(bundle).image_shape, resize=size)
     if dry_run:
-        load_bundle(bundle)  # a broken bundle is refused now, not at the real run
+        loaded = load_bundle(bundle)  # a broken bundle is refused now, not at the real run
+        if isinstance(dataset, LatentCache):
+            dataset.check_bundle(loaded)
         plan = plan_table(dataset, sampling_strategy, fmt, shard_size, include_originals)
         click.echo(f"plan for {out} (dry run: nothing written)")
         click.echo(table(["class", "current", "target", "to generate", "shards"], [list(r.values()) for r in plan]))
@@ -202,3 +215,22 @@ def count_table(summary: dict) -> str:
             row.append("-" if rate is None else f"{rate:.1%}")
         rows.append(row)
     return table(headers, rows)
+
+
+def read_codes_input(
+    path: str, labels: str | None, size: Resize | None, include_originals: bool, synthetic_share: float
+) -> LatentCache:
+    """CODES in place of DATA, refusing the options that need the images (a share below 1 repeats them)."""
+    needs = (
+        (labels, "--labels"),
+        (size, "--resize"),
+        (include_originals, "--include-originals"),
+        (synthetic_share != 1, "--synthetic-share"),
+    )
+    for given, flag in needs:
+        if given:
+            raise DeepSMOTEError(
+                f"{flag} needs the images, but {path} is CODES (a latent cache: codes only); give DATA instead, "
+                f"or leave out {flag}"
+            )
+    return read_latent_cache(path)

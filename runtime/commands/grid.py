@@ -15,9 +15,10 @@ from ..bundle import PROVIDERS, load_bundle, open_models
 from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 from ..pixels import from_model, to_model
-from ..readers import read_dataset
+from ..readers import label_values
 from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
+from ..stream import open_dataset
 from .options import resize_options, sampler_option
 
 
@@ -102,26 +103,28 @@ def grid(
         raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
     size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
-    dataset = read_dataset(data, labels, resize=size)
+    # Read in batches: the sampler keeps codes, and only the images shown are read again by index.
+    dataset = open_dataset(data, labels, resize=size)
     check_image_shape(dataset.image_shape, loaded.image_shape)
     counts = dataset.class_counts()
+    values = label_values(dataset.classes)
     extra = per_row * synthetic_rows
     growable = [c for c in range(len(counts)) if counts[c] >= 2]
     oversampler = DeepSMOTE(
         loaded,
-        sampling_strategy={c: int(counts[c]) + extra for c in growable},
+        sampling_strategy={values[c].item(): int(counts[c]) + extra for c in growable},
         k_neighbors=k_neighbors,
         random_state=seed,
         provider=provider,
         sampler=sampler,
     )
-    oversampler.fit(dataset.images, dataset.labels)
+    oversampler.fit(dataset)
     synthetic = {c: [] for c in growable}
-    for images, y in oversampler.iter_synthetic():
-        synthetic[int(y[0])].append(images)
+    for shard in oversampler.synthesizer_.shards:
+        synthetic[shard.class_index].append(oversampler.synthesizer_.images(shard))
     rows, captions = [], []
     for c, name in enumerate(dataset.classes):
-        rows.append(dataset.images[dataset.labels == c][:per_row])
+        rows.append(dataset.take(np.flatnonzero(dataset.labels == c)[:per_row]))
         captions.append(f"{name} real")
         if c in synthetic:
             made = np.concatenate(synthetic[c])
@@ -131,10 +134,10 @@ def grid(
     if pair is not None:
         try:
             first, second = (int(v) for v in pair.split(","))
-            ends = dataset.images[[first, second]]
+            ends = dataset.take([first, second])
         except (ValueError, IndexError):
             raise DeepSMOTEError(
-                f"--interpolate must be two indices 'I,J' below {len(dataset.images)}, got '{pair}'"
+                f"--interpolate must be two indices 'I,J' below {len(dataset)}, got '{pair}'"
             ) from None
         models = open_models(loaded, provider)
         codes = models.encode(to_model(ends))
