@@ -164,7 +164,7 @@ def test_evaluate_refuses_deepsmote_without_a_bundle(small_sets, tmp_path, capsy
         ["evaluate", small_sets["train"], "--test", small_sets["balanced"], "--out", tmp_path / "r", "--steps", "1"],
         capsys,
     )
-    assert code == 1 and "needs a bundle" in err
+    assert code == 1 and "need a bundle (--bundle)" in err
     assert not (tmp_path / "r").exists()
 
 

@@ -98,7 +98,9 @@ def train(
 
     DATA is an ImageFolder directory, an .npz with images and labels, or an IDX images file.
     """
-    classifier = recipe_values(recipe, "train").get("classifier", classifier)
+    chosen = recipe_values(recipe, "train")
+    arch, loss, penalty = chosen.get("arch", arch), chosen.get("loss", loss), chosen.get("penalty", penalty)
+    classifier = chosen.get("classifier", classifier)
     config = TrainConfig(
         epochs=epochs,
         width=width,
