@@ -231,7 +231,9 @@ def train_autoencoder(fit: LabelledImages, config: TrainConfig, work: Path) -> P
     manifest = bundle / "deepsmote.json"
     if manifest.exists():
         training = json.loads(manifest.read_text())["training"]
-        if training["config"] == asdict(config) and training["data_sha256"] == fit.fingerprint():
+        # A bundle recorded before `precision` existed was trained in fp32.
+        recorded = {"precision": "fp32", **training["config"]}
+        if recorded == asdict(config) and training["data_sha256"] == fit.fingerprint():
             print(f"reusing {bundle} (same config and fit split)")
             return bundle
     shutil.rmtree(run_dir, ignore_errors=True)
