@@ -308,19 +308,25 @@ class DeepSMOTE:
             labels,
             [str(c) for c in self.classes_],
             new,
-            k_neighbors=self.k_neighbors,
-            seed=self.seed_,
-            shard_size=self.shard_size,
-            threads=self.n_threads,
-            batch_size=self.batch_size,
-            precision=self.precision,
-            sampler=self.sampler,
-            synthetic_counts=split(new, self.synthetic_share),
-            filter_threshold=self.filter_threshold,
-            max_draw_ratio=self.max_draw_ratio,
+            **self._synthesis_options(new),
         )
         self._X, self._y = X, y
         return self
+
+    def _synthesis_options(self, new: np.ndarray) -> dict[str, Any]:
+        """The keyword arguments of :meth:`Synthesizer.from_codes` that come from the parameters."""
+        return {
+            "k_neighbors": self.k_neighbors,
+            "seed": self.seed_,
+            "shard_size": self.shard_size,
+            "threads": self.n_threads,
+            "batch_size": self.batch_size,
+            "precision": self.precision,
+            "sampler": self.sampler,
+            "synthetic_counts": split(new, self.synthetic_share),
+            "filter_threshold": self.filter_threshold,
+            "max_draw_ratio": self.max_draw_ratio,
+        }
 
     def _open_models(self) -> Models:
         """The bundle's sessions, with the classifier when the gate is on (refused without one)."""
@@ -348,13 +354,12 @@ class DeepSMOTE:
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
         self.seed_ = seed_from(self.random_state)
         models = self._open_models()
-        synthetic = split(new, self.synthetic_share)
         if isinstance(data, LatentCache) and self.synthetic_share != 1:
             raise InvalidInputError(
                 "`synthetic_share` repeats real images, which CODES does not hold (codes only); give X the images "
                 "(open_dataset(DATA))"
             )
-        codes, members, _ = codes_of(models, data, encoded_classes(new, synthetic, self.sampler))
+        codes, members, _ = codes_of(models, data, encoded_classes(new, split(new, self.synthetic_share), self.sampler))
         self.synthesizer_ = Synthesizer.from_codes(
             models,
             self.layout_,
@@ -362,17 +367,8 @@ class DeepSMOTE:
             members,
             [str(c) for c in self.classes_],
             new,
-            k_neighbors=self.k_neighbors,
-            seed=self.seed_,
-            shard_size=self.shard_size,
-            threads=self.n_threads,
-            batch_size=self.batch_size,
-            precision=self.precision,
             source=data if isinstance(data, ImageSource) else None,
-            sampler=self.sampler,
-            synthetic_counts=synthetic,
-            filter_threshold=self.filter_threshold,
-            max_draw_ratio=self.max_draw_ratio,
+            **self._synthesis_options(new),
         )
         self._inputs, self._y_one_hot = (data, None), None
         self._X, self._y = data, self.classes_[data.labels]
