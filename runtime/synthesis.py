@@ -65,28 +65,6 @@ class ClassLatents:
         return len(self.codes) if self.weights is None else int(np.count_nonzero(self.weights))
 
 
-def fit_class(models: Models, images: np.ndarray, k_neighbors: int, class_name: str) -> ClassLatents:
-    """Encode a class and find each code's k nearest neighbours.
-
-    Parameters
-    ----------
-    models : Models
-    images : np.ndarray
-        float32, shape (n, C, H, W), the class's real images in [-1, 1].
-    k_neighbors : int
-        Neighbours to keep; a class with ``n <= k`` keeps ``n - 1`` and warns.
-    class_name : str
-        For messages.
-
-    Raises
-    ------
-    DeepSMOTEError
-        If the class has fewer than two samples, or the encoder yields NaN or inf.
-    """
-    check_class_size(len(images), class_name)
-    return class_latents(models.encode(images, batch_size=ENCODE_BATCH), k_neighbors, class_name)
-
-
 def check_class_size(count: int, class_name: str) -> None:
     """Refuse to grow a class of fewer than two samples (before anything is encoded)."""
     if count < 2:
