@@ -5,20 +5,17 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import click
 
 from ..bundle import PROVIDERS, read_manifest
 from ..codes import encode_dataset
 from ..console import verbosity_options
-from ..errors import DeepSMOTEError
 from ..outdir import refuse_out_inside_data
 from ..resize import parse_resize
 from ..stream import open_dataset
-from .options import resize_options
+from .options import checked_out_file, resize_options
 
 
 @click.command()
@@ -48,14 +45,7 @@ def encode(
     index and the bundle's fingerprint. `deepsmote generate BUNDLE CODES --out OUT` then makes the
     same images as from DATA, on a machine that has only the bundle and CODES.
     """
-    target = Path(out)
-    if target.exists() and not overwrite:
-        raise DeepSMOTEError(f"--out {target} exists; pass --overwrite to replace it")
-    folder = target.parent
-    if not folder.is_dir():
-        raise DeepSMOTEError(f"--out {target}: the folder {folder} does not exist; create it or choose another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
+    target = checked_out_file(out, overwrite)
     refuse_out_inside_data(out, data)
     start = time.perf_counter()
     source = open_dataset(

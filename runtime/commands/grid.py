@@ -5,8 +5,6 @@ Internal module: the command line is the interface (``deepsmote --help``).
 
 from __future__ import annotations
 
-import os
-
 import click
 import numpy as np
 
@@ -19,7 +17,7 @@ from ..readers import label_values
 from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
 from ..stream import open_dataset
-from .options import resize_options, sampler_option
+from .options import checked_out_file, resize_options, sampler_option
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:
@@ -88,19 +86,10 @@ def grid(
     overwrite: bool,
 ) -> None:
     """Write a PNG with, per class, a row of real images and rows of synthetic ones."""
-    from pathlib import Path
 
     from PIL import Image
 
-    target = Path(out)
-    if target.exists() and not overwrite:
-        raise DeepSMOTEError(f"--out {target} exists; pass --overwrite to replace it")
-    # The folder is checked before any work, not found missing or read-only at the end.
-    folder = target.parent
-    if not folder.is_dir():
-        raise DeepSMOTEError(f"--out {target}: the folder {folder} does not exist; create it or choose another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
+    target = checked_out_file(out, overwrite)
     size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
     # Read in batches: the sampler keeps codes, and only the images shown are read again by index.

@@ -1,15 +1,19 @@
-"""Options shared by commands: ``--resize HxW`` and ``--crop`` (DATA), ``--sampler`` (oversampling).
+"""Options shared by commands: ``--resize HxW`` and ``--crop`` (DATA), ``--sampler`` (oversampling),
+and the checks of an ``--out`` file.
 
 Internal module: the command line is the interface (``deepsmote --help``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from ..errors import DeepSMOTEError
 from ..latent_samplers import SAMPLERS
 from ..resize import CROPS
 
@@ -33,3 +37,17 @@ def sampler_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--sampler", default="smote", show_default=True, type=click.Choice(SAMPLERS), help=SAMPLER_HELP
     )(command)
+
+
+def checked_out_file(out: str, overwrite: bool) -> Path:
+    """``--out`` as a file to write, refused before any work: there already (without ``overwrite``),
+    or in a folder that is missing or not writable, rather than found so at the end."""
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise DeepSMOTEError(f"--out {target} exists; pass --overwrite to replace it")
+    folder = target.parent
+    if not folder.is_dir():
+        raise DeepSMOTEError(f"--out {target}: the folder {folder} does not exist; create it or choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DeepSMOTEError(f"--out {target}: the folder {folder} is not writable; choose another --out")
+    return target
