@@ -6,8 +6,10 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE, read_dataset
+from golden import GOLDEN_BUNDLE
 from helpers import run_main
 from PIL import Image
 
@@ -100,3 +102,16 @@ def test_demo_runs_the_main_job(tmp_path, capsys):
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     one_line_error(*run_main(["demo", "--out", tmp_path / "mine"], capsys)[::2], "not a demo output")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("command", ["grid", "encode"])
+def test_an_out_file_that_cannot_be_written_is_refused_before_any_work(command, fmnist_mini, tmp_path, capsys):
+    existing = tmp_path / "there.png"
+    existing.write_bytes(b"kept")
+    for out, fragment in (
+        (existing, "exists; pass --overwrite to replace it"),
+        (tmp_path / "missing" / "out.png", "does not exist; create it or choose another --out"),
+    ):
+        code, _, err = run_main([command, GOLDEN_BUNDLE, fmnist_mini, "--out", out], capsys)
+        assert code == 1 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert existing.read_bytes() == b"kept" and not (tmp_path / "missing").exists()
