@@ -10,10 +10,12 @@ per class plus a fixed RGB texture, written as raw IDX files (read in place, in 
 - training: seconds per epoch of ``--train-images`` images (the trainer's own time, the default
   loss and penalty, batch 100, ``--threads`` torch threads), one epoch; the best checkpoint is
   exported as the bundle used below;
-- decoder and encoder: GFLOP/s of ``decoder.onnx`` and ``encoder.onnx`` as the runtime runs them
-  (``open_models``, ``--threads`` single-threaded sessions), FLOPs counted from the torch model
-  (``model_flops.flops_per_image``), as a fraction of the float32 GEMM ceiling measured in the same
-  run on the same threads (``gemm_ceiling.gemm_ceiling``);
+- decoder and encoder: GFLOP/s of the decoder graph and ``encoder.onnx`` as the runtime runs them
+  (``open_models``, ``--threads`` single-threaded sessions: ``decoder_cpu.onnx``, the phase graph),
+  FLOPs counted from the torch model (``model_flops.flops_per_image``) and, for the phase graph,
+  as it computes them (:func:`phase_graph_flops_per_image`), as a fraction of the float32 GEMM
+  ceiling measured in the same run on the same threads (``gemm_ceiling.gemm_ceiling``); and the
+  plain ``decoder.onnx`` on the same sessions' settings;
 - generation: ``deepsmote generate`` end to end in a fresh process (``--generate`` images of one
   class, WebDataset), images/s over the whole command and over its generation phase;
 - memory (the largest size only): peak RSS (``VmHWM``) of that same command for DATA of each of
@@ -23,19 +25,21 @@ per class plus a fixed RGB texture, written as raw IDX files (read in place, in 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import FMNIST, median_time
 from deepsmote.data import fmnist_mini
-from deepsmote.runtime.bundle import load_bundle, open_models
+from deepsmote.runtime.bundle import DECODER_FILE, create_session, load_bundle, open_models
 from deepsmote.runtime.readers import LabelledImages, read_dataset
 from deepsmote.runtime.synthesis import ENCODE_BATCH
 from deepsmote.training.export import export_bundle
@@ -90,6 +94,31 @@ def train_and_export(data: Path, args: argparse.Namespace, work: Path) -> tuple[
     return bundle, seconds, len(subset.labels)
 
 
+def phase_graph_flops_per_image(decoder: torch.nn.Module, example: torch.Tensor) -> float:
+    """2 x the multiply-adds of ``decoder_cpu.onnx`` per image: each upsampling and 3x3 conv as four 2x2 kernels.
+
+    The phase convolution runs over the unscaled (h, w) map padded to (h + 1, w + 1) outputs, with 4 x
+    c_out channels of 2 x 2 taps (``training/decoder_graph.py``); the linear layer and the residual
+    blocks count as in :func:`model_flops.flops_per_image`.
+    """
+    total = flops_per_image(decoder, example)
+    layers = list(decoder.deconv)
+    upsampled = [conv for before, conv in itertools.pairwise(layers) if isinstance(before, torch.nn.Upsample)]
+
+    def recount(layer: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        _, height, width = inputs[0][0].shape
+        total -= 2.0 * output[0].numel() * layer.in_channels * 9
+        total += 2.0 * (height // 2 + 1) * (width // 2 + 1) * 4 * layer.out_channels * layer.in_channels * 4
+
+    hooks = [conv.register_forward_hook(recount) for conv in upsampled]
+    with torch.no_grad():
+        decoder.eval()(example[:1])
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
 def model_rates(bundle_path: Path, args: argparse.Namespace) -> dict[str, float]:
     """GFLOP/s of the runtime's decoder and encoder, and the GEMM ceiling, same threads, same run."""
     bundle = load_bundle(bundle_path)
@@ -100,16 +129,25 @@ def model_rates(bundle_path: Path, args: argparse.Namespace) -> dict[str, float]
     codes = rng.standard_normal((n, bundle.latent_dim), dtype=np.float32)
     images = rng.uniform(-1, 1, (n, *bundle.image_shape)).astype(np.float32)
     decode_flops = flops_per_image(decoder, torch.from_numpy(codes))
+    phase_flops = phase_graph_flops_per_image(decoder, torch.from_numpy(codes))
     encode_flops = flops_per_image(encoder, torch.from_numpy(images))
+    # The same sessions' settings, running the plain graph.
+    plain = replace(models, decoder=create_session(bundle.decoder_bytes, "cpu", 1)[0], decoder_file=DECODER_FILE)
     ceiling = gemm_ceiling(args.threads)
     decode_s = median_time(lambda: models.decode(codes), repeats=3)
+    plain_s = median_time(lambda: plain.decode(codes), repeats=3)
     encode_s = median_time(lambda: models.encode(images, ENCODE_BATCH), repeats=3)
     return {
         "ceiling": ceiling.rate,
         "ceiling_text": ceiling.describe(),
+        "graph": models.decoder_file,
         "decode_gflop": decode_flops / 1e9,
         "decode_images_s": n / decode_s,
         "decode_rate": decode_flops * n / decode_s / 1e9,
+        "phase_gflop": phase_flops / 1e9,
+        "phase_rate": phase_flops * n / decode_s / 1e9,
+        "plain_images_s": n / plain_s,
+        "plain_rate": decode_flops * n / plain_s / 1e9,
         "encode_gflop": encode_flops / 1e9,
         "encode_images_s": n / encode_s,
         "encode_rate": encode_flops * n / encode_s / 1e9,
@@ -195,12 +233,22 @@ def main() -> None:
             )
             rates = model_rates(bundle, args)
             print(f"  {rates['ceiling_text']}")
-            for part in ("decode", "encode"):
-                print(
-                    f"  {part}r: {rates[f'{part}_gflop']:.3f} GFLOP/image, {rates[f'{part}_images_s']:.0f} images/s, "
-                    f"{rates[f'{part}_rate']:.1f} GFLOP/s = {rates[f'{part}_rate'] / rates['ceiling']:.0%} of the "
-                    "GEMM ceiling"
-                )
+            ceiling = rates["ceiling"]
+            print(
+                f"  decoder as the runtime runs it ({rates['graph']}): {rates['decode_images_s']:.0f} images/s; "
+                f"{rates['decode_gflop']:.3f} GFLOP/image as trained: {rates['decode_rate']:.1f} GFLOP/s = "
+                f"{rates['decode_rate'] / ceiling:.0%} of the GEMM ceiling; {rates['phase_gflop']:.3f} GFLOP/image "
+                f"computed by the phase graph: {rates['phase_rate']:.1f} GFLOP/s = {rates['phase_rate'] / ceiling:.0%}"
+            )
+            print(
+                f"  plain decoder.onnx, same sessions' settings: {rates['plain_images_s']:.0f} images/s, "
+                f"{rates['plain_rate']:.1f} GFLOP/s = {rates['plain_rate'] / ceiling:.0%} of the GEMM ceiling; "
+                f"the runtime's graph {rates['decode_images_s'] / rates['plain_images_s']:.2f}x its images/s"
+            )
+            print(
+                f"  encoder: {rates['encode_gflop']:.3f} GFLOP/image, {rates['encode_images_s']:.0f} images/s, "
+                f"{rates['encode_rate']:.1f} GFLOP/s = {rates['encode_rate'] / ceiling:.0%} of the GEMM ceiling"
+            )
             made = run_generate(bundle, data, folder / "out", args.generate, args.threads)
             print(
                 f"  generate {args.generate} images end to end: {made['wall']:.1f} s = "

@@ -11,6 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deepsmote.runtime.bundle import (
+    CPU_DECODER_FILE,
+    DECODER_FILE,
+    DECODER_INPUT,
+    create_session,
+    load_bundle,
+    open_models,
+)
 from deepsmote.runtime.cli import main
 from deepsmote.runtime.readers import read_dataset
 from helpers import run_main, run_python, tree_digest
@@ -101,8 +109,8 @@ def test_train_generate_grid_at_family_sizes(case, tmp_path, capsys):
     assert manifest["image_shape"] == [channels, height, width]
     config = manifest["training"]["config"]
     assert (config["arch"], config["loss"], config["penalty"]) == ("resize-conv", "l1+ssim", "reference")
-    # No transposed convolution to rearrange: the plain decoder serves every provider.
-    assert sorted(manifest["files"]) == ["decoder.onnx", "encoder.onnx"]
+    # The phase arrangement that the CPU runs, beside the plain decoder that GPUs run.
+    assert sorted(manifest["files"]) == ["decoder.onnx", "decoder_cpu.onnx", "encoder.onnx"]
     assert manifest["export"]["max_abs_diff"] <= 1e-4
 
     code, out, err = run_main(["inspect", bundle], capsys)
@@ -195,3 +203,16 @@ def test_mixed_sizes_without_resize_name_the_flag(tmp_path, capsys):
     code, _, err = run_main(["train", data, "--out", tmp_path / "b", *TINY], capsys)
     one_line_error(code, err, "differs from", "pass --resize HxW")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_the_cpu_runs_the_phase_graph_of_a_resize_conv_bundle(bundle16):
+    codes = np.random.default_rng(0).standard_normal((9, 8), dtype=np.float32)
+
+    def decoded_by(graph: str) -> np.ndarray:
+        session, _ = create_session((bundle16 / graph).read_bytes(), "cpu", 1)
+        return session.run(None, {DECODER_INPUT: codes})[0]
+
+    by_phase_graph, by_plain_graph = decoded_by(CPU_DECODER_FILE), decoded_by(DECODER_FILE)
+    assert by_phase_graph.tobytes() != by_plain_graph.tobytes()  # else this test could not tell them apart
+    np.testing.assert_allclose(by_phase_graph, by_plain_graph, rtol=0, atol=1e-5)
+    assert open_models(load_bundle(bundle16), "cpu").decode(codes).tobytes() == by_phase_graph.tobytes()

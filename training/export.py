@@ -3,14 +3,14 @@
 The graphs are exported in eval mode (BatchNorm with its running statistics) by
 ``torch.onnx.export(dynamo=True)``, the torch.export-based exporter that is torch's default and
 whose ``dynamic_shapes`` give a symbolic batch axis; the TorchScript exporter is deprecated. The
-decoder is exported as itself (``decoder.onnx``, for every provider) and, for the ``paper``
-architecture, in the arrangement of :mod:`.decoder_graph` (``decoder_cpu.onnx``), the same
-function run faster by onnxruntime's CPU provider. ``resize-conv`` decoders have no transposed
-convolution to rearrange, so their bundles hold the plain decoder only, which every provider
-runs. Then onnxruntime runs them on the checkpoint's real images and on random codes, at the
-verification batch and at batch 1, and every output is compared with that of the torch modules
-as trained. The bundle is assembled in a temporary directory beside the target, checked with the
-runtime's own loader, and renamed into place, so a failed export leaves nothing behind.
+decoder is exported as itself (``decoder.onnx``, for every provider) and in the arrangement of
+:mod:`.decoder_graph` (``decoder_cpu.onnx``), the same function run faster by onnxruntime's CPU
+provider: the ``paper`` decoder's first transposed convolution as a MatMul and ``Col2Im``, the
+``resize-conv`` decoder's upsampling convolutions as phase convolutions. Then onnxruntime runs
+them on the checkpoint's real images and on random codes, at the verification batch and at batch
+1, and every output is compared with that of the torch modules as trained. The bundle is
+assembled in a temporary directory beside the target, checked with the runtime's own loader, and
+renamed into place, so a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ from deepsmote.runtime.bundle import (
 from deepsmote.runtime.errors import DeepSMOTEError
 from torch import nn
 
-from .decoder_graph import ExportDecoder
-from .model import Decoder
+from .decoder_graph import cpu_decoder
 from .trainer import LOG_FILE, PLOT_FILE, load_checkpoint, models_from_checkpoint
 
 OPSET = 18
@@ -126,9 +125,7 @@ def export_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *, over
         _export_graph(decoder, codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / DECODER_FILE)
         # The same function in the arrangement that runs faster on the CPU; verified against
         # the decoder itself.
-        if isinstance(decoder, Decoder):
-            cpu_decoder = ExportDecoder(decoder)
-            _export_graph(cpu_decoder, codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / CPU_DECODER_FILE)
+        _export_graph(cpu_decoder(decoder), codes[:2], DECODER_INPUT, DECODER_OUTPUT, staging / CPU_DECODER_FILE)
         checks = verify(encoder, decoder, staging, images)
         logs = [name for name in _LOG_FILES if (Path(checkpoint).parent / name).is_file()]
         for name in logs:
