@@ -172,7 +172,9 @@ def main() -> None:
         authors_flops, _ = epoch_flops(replace(model, arch="paper"), counts, 100)
         print(
             f"note: the authors' loop trains the paper's model ({authors_flops / len(data.images) / 1e9:.3f} "
-            "GFLOP/image), so its images/s ratio compares two models"
+            "GFLOP/image), so its images/s ratio compares two models; and the decoder's upsampling 3x3 "
+            "convolutions are counted as written, while training computes them as phase convolutions with "
+            "16/36 of those multiply-adds plus a border (training/phase.py), so the useful rate may pass the ceiling"
         )
     ceiling = gemm_ceiling(args.threads) if device.type == "cpu" else None
     if ceiling is not None:
