@@ -37,7 +37,6 @@ from _common import FMNIST, median_time
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime.bundle import load_bundle, open_models
 from deepsmote.runtime.readers import LabelledImages, read_dataset
-from deepsmote.runtime.synthesis import ENCODE_BATCH
 from deepsmote.training.export import export_bundle
 from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import TrainConfig, train
@@ -103,7 +102,7 @@ def model_rates(bundle_path: Path, args: argparse.Namespace) -> dict[str, float]
     encode_flops = flops_per_image(encoder, torch.from_numpy(images))
     ceiling = gemm_ceiling(args.threads)
     decode_s = median_time(lambda: models.decode(codes), repeats=3)
-    encode_s = median_time(lambda: models.encode(images, ENCODE_BATCH), repeats=3)
+    encode_s = median_time(lambda: models.encode(images), repeats=3)
     return {
         "ceiling": ceiling.rate,
         "ceiling_text": ceiling.describe(),
