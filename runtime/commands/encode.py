@@ -12,7 +12,6 @@ import click
 from ..bundle import PROVIDERS, read_manifest
 from ..codes import encode_dataset
 from ..console import verbosity_options
-from ..memory import fix_mmap_threshold
 from ..outdir import refuse_out_inside_data
 from ..resize import parse_resize
 from ..stream import open_dataset
@@ -48,7 +47,6 @@ def encode(
     """
     target = checked_out_file(out, overwrite)
     refuse_out_inside_data(out, data)
-    fix_mmap_threshold()  # before DATA is read in batches (runtime/memory.py)
     start = time.perf_counter()
     source = open_dataset(
         data, labels, image_shape=read_manifest(bundle).image_shape, resize=parse_resize(resize, crop)

@@ -15,7 +15,6 @@ from ..console import QUIET, table, verbosity, verbosity_options
 from ..errors import DeepSMOTEError
 from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
 from ..job import ENGINES, generate_dataset, plan_table
-from ..memory import fix_mmap_threshold
 from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
@@ -147,7 +146,6 @@ def generate(
     check_threshold(filter_threshold)
     check_share(synthetic_share)
     refuse_out_inside_data(out, data)
-    fix_mmap_threshold()  # before DATA is read in batches (runtime/memory.py)
     size = parse_resize(resize, crop)
     if is_latent_cache(Path(data)):
         dataset = read_codes_input(data, labels, size, include_originals, synthetic_share)

@@ -12,7 +12,6 @@ from ..atomic import atomic_path
 from ..bundle import PROVIDERS, load_bundle, open_models
 from ..console import verbosity_options
 from ..errors import DeepSMOTEError
-from ..memory import fix_mmap_threshold
 from ..pixels import from_model, to_model
 from ..readers import label_values
 from ..resize import check_image_shape, parse_resize
@@ -93,7 +92,6 @@ def grid(
     target = checked_out_file(out, overwrite)
     size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
-    fix_mmap_threshold()  # before DATA is read in batches (runtime/memory.py)
     # Read in batches: the sampler keeps codes, and only the images shown are read again by index.
     dataset = open_dataset(data, labels, resize=size)
     check_image_shape(dataset.image_shape, loaded.image_shape)
