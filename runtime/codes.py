@@ -38,6 +38,7 @@ import numpy as np
 from .atomic import atomic_path
 from .bundle import Bundle, Models, load_bundle, open_models
 from .errors import DeepSMOTEError
+from .memory import release_free_memory
 from .pixels import to_model
 from .readers import LATENT_CACHE_MEMBERS, DataDigest, npz_member, read_npz_member, reading
 from .resize import check_image_shape
@@ -68,7 +69,8 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
         DATA's fingerprint (:meth:`LabelledImages.fingerprint` of the same images).
 
     Memory: the codes, one read batch, per class fewer than ``models.encode_batch`` images waiting
-    for a full call, and the float32 input of the calls that run at once, one per thread.
+    for a full call, and the float32 input of the calls that run at once, one per thread; what was
+    freed is handed back to the system at the end (:func:`~deepsmote.runtime.memory.release_free_memory`).
 
     Raises
     ------
@@ -116,6 +118,8 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
             flush(final=False)
     flush(final=True)
     codes = tuple(np.concatenate(done[c]) if wanted[c] and done[c] else None for c in range(count))
+    # The read batches and float32 inputs are gone; their holes in the heaps need not stay resident.
+    release_free_memory()
     for c, found in enumerate(codes):
         if found is not None and not np.isfinite(found).all():
             raise DeepSMOTEError(
