@@ -29,7 +29,7 @@ from .mixing import draw_repeats
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 
 # Float32 decoded pixels held at once while a shard is converted to the caller's dtype: 21 images
-# at 128x128x3, still ten calls of the decoder's 2 codes.
+# at 128x128x3, eleven calls of the decoder's 2 codes.
 DECODE_SLICE_BYTES = 4 << 20
 
 
