@@ -197,6 +197,23 @@ def test_a_shard_is_decoded_a_slice_at_a_time_with_the_same_bytes(monkeypatch):
     assert decoded == [50] * 5 + [46]  # 296 new images: 300 after, 4 before
 
 
+def test_a_units_shard_is_decoded_into_the_units_own_rows(monkeypatch, tmp_path):
+    # One growing class: each unit is one shard, whose images must not be held a second time.
+    from deepsmote.runtime.synthesis import Synthesizer
+
+    images = Synthesizer.images
+    into = []
+
+    def recording(self, shard, out=None):
+        into.append(out is not None)
+        return images(self, shard, out=out)
+
+    monkeypatch.setattr(Synthesizer, "images", recording)
+    data = open_dataset(fmnist_mini())
+    generate_dataset(GOLDEN_BUNDLE, data, tmp_path / "out", fmt="webdataset", sampling_strategy={"9": 30})
+    assert into == [True]
+
+
 @pytest.mark.parametrize(("threads", "per_call"), [(1, 256), (2, 50)])
 def test_every_encoder_call_is_encode_batch_images_of_one_class_in_data_order(monkeypatch, threads, per_call):
     # The codes are the same only if the calls are: check the calls themselves, since an encoder may
