@@ -41,7 +41,6 @@ from _common import FMNIST, median_time
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime.bundle import DECODER_FILE, create_session, load_bundle, open_models
 from deepsmote.runtime.readers import LabelledImages, read_dataset
-from deepsmote.runtime.synthesis import ENCODE_BATCH
 from deepsmote.training.export import export_bundle
 from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import TrainConfig, train
@@ -136,7 +135,7 @@ def model_rates(bundle_path: Path, args: argparse.Namespace) -> dict[str, float]
     ceiling = gemm_ceiling(args.threads)
     decode_s = median_time(lambda: models.decode(codes), repeats=3)
     plain_s = median_time(lambda: plain.decode(codes), repeats=3)
-    encode_s = median_time(lambda: models.encode(images, ENCODE_BATCH), repeats=3)
+    encode_s = median_time(lambda: models.encode(images), repeats=3)
     return {
         "ceiling": ceiling.rate,
         "ceiling_text": ceiling.describe(),

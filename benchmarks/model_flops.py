@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from _common import median_time, paper_bundle
 from deepsmote.runtime.bundle import CPU_DECODE_BATCH, load_bundle, open_models
-from deepsmote.runtime.synthesis import ENCODE_BATCH
 from deepsmote.training.model import ModelConfig, build_models
 from gemm_ceiling import gemm_ceiling
 from torch import nn
@@ -68,7 +67,7 @@ def main() -> None:
     encode_flops = flops_per_image(encoder, torch.from_numpy(images))
     decode_flops = flops_per_image(decoder, torch.from_numpy(codes))
     cases = {
-        f"encoder, batches of {ENCODE_BATCH}": (encode_flops, lambda: models.encode(images, ENCODE_BATCH)),
+        f"encoder, batches of {models.encode_batch}": (encode_flops, lambda: models.encode(images)),
         f"decoder_cpu.onnx, batches of {CPU_DECODE_BATCH}": (decode_flops, lambda: models.decode(codes)),
         "decoder.onnx, batches of 256": (decode_flops, lambda: plain.decode(codes, 256)),
     }

@@ -2,8 +2,9 @@
 
 :func:`encode_stream` reads DATA a batch at a time and keeps only codes (N x Z floats), never the
 images. Each class's images are still encoded in calls of exactly
-:data:`~deepsmote.runtime.synthesis.ENCODE_BATCH` of its images in DATA order, as when the whole
-class is in memory, so the codes, and every byte drawn from them, are the same.
+:attr:`Models.encode_batch <deepsmote.runtime.bundle.Models.encode_batch>` of its images in DATA
+order, as when the whole class is in memory, so the codes, and every byte drawn from them, are the
+same.
 
 A latent cache is one uncompressed ``.npz`` (written through :mod:`deepsmote.runtime.atomic`):
 
@@ -37,11 +38,11 @@ import numpy as np
 from .atomic import atomic_path
 from .bundle import Bundle, Models, load_bundle, open_models
 from .errors import DeepSMOTEError
+from .memory import release_free_memory
 from .pixels import to_model
 from .readers import LATENT_CACHE_MEMBERS, DataDigest, npz_member, read_npz_member, reading
 from .resize import check_image_shape
 from .stream import ImageSource, member_data_offset
-from .synthesis import ENCODE_BATCH
 
 __all__ = ["LatentCache", "codes_of", "encode_dataset", "encode_stream", "read_latent_cache", "write_latent_cache"]
 
@@ -67,15 +68,16 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
     fingerprint : str
         DATA's fingerprint (:meth:`LabelledImages.fingerprint` of the same images).
 
-    Memory: the codes, one read batch, and per class fewer than ENCODE_BATCH images waiting for a
-    full call (plus the calls that run at once, one per thread).
+    Memory: the codes, one read batch, per class fewer than ``models.encode_batch`` images waiting
+    for a full call, and the float32 input of the calls that run at once, one per thread; what was
+    freed is handed back to the system at the end (:func:`~deepsmote.runtime.memory.release_free_memory`).
 
     Raises
     ------
     DeepSMOTEError
         If the encoder yields NaN or inf.
     """
-    count = len(source.classes)
+    count, calls = len(source.classes), models.encode_batch
     digest = DataDigest(source.shape, source.classes)
     waiting: list[list[np.ndarray]] = [[] for _ in range(count)]
     done: list[list[np.ndarray]] = [[] for _ in range(count)]
@@ -83,7 +85,7 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
     def flush(final: bool) -> None:
         # Every class has had only whole calls encoded, so what waits starts at a call boundary. Whole
         # calls of several classes go to the encoder together, so that every thread has one; each
-        # is still ENCODE_BATCH images of one class. At the end, a class's rest is encoded alone: its
+        # is still `calls` images of one class. At the end, a class's rest is encoded alone: its
         # calls, the last one shorter, are those of the class in memory.
         chunks: list[tuple[int, np.ndarray]] = []
         for c in range(count):
@@ -94,7 +96,7 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
                 done[c].append(_encode(models, images))
                 waiting[c] = []
                 continue
-            whole = len(images) // ENCODE_BATCH * ENCODE_BATCH
+            whole = len(images) // calls * calls
             waiting[c] = [images[whole:]] if whole < len(images) else []
             if whole:
                 chunks.append((c, images[:whole]))
@@ -112,10 +114,12 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
         for c in np.unique(labels):
             if wanted[c]:
                 waiting[c].append(batch[labels == c])
-        if sum(sum(map(len, w)) // ENCODE_BATCH for w in waiting) >= workers:
+        if sum(sum(map(len, w)) // calls for w in waiting) >= workers:
             flush(final=False)
     flush(final=True)
     codes = tuple(np.concatenate(done[c]) if wanted[c] and done[c] else None for c in range(count))
+    # The read batches and float32 inputs are gone; their holes in the heaps need not stay resident.
+    release_free_memory()
     for c, found in enumerate(codes):
         if found is not None and not np.isfinite(found).all():
             raise DeepSMOTEError(
@@ -125,7 +129,15 @@ def encode_stream(models: Models, source: ImageSource, wanted: np.ndarray) -> tu
 
 
 def _encode(models: Models, images: np.ndarray) -> np.ndarray:
-    return models.encode(to_model(images), batch_size=ENCODE_BATCH)
+    """float32 (n, Z): the codes of uint8 images, in calls of ``models.encode_batch`` from the first.
+
+    The images become float32 (four times their bytes) one round of calls at a time, a call per thread.
+    """
+    codes = np.empty((len(images), models.bundle.latent_dim), dtype=np.float32)
+    step = models.encode_batch * max(1, models.workers)
+    for start in range(0, len(images), step):
+        codes[start : start + step] = models.encode(to_model(images[start : start + step]))
+    return codes
 
 
 @dataclass(frozen=True)

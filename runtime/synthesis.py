@@ -28,11 +28,9 @@ from .layout import ImageLayout
 from .mixing import draw_repeats
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
 
-# Encoding always runs in batches of this size, whatever the caller's batch size, so the
-# codes (and everything drawn from them) do not depend on it.
-ENCODE_BATCH = 256
-# Float32 decoded pixels held at once while a shard is converted to the caller's dtype.
-DECODE_SLICE_BYTES = 16 << 20
+# Float32 decoded pixels held at once while a shard is converted to the caller's dtype: 21 images
+# at 128x128x3, eleven calls of the decoder's 2 codes.
+DECODE_SLICE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -105,14 +103,14 @@ def encoded_classes(new_counts: np.ndarray, synthetic_counts: np.ndarray | None,
 
 
 def encode_class(models: Models, images: np.ndarray, class_name: str) -> np.ndarray:
-    """The codes of a class's images, float32 (n, Z), encoded in batches of ``ENCODE_BATCH``.
+    """The codes of a class's images, float32 (n, Z), encoded in calls of ``models.encode_batch``.
 
     Raises
     ------
     DeepSMOTEError
         If the encoder yields NaN or inf.
     """
-    codes = models.encode(images, batch_size=ENCODE_BATCH)
+    codes = models.encode(images)
     if not np.isfinite(codes).all():
         raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
     return codes
@@ -427,15 +425,17 @@ class Synthesizer:
         self._last[:] = [(shard, draws, images)]
         return draws, images
 
-    def images(self, shard: Shard) -> np.ndarray:
+    def images(self, shard: Shard, out: np.ndarray | None = None) -> np.ndarray:
         """The images of one shard in the caller's layout and dtype, shape (shard.count, *layout.shape):
         its synthetic samples, then its repeats of real images.
 
         Without the gate, the synthetic ones are decoded and converted a slice of codes at a time, so
         the float32 images of a whole shard (1,000 x 196 KB at 128x128x3) are never held at once; the
-        bytes do not depend on the slices.
+        bytes do not depend on the slices. ``out``, when given, is filled and returned: an array of
+        that shape and dtype (a unit's rows), so that the shard's images are not held twice.
         """
-        out = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
+        if out is None:
+            out = np.empty((shard.count, *self.layout.shape), dtype=self.layout.dtype)
         made = shard.synthetic_count
         if made and self.filter_threshold is not None:
             out[:made] = self.layout.from_model(self.made(shard)[1])
@@ -478,7 +478,12 @@ class Synthesizer:
         for shard in unit.synthetic:
             rows = np.flatnonzero(classes == shard.class_index)[copied.get(shard.class_index, 0) :]
             members = self.members[shard.class_index]
-            images[rows] = self.images(shard)[position[rows]]
+            span = np.arange(shard.count)
+            if len(rows) and np.array_equal(rows, rows[0] + span) and np.array_equal(position[rows], span):
+                # The usual unit: the shard's samples in order in one stretch, decoded in place.
+                self.images(shard, out=images[rows[0] : rows[0] + shard.count])
+            else:
+                images[rows] = self.images(shard)[position[rows]]
             made = rows[position[rows] < shard.synthetic_count]
             if len(made):
                 draws = self.draws(shard)

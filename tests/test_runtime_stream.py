@@ -13,12 +13,12 @@ import pytest
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE, generate_dataset, load_bundle, read_dataset
 from deepsmote.runtime import stream as stream_module
+from deepsmote.runtime.bundle import models as models_module
 from deepsmote.runtime.bundle import open_models
 from deepsmote.runtime.codes import encode_stream
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.resize import parse_resize
 from deepsmote.runtime.stream import ImageSource, open_dataset
-from deepsmote.runtime.synthesis import ENCODE_BATCH
 from golden import GOLDEN_BUNDLE
 from helpers import tree_digest
 from PIL import Image
@@ -151,15 +151,15 @@ def test_a_job_holds_one_batch_of_images_not_data(include_originals, tmp_path, m
 
 def test_streamed_codes_are_those_of_each_class_encoded_whole(monkeypatch):
     # Batches of 100 images cut the 400 images of class 0 across calls; the codes must still be those
-    # of the class encoded in calls of ENCODE_BATCH of its own images.
+    # of the class encoded in calls of `encode_batch` (256 here) of its own images.
     monkeypatch.setattr(stream_module, "READ_BYTES", 784 * 100)
     models = open_models(load_bundle(GOLDEN_BUNDLE), "cpu", threads=2)
     source = open_dataset(fmnist_mini())
     codes, _ = encode_stream(models, source, np.ones(len(source.classes), dtype=bool))
     whole = read_dataset(fmnist_mini())
-    assert max(whole.class_counts()) > ENCODE_BATCH
+    assert models.encode_batch == 256 and max(whole.class_counts()) > models.encode_batch
     for c in range(len(whole.classes)):
-        expected = models.encode(to_model(whole.images[whole.labels == c]), batch_size=ENCODE_BATCH)
+        expected = models.encode(to_model(whole.images[whole.labels == c]), batch_size=models.encode_batch)
         assert codes[c].tobytes() == expected.tobytes(), whole.classes[c]
 
 
@@ -197,24 +197,58 @@ def test_a_shard_is_decoded_a_slice_at_a_time_with_the_same_bytes(monkeypatch):
     assert decoded == [50] * 5 + [46]  # 296 new images: 300 after, 4 before
 
 
-def test_every_encoder_call_is_256_images_of_one_class_in_data_order(monkeypatch):
+def test_a_units_shard_is_decoded_into_the_units_own_rows(monkeypatch, tmp_path):
+    # One growing class: each unit is one shard, whose images must not be held a second time.
+    from deepsmote.runtime.synthesis import Synthesizer
+
+    images = Synthesizer.images
+    into = []
+
+    def recording(self, shard, out=None):
+        into.append(out is not None)
+        return images(self, shard, out=out)
+
+    monkeypatch.setattr(Synthesizer, "images", recording)
+    data = open_dataset(fmnist_mini())
+    generate_dataset(GOLDEN_BUNDLE, data, tmp_path / "out", fmt="webdataset", sampling_strategy={"9": 30})
+    assert into == [True]
+
+
+@pytest.mark.parametrize(("threads", "per_call"), [(1, 256), (2, 50)])
+def test_every_encoder_call_is_encode_batch_images_of_one_class_in_data_order(monkeypatch, threads, per_call):
     # The codes are the same only if the calls are: check the calls themselves, since an encoder may
-    # well give the same codes for other calls on this machine.
+    # well give the same codes for other calls on this machine. 50 per call: a cap on the values per
+    # call (large images) with two threads, whose calls are converted and run two at a time.
     monkeypatch.setattr(stream_module, "READ_BYTES", 784 * 100)
-    # One thread: whole calls are flushed as soon as one class has 256 images waiting, mid-stream.
-    models = open_models(load_bundle(GOLDEN_BUNDLE), "cpu", threads=1)
+    monkeypatch.setattr(models_module, "CPU_ENCODE_VALUES", 784 * per_call)
+    # One thread: whole calls are flushed as soon as one class has a call's images waiting, mid-stream.
+    models = open_models(load_bundle(GOLDEN_BUNDLE), "cpu", threads=threads)
+    assert models.encode_batch == per_call
     calls: list[bytes] = []
     encode = models.encode
+    batches = ImageSource.batches
+    read, encoded = [0], [0]
 
-    def recording(x, batch_size=ENCODE_BATCH):
-        calls.extend(x[i : i + batch_size].tobytes() for i in range(0, len(x), batch_size))
+    def counted(self):
+        for start, batch in batches(self):
+            read[0] = start + len(batch)
+            yield start, batch
+
+    def recording(x, batch_size=None):
+        # What waits is one read batch and fewer than a call's images per class (10 classes here), and
+        # what is float32 at once is one call per thread.
+        assert read[0] - encoded[0] <= 100 + 10 * (per_call - 1) and len(x) <= per_call * threads
+        encoded[0] += len(x)
+        size = batch_size or models.encode_batch
+        calls.extend(x[i : i + size].tobytes() for i in range(0, len(x), size))
         return encode(x, batch_size=batch_size)
 
+    monkeypatch.setattr(ImageSource, "batches", counted)
     monkeypatch.setattr(models, "encode", recording)
     encode_stream(models, open_dataset(fmnist_mini()), np.ones(10, dtype=bool))
     whole = read_dataset(fmnist_mini())
     expected = []
     for c in range(10):
         images = to_model(whole.images[whole.labels == c])
-        expected += [images[i : i + ENCODE_BATCH].tobytes() for i in range(0, len(images), ENCODE_BATCH)]
+        expected += [images[i : i + per_call].tobytes() for i in range(0, len(images), per_call)]
     assert sorted(calls) == sorted(expected)

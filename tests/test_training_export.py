@@ -10,12 +10,25 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deepsmote.runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, load_bundle, open_models, sha256_file
+from deepsmote.runtime.bundle import (
+    DECODER_INPUT,
+    DECODER_OUTPUT,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    create_session,
+    load_bundle,
+    open_models,
+    sha256_file,
+)
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.training import export as export_module
+from deepsmote.training.decoder_graph import ExportDecoder
 from deepsmote.training.export import export_bundle
+from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import load_checkpoint, models_from_checkpoint
 
 
@@ -146,3 +159,40 @@ def test_a_foreign_checkpoint_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(DeepSMOTEError, match="not a deepsmote checkpoint"):
         export_bundle(foreign, tmp_path / "out" / "bundle")
     assert siblings(foreign) == ["model.pt"]
+
+
+# Architectures and sizes the tests build, at tiny widths: (C, H, W), arch, residual blocks.
+CALL_SIZE_CASES = [
+    ((1, 28, 28), "paper", 0),
+    ((1, 16, 16), "resize-conv", 0),
+    ((1, 48, 40), "resize-conv", 1),
+    ((3, 64, 64), "resize-conv", 0),
+    ((3, 128, 128), "resize-conv", 0),
+]
+
+
+@pytest.mark.parametrize(("shape", "arch", "res_blocks"), CALL_SIZE_CASES, ids=lambda v: str(v))
+def test_exported_graphs_give_the_same_bytes_for_any_call_size(shape, arch, res_blocks, tmp_path):
+    # The runtime sizes its encoder and decoder calls by the image size (default_encode_batch,
+    # default_decode_batch) and spreads small calls over its threads: the bytes must not move.
+    torch.manual_seed(0)
+    encoder, decoder = build_models(ModelConfig(shape, width=4, latent_dim=8, arch=arch, res_blocks=res_blocks))
+    with torch.no_grad():
+        for module in [*encoder.modules(), *decoder.modules()]:
+            if isinstance(module, torch.nn.BatchNorm2d):  # statistics that are not the identity
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    decoder = ExportDecoder(decoder) if arch == "paper" else decoder
+    rng = np.random.default_rng(0)
+    graphs = [
+        (encoder, ENCODER_INPUT, ENCODER_OUTPUT, rng.uniform(-1, 1, (23, *shape)).astype(np.float32)),
+        (decoder, DECODER_INPUT, DECODER_OUTPUT, rng.standard_normal((23, 8)).astype(np.float32)),
+    ]
+    for module, name, output, x in graphs:
+        path = tmp_path / f"{name}.onnx"
+        export_module._export_graph(module.eval(), torch.from_numpy(x[:2]), name, output, path)
+        session, _ = create_session(path.read_bytes(), "cpu", threads=1)
+        whole = session.run(None, {name: x})[0]
+        for size in (1, 2, 5, 16):
+            calls = [session.run(None, {name: x[i : i + size]})[0] for i in range(0, len(x), size)]
+            assert np.concatenate(calls).tobytes() == whole.tobytes(), (name, size)

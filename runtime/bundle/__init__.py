@@ -25,7 +25,15 @@ from .manifest import (
     Manifest,
     TrainingRecord,
 )
-from .models import CPU_DECODE_BATCH, GPU_DECODE_BATCH, Models, default_decode_batch, open_models
+from .models import (
+    CPU_DECODE_BATCH,
+    ENCODE_BATCH,
+    GPU_DECODE_BATCH,
+    Models,
+    default_decode_batch,
+    default_encode_batch,
+    open_models,
+)
 from .precision import PRECISIONS, decoder_graph
 from .session import CPU_PROVIDER, PROVIDERS, Provider, create_session, import_onnxruntime, resolve_provider
 
@@ -42,6 +50,7 @@ __all__ = [
     "ENCODER_FILE",
     "ENCODER_INPUT",
     "ENCODER_OUTPUT",
+    "ENCODE_BATCH",
     "FORMAT_VERSION",
     "GPU_DECODE_BATCH",
     "MANIFEST_NAME",
@@ -58,6 +67,7 @@ __all__ = [
     "create_session",
     "decoder_graph",
     "default_decode_batch",
+    "default_encode_batch",
     "external_data_locations",
     "graph_signature",
     "import_onnxruntime",

@@ -17,6 +17,12 @@ decoder's batched MatMul keeps its working set in cache at that size, and ran ~1
 256 (``benchmarks/model_flops.py``). Large images take fewer codes per call
 (:func:`default_decode_batch`). A call too small to keep every thread busy is split evenly.
 
+Encoding runs in calls of :func:`default_encode_batch` images, a size set by the provider and the
+image size alone, so that the codes never depend on a caller's batch size or thread count. On the
+CPU large images take fewer per call: each concurrent call holds its float32 input and the
+encoder's activations (at 128x128x3 a call of 256 images held 48 MiB of input and 96 MiB
+above it; one of 21, 4 and 8 MiB).
+
 Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
@@ -47,6 +53,9 @@ from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session
 CPU_DECODE_BATCH = 32
 CPU_DECODE_VALUES = 1 << 17
 GPU_DECODE_BATCH = 256
+# Images per onnxruntime encoder call; on the CPU at most CPU_ENCODE_VALUES pixel values per call.
+ENCODE_BATCH = 256
+CPU_ENCODE_VALUES = 1 << 20
 
 
 @dataclass
@@ -82,22 +91,28 @@ class Models:
         if self.workers > 1:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deepsmote-ort")
 
-    def encode(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    @property
+    def encode_batch(self) -> int:
+        """Images per encoder call: :func:`default_encode_batch` of this provider and image size."""
+        return default_encode_batch(self.provider, self.bundle.image_shape)
+
+    def encode(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Codes of images.
 
         Parameters
         ----------
         x : np.ndarray
             float32, shape (N, C, H, W), values in [-1, 1].
-        batch_size : int
-            Images per onnxruntime call.
+        batch_size : int, optional
+            Images per onnxruntime call; :attr:`encode_batch` when None.
 
         Returns
         -------
         np.ndarray
             float32, shape (N, Z).
         """
-        return self._run(self.encoder, ENCODER_FILE, ENCODER_INPUT, x, batch_size, (self.bundle.latent_dim,))
+        batch = batch_size or self.encode_batch
+        return self._run(self.encoder, ENCODER_FILE, ENCODER_INPUT, x, batch, (self.bundle.latent_dim,))
 
     def decode(self, z: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Images of codes.
@@ -189,6 +204,19 @@ def default_decode_batch(provider: str, image_shape: tuple[int, ...] | None = No
         return GPU_DECODE_BATCH
     values = int(np.prod(image_shape)) if image_shape is not None else 1
     return max(1, min(CPU_DECODE_BATCH, CPU_DECODE_VALUES // values))
+
+
+def default_encode_batch(provider: str, image_shape: tuple[int, ...]) -> int:
+    """Images per encoder call on ``provider`` (an onnxruntime provider name) for images of ``image_shape``.
+
+    :data:`ENCODE_BATCH`; on the CPU fewer for large images, so that a call reads at most
+    :data:`CPU_ENCODE_VALUES` pixel values (256 up to 64x64x1 and 32x32x3, 85 at 64x64x3, 21 at
+    128x128x3). The codes of an exported encoder do not depend on its call size (tested), so
+    bundles encoded before this cap give the same codes.
+    """
+    if provider != CPU_PROVIDER:
+        return ENCODE_BATCH
+    return max(1, min(ENCODE_BATCH, CPU_ENCODE_VALUES // int(np.prod(image_shape))))
 
 
 def open_models(
