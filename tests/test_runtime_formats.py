@@ -245,3 +245,24 @@ def test_npz_keeps_the_class_order_of_the_input(tmp_path, capsys, fmnist_mini):
     generate(data, out, "npz", capsys)
     back = read_dataset(out)
     assert back.classes == ("2", "10") and back.class_counts().tolist() == [0, 4]
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "webdataset", "parquet"])
+def test_pngs_encoded_on_several_threads_are_the_bytes_of_one(names_data, tmp_path, capsys, fmt):
+    from helpers import tree_digest
+
+    # Units of 64 images: four encoding tasks of 16 each, so three threads share them.
+    one, three = tmp_path / "one", tmp_path / "three"
+    generate(names_data, one, fmt, capsys, "--include-originals", "--shard-size", 64, "--threads", 1)
+    generate(names_data, three, fmt, capsys, "--include-originals", "--shard-size", 64, "--threads", 3)
+    assert tree_digest(three) == tree_digest(one)
+
+
+def test_encode_pngs_keeps_the_order_on_any_number_of_threads():
+    from deepsmote.runtime.writers import encode_png, encode_pngs
+
+    images = np.random.default_rng(0).integers(0, 256, (70, 9, 7, 3), dtype=np.uint8)
+    expected = [encode_png(image) for image in images]
+    assert len(set(expected)) == len(images)  # else a reordering could pass
+    for threads in (1, 2, 5):
+        assert encode_pngs(images, threads) == expected

@@ -5,6 +5,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime.engines`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -32,10 +33,11 @@ class LocalEngine:
         """Synthesize, write and mark done each unit in turn; returns no engine details.
 
         PNG encoding and file writes of one unit run in a second thread while the next unit
-        decodes (onnxruntime releases the GIL). At most one unit waits to be written, so memory
+        decodes (onnxruntime releases the GIL), the PNGs on as many threads as the synthesizer
+        runs (every core when it sets none). At most one unit waits to be written, so memory
         stays at two units; a unit is marked done only after all its files are in place.
         """
-        writer = make_writer(fmt, out.path, classes)
+        writer = make_writer(fmt, out.path, classes, synthesizer.threads or os.cpu_count() or 1)
 
         def write(unit: Unit, samples: Samples) -> None:
             writer.write(unit, samples)

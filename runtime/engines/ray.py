@@ -38,7 +38,7 @@ from ..errors import DeepSMOTEError
 from ..outdir import JOB_FILE, OutputDir
 from ..plan import Unit
 from ..synthesis import Synthesizer
-from ..writers import make_writer
+from ..writers import UnitWriter, make_writer
 
 INSTALL_HINT = "`engine` ray needs Ray: pip install 'deepsmote[ray]'"
 # Shards given to an actor beyond the one it runs: one is enough to hide the round trip.
@@ -84,7 +84,8 @@ class ShardWorker:
 
     def __init__(self, fmt: str, classes: Sequence[str], out: Path, settings: dict[str, Any]) -> None:
         self.out = OutputDir(out, settings)
-        self.writer = make_writer(fmt, out, classes)
+        self.fmt, self.classes = fmt, list(classes)
+        self._writer: UnitWriter | None = None
         self._synthesizer: Synthesizer | None = None
 
     def out_problem(self) -> str | None:
@@ -120,7 +121,11 @@ class ShardWorker:
             # Ray reruns every task a dead worker had not reported, including one it finished
             # just before it died: the mark says that shard's files are complete.
             return shard
-        self.writer.write(shard, self._fetch(box).samples(shard))
+        synthesizer = self._fetch(box)
+        if self._writer is None:
+            # PNGs on the threads the worker's sessions run on (its reserved CPUs).
+            self._writer = make_writer(self.fmt, self.out.path, self.classes, synthesizer.threads or 1)
+        self._writer.write(shard, synthesizer.samples(shard))
         self.out.mark_done(shard)
         return shard
 
