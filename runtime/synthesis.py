@@ -194,7 +194,7 @@ class Synthesizer:
     provider : str
         The onnxruntime provider the sessions run on (an onnxruntime provider name).
     threads : int or None
-        CPU threads for onnxruntime and the numba kernels.
+        CPU threads for onnxruntime, the numba kernels and the writers' PNG encoding.
     batch_size : int or None
         Codes per decoder call; the provider's default when None.
     precision : {'fp32', 'fp16'}
