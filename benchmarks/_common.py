@@ -36,33 +36,24 @@ def paper_bundle(width: int = 64, latent_dim: int = 300) -> Path:
 
     Throughput does not depend on how well the weights are trained, only on the architecture.
     """
-    bundle = CACHE / f"bundle-w{width}-z{latent_dim}-{EXPORT_TAG}"
+    options = ["--arch", "paper", "--loss", "mse"]
+    return trained_bundle(f"bundle-w{width}-z{latent_dim}-{EXPORT_TAG}", width, latent_dim, options)
+
+
+def default_bundle(width: int = 64, latent_dim: int = 300) -> Path:
+    """A bundle of `deepsmote train`'s default model at paper size, trained one epoch (cached)."""
+    return trained_bundle(f"bundle-default-w{width}-z{latent_dim}-{EXPORT_TAG}", width, latent_dim, [])
+
+
+def trained_bundle(name: str, width: int, latent_dim: int, options: list[str]) -> Path:
+    """``CACHE/name``: `deepsmote train` on the embedded subset for one epoch with ``options``, made once."""
+    bundle = CACHE / name
     if not bundle.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "deepsmote.runtime.cli",
-                "train",
-                str(fmnist_mini()),
-                "--out",
-                str(bundle),
-                "--epochs",
-                "1",
-                "--width",
-                str(width),
-                "--latent-dim",
-                str(latent_dim),
-                "--arch",
-                "paper",
-                "--loss",
-                "mse",
-                "--overwrite",
-            ],
-            check=True,
-        )
+        command = [sys.executable, "-m", "deepsmote.runtime.cli", "train", str(fmnist_mini()), "--out", str(bundle)]
+        command += ["--epochs", "1", "--width", str(width), "--latent-dim", str(latent_dim), *options, "--overwrite"]
+        subprocess.run(command, check=True)
         print(f"trained {bundle.name} in {time.perf_counter() - start:.0f} s")
     return bundle
 

@@ -1,13 +1,19 @@
 """Wall time of `deepsmote generate` for 100 images, each run a fresh process: the first run after
-install (cold numba cache) and later runs (warm), on each path of the kernels.
+install (cold numba cache) and later runs (warm), on each path of the kernels, for two bundles.
 
-    python benchmarks/startup.py [--bundle DIR]
+    python benchmarks/startup.py [--bundle DIR] [--warm-runs 5]
 
-Targets (issue #5): <= 8 s cold, <= 1.5 s warm. Uses the embedded 900-image subset and two
-100-image jobs: class 9 (4 real images, under the k-NN's SMALL_N: the kernels take their numpy
-paths) and class 0 (400 real images, above it: the k-NN takes its numba path, compiled into the
+Targets: <= 8 s cold, <= 1.5 s warm (issue #5); a job whose classes need numba reaches its first
+image warm in <= 1.0 s (issue #16). A job's 100 images are one unit, written whole, so the first
+image is on disk at most a few ms before the process ends: the time printed is an upper bound of
+the time to the first image.
+
+Three 100-image jobs: class 9 of the embedded subset (4 real images), class 0 (400 images: the
+numpy k-NN since 0.5.0, numba before) and class 0 of a copy of the subset where class 0 is tripled
+by its mirror images (1,200 images, above the k-NN's SMALL_N: the numba path, compiled into the
 emptied cache on the cold run). Each case is labelled with the path its runs took, as reported by
-the runs themselves: numba if they imported it.
+the runs themselves: numba if they imported it. Two bundles at paper size (width 64, latent 300):
+the paper's architecture (0.326 GFLOP to decode an image) and `train`'s default model.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ import time
 from pathlib import Path
 
 import deepsmote.kernels
-from _common import paper_bundle
+import numpy as np
+from _common import default_bundle, paper_bundle
 from deepsmote.data import fmnist_mini
-
-# 100 new images of a class with few real images, then of one with many.
-CASES = {"class 9, 4 real images": '{"9": 104}', "class 0, 400 real images": '{"0": 500}'}
+from deepsmote.kernels.knn import SMALL_N
+from deepsmote.runtime.readers import read_dataset
 
 # `deepsmote generate ARGS`, reporting on its last stderr line whether numba was imported.
 PROBE = (
@@ -47,23 +53,24 @@ def empty_numba_cache() -> None:
             compiled.unlink()
 
 
-def timed_generate(bundle: Path, out: Path, strategy: str) -> tuple[float, str]:
+def tripled_class_0(folder: Path) -> Path:
+    """The embedded subset with class 0 tripled by its left-right and up-down mirror images, as an .npz."""
+    data = read_dataset(fmnist_mini())
+    class_0 = data.images[data.labels == 0]
+    path = folder / "class-0-tripled.npz"
+    images = np.concatenate([data.images, class_0[:, :, ::-1], class_0[:, ::-1, :]])
+    labels = np.concatenate([data.labels, np.zeros(2 * len(class_0), dtype=data.labels.dtype)])
+    np.savez(path, images=images, labels=labels)
+    assert 3 * len(class_0) > SMALL_N, "the tripled class must take the numba k-NN"
+    return path
+
+
+def timed_generate(bundle: Path, data: Path, out: Path, strategy: str) -> tuple[float, str]:
     """Seconds of one `deepsmote generate` process, and the kernel path it took."""
+    command = [sys.executable, "-c", PROBE, "generate", str(bundle), str(data), "--out", str(out)]
     start = time.perf_counter()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            PROBE,
-            "generate",
-            str(bundle),
-            str(fmnist_mini()),
-            "--out",
-            str(out),
-            "--strategy",
-            strategy,
-            "--quiet",
-        ],
+        [*command, "--strategy", strategy, "--quiet"],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -75,19 +82,33 @@ def timed_generate(bundle: Path, out: Path, strategy: str) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bundle", type=Path, default=None, help="default: the paper-size benchmark bundle")
+    parser.add_argument("--bundle", type=Path, default=None, help="default: the two paper-size benchmark bundles")
+    parser.add_argument("--warm-runs", type=int, default=3)
     args = parser.parse_args()
-    bundle = args.bundle or paper_bundle()
+    bundles = [args.bundle] if args.bundle else [paper_bundle(), default_bundle()]
     with tempfile.TemporaryDirectory() as tmp:
-        for case, strategy in CASES.items():
-            empty_numba_cache()
-            cold, cold_path = timed_generate(bundle, Path(tmp) / f"{strategy}-cold", strategy)
-            warm = [timed_generate(bundle, Path(tmp) / f"{strategy}-warm{i}", strategy) for i in range(3)]
-            paths = sorted({cold_path, *(path for _, path in warm)})
-            warm_s = statistics.median(seconds for seconds, _ in warm)
-            print(f"generate 100 images, {case} ({'/'.join(paths)} path):")
-            print(f"  cold (numba cache emptied): {cold:.2f} s (target <= 8 s)")
-            print(f"  warm (median of 3):         {warm_s:.2f} s (target <= 1.5 s)")
+        cases = {
+            "class 9, 4 real images": (fmnist_mini(), '{"9": 104}'),
+            "class 0, 400 real images": (fmnist_mini(), '{"0": 500}'),
+            "class 0 tripled, 1,200 real images": (tripled_class_0(Path(tmp)), '{"0": 1300}'),
+        }
+        for bundle in bundles:
+            print(f"bundle {bundle.name}:")
+            for number, (case, (data, strategy)) in enumerate(cases.items()):
+                out = Path(tmp) / f"{bundle.name}-case{number}"
+                empty_numba_cache()
+                cold, cold_path = timed_generate(bundle, data, out.with_suffix(".cold"), strategy)
+                warm = [
+                    timed_generate(bundle, data, out.with_suffix(f".warm{i}"), strategy) for i in range(args.warm_runs)
+                ]
+                paths = sorted({cold_path, *(path for _, path in warm)})
+                seconds = sorted(s for s, _ in warm)
+                print(f"  100 images, {case} ({'/'.join(paths)} path):")
+                print(f"    cold (numba cache emptied): {cold:.2f} s (target <= 8 s)")
+                print(
+                    f"    warm: median {statistics.median(seconds):.2f} s of {len(seconds)} "
+                    f"({seconds[0]:.2f}-{seconds[-1]:.2f}) (targets <= 1.5 s; <= 1.0 s to the first image)"
+                )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ Two paths, chosen by the number of codes n alone, so the neighbours of a class n
 batch size, the thread count or the number of workers:
 
 - n <= ``SMALL_N``: numpy. Squared distances Σ (a − b)² of float64 differences, sorted in float64
-  and returned rounded to float32. A class this small costs numpy at most ~25 ms at d = 300,
-  against ~0.6 s for importing numba and loading its compiled kernels in a fresh process, so a job
-  whose classes are all this small never imports numba.
+  and returned rounded to float32. Only the blocks on and above the diagonal are computed (the
+  value for (a, b) is the same float64 as for (b, a)), and the k smallest of a row are selected,
+  not sorted whole. A class of ``SMALL_N`` codes costs numpy about 0.25 s at d = 300, against
+  0.6-0.7 s for importing numba and loading its compiled kernels in a fresh process (and ~127 MiB
+  of resident memory), so a job whose classes are all this small never imports numba.
 - larger n: the numba kernel of `knn_numba`, which takes the GEMM form ‖a‖² + ‖b‖² − 2a·b in
   float32, clamped at 0, and scales to classes of any size.
 
@@ -27,11 +29,15 @@ from . import threads
 
 __all__ = ["SMALL_N", "kneighbors"]
 
-# Classes of at most this many codes take the numpy path. numpy's cost grows as n² d: measured at
-# d = 300 (2 cores), 20-25 ms at n = 256, 90 ms at 512 and 350-390 ms at 1024, against 16-24 ms
-# for numba once loaded and ~0.6 s to load it. A modest bound keeps a job with many mid-sized
-# classes from paying numpy's n² for each of them.
-SMALL_N = 256
+# Classes of at most this many codes take the numpy path. Its cost grows as n² d: measured at
+# d = 300 on the 2-core EPYC, 25 ms at n = 256, 60 ms at 512 and 0.25-0.27 s at 1024 (0.53 s
+# before the mirrored blocks and the partial selection), against 1-7 ms for numba once loaded and
+# 0.6-0.7 s to load it. A job with one such class saves at least 0.35 s; one with three or more
+# classes near the bound pays about what loading numba would cost.
+SMALL_N = 1024
+
+# Rows of the distance matrix per mirrored block of the numpy path (fastest of 32, 64, 128).
+_BLOCK_ROWS = 32
 
 # float64 differences held at once by the numpy path (1 MiB): larger chunks measured slower.
 _CHUNK_ELEMENTS = 1 << 17
@@ -132,17 +138,35 @@ def sq_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def nearest_in_rows(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest entries of each row of float64 ``sq_dist`` (self already set to +inf), ties by index.
 
-    Returns int64 column indices, shape (rows, k), and their distances rounded to float32.
+    Returns int64 column indices, shape (rows, k), and their distances rounded to float32: the
+    first k columns of a stable argsort of each row, found by a partial selection.
     """
-    # A stable sort of each row, whose columns are in index order, breaks ties by index.
-    indices = np.argsort(sq_dist, axis=1, kind="stable")[:, :k].astype(np.int64, copy=False)
-    return indices, np.take_along_axis(sq_dist, indices, axis=1).astype(np.float32)
+    picked = np.argpartition(sq_dist, k - 1, axis=1)[:, :k]
+    # Sorting the k picked by index, then stably by distance, orders them by (distance, index).
+    by_index = np.sort(picked, axis=1)
+    by_index_values = np.take_along_axis(sq_dist, by_index, axis=1)
+    order = np.argsort(by_index_values, axis=1, kind="stable")
+    indices = np.take_along_axis(by_index, order, axis=1).astype(np.int64, copy=False)
+    values = np.take_along_axis(by_index_values, order, axis=1)
+    # Where the k-th distance is shared with a column left out, the selection may have kept a
+    # larger index than the stable order would: such rows are sorted whole.
+    tied = np.count_nonzero(sq_dist <= values[:, -1:], axis=1) > k
+    for row in np.flatnonzero(tied):
+        indices[row] = np.argsort(sq_dist[row], kind="stable")[:k]
+        values[row] = sq_dist[row, indices[row]]
+    return indices, values.astype(np.float32)
 
 
 def _kneighbors_numpy(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`kneighbors` of float32 codes x, shape (n, d), by float64 differences; 1 <= k <= n - 1."""
     x64 = x.astype(np.float64)
-    sq_dist = sq_distances(x64, x64)
+    n = len(x64)
+    sq_dist = np.empty((n, n), dtype=np.float64)
+    for start in range(0, n, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n)
+        block = sq_distances(x64[start:stop], x64[start:])
+        sq_dist[start:stop, start:] = block
+        sq_dist[start:, start:stop] = block.T
     # Self is excluded by index: +inf sorts after every real distance, all finite, and k <= n - 1.
     np.fill_diagonal(sq_dist, np.inf)
     return nearest_in_rows(sq_dist, k)

@@ -195,3 +195,26 @@ def test_numpy_path_same_bytes_for_any_chunk_size(monkeypatch: pytest.MonkeyPatc
     for got in (chunked, row_by_row):
         assert got[0].tobytes() == whole[0].tobytes()
         assert got[1].tobytes() == whole[1].tobytes()
+
+
+def test_numpy_path_same_bytes_for_any_block_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each block is mirrored below the diagonal: Σ (a − b)² is the same float64 for (a, b) and (b, a).
+    codes = (np.random.default_rng(11).standard_normal((150, 37)) * 30).astype(np.float32)
+    whole = kneighbors(codes, 6)
+    for rows in (1, 7, 150):
+        monkeypatch.setattr(knn, "_BLOCK_ROWS", rows)
+        got = kneighbors(codes, 6)
+        assert got[0].tobytes() == whole[0].tobytes()
+        assert got[1].tobytes() == whole[1].tobytes()
+
+
+def test_partial_selection_is_the_stable_sort_of_each_row() -> None:
+    # Ties at the k-th distance (small integers) and none (continuous values), +inf on the diagonal.
+    rng = np.random.default_rng(12)
+    for sq_dist in (rng.integers(0, 4, (60, 60)).astype(np.float64), rng.random((60, 60))):
+        np.fill_diagonal(sq_dist, np.inf)
+        for k in (1, 3, 59):
+            indices, values = knn.nearest_in_rows(sq_dist, k)
+            expected = np.argsort(sq_dist, axis=1, kind="stable")[:, :k]
+            np.testing.assert_array_equal(indices, expected)
+            np.testing.assert_array_equal(values, np.take_along_axis(sq_dist, expected, axis=1).astype(np.float32))

@@ -25,8 +25,9 @@ from helpers import run_cli
 
 K = 5
 SEED = 11
-# Class 0 has 400 images (numba k-NN) and grows by one shard of 20,000 (20,000 x 64 values: numba
-# interpolation); classes 5 (35 images) and 9 (4 images, so 3 neighbours) stay on numpy.
+# Class 0 has 1,200 images (the embedded 400 and their mirror images: numba k-NN) and grows by one
+# shard of 20,000 (20,000 x 64 values: numba interpolation); classes 5 (35 images) and 9 (4 images,
+# so 3 neighbours) stay on numpy.
 NEW = {0: 20_000, 5: 65, 9: 26}
 SHARD_SIZE = 20_000
 LATENT = 64
@@ -69,8 +70,20 @@ def reference_synthetic(images: np.ndarray, labels: np.ndarray) -> dict[int, np.
 
 
 @pytest.fixture(scope="module")
-def data():
+def data_file(tmp_path_factory):
+    """The embedded subset with class 0 tripled by its left-right and up-down mirror images, as an .npz."""
     dataset = read_dataset(fmnist_mini())
+    class_0 = dataset.images[dataset.labels == 0]
+    images = np.concatenate([dataset.images, class_0[:, :, ::-1], class_0[:, ::-1, :]])
+    labels = np.concatenate([dataset.labels, np.zeros(2 * len(class_0), dtype=dataset.labels.dtype)])
+    path = tmp_path_factory.mktemp("data") / "data.npz"
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(data_file):
+    dataset = read_dataset(data_file)
     return dataset.images, dataset.labels
 
 
@@ -112,14 +125,14 @@ def test_api_matches_the_reference(data, reference, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_cli_matches_the_reference(data, reference, threads, tmp_path):
+def test_cli_matches_the_reference(data_file, data, reference, threads, tmp_path):
     _, labels = data
     targets = {str(c): int(np.sum(labels == c)) + n for c, n in NEW.items()}
     out = tmp_path / "out"
     # numba's pool has one thread per core unless told otherwise: 3 threads must be real threads.
     env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
     strategy = "{" + ", ".join(f'"{c}": {n}' for c, n in targets.items()) + "}"
-    args = ["generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--strategy", strategy]
+    args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
     args += ["--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--threads", threads, "--quiet"]
     run_cli(*args, env=env)
     back = read_dataset(out)

@@ -95,8 +95,10 @@ def test_cli_trains_in_bf16(fmnist_mini, tmp_path, capsys):
     assert json.loads((tmp_path / "b" / "deepsmote.json").read_text())["training"]["config"]["precision"] == "bf16"
 
 
-def test_resuming_in_another_precision_is_refused(small, tmp_path):
+def test_resuming_in_another_precision_is_refused(small, tmp_path, monkeypatch):
     train(small, TINY, tmp_path / "run")
+    # The refusal to mix precisions, not the CPU check that comes first where bf16 is missing.
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: True)
     with pytest.raises(DeepSMOTEError, match="precision 'fp32' -> 'bf16'"):
         train(small, replace(TINY, epochs=2, precision="bf16"), tmp_path / "run", resume=True)
 
