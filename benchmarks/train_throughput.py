@@ -20,12 +20,16 @@ Useful FLOPs are 2 x the multiply-adds of every Conv, ConvTranspose and Linear l
 activations, the loss and Adam not counted), per epoch: for each image of a batch the forward
 pass of encoder and decoder, and their backward pass at twice the forward (weights' and inputs'
 gradients) less the input gradient of the encoder's first layer, which no one needs; for each
-image the penalty takes (the expected ``min(class size, batch)`` of a uniformly drawn class, per
-step) the encoder's forward pass, the decoder's forward pass and its backward pass less the input
-gradient of its first layer (its codes carry no gradient). The ceiling is `gemm_ceiling.py`'s
-float32 GEMM on the same threads (measured before the epochs; bf16 cases are quoted against that
-float32 ceiling too). Medians over the rounds; the ratio against the authors' loop is the median
-of the per-round ratios.
+image the penalty takes the encoder's forward pass, the decoder's forward pass and its backward
+pass less the input gradient of its first layer (its codes carry no gradient). The penalty takes
+``min(class size, batch)`` images of a class drawn each step, so an epoch's work depends on its
+draws (+-15% at 19 steps), and the two loops draw from different generators: the printed count
+assumes the expected draw, and each epoch's useful FLOPs are counted from the images its penalty
+really took (counted in the authors' loop, and in `deepsmote train` through the cyclic shift its
+penalty builds). The ratio against the authors' loop is the median of the per-round ratios of
+useful FLOP/s, the same work per second; the ratio of seconds per epoch is printed beside it. The
+ceiling is `gemm_ceiling.py`'s float32 GEMM on the same threads (measured before the epochs; bf16
+cases are quoted against that float32 ceiling too). Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from authors_training import AuthorsTraining
 from deepsmote.runtime.console import QUIET, set_verbosity
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
+from deepsmote.training import loss as loss_module
 from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.precision import cpu_has_bf16
 from deepsmote.training.trainer import TrainConfig, load_checkpoint, train
@@ -84,7 +89,7 @@ def epoch_flops(config: ModelConfig, counts: np.ndarray, batch: int) -> tuple[fl
     penalty_images = float(np.minimum(counts, batch).mean())
     per_batch_image = 3 * e - encode[0] + 3 * d
     per_penalty_image = e + 3 * d - decode[0]
-    total = n * per_batch_image + steps * penalty_images * per_penalty_image
+    total = n * per_batch_image + steps * penalty_images * per_penalty_image  # the expected penalty draw
     parts = {
         "encoder forward": e,
         "decoder forward": d,
@@ -110,12 +115,19 @@ class DeepSMOTECase:
     def __init__(self, data: LabelledImages, config: TrainConfig, run_dir: Path) -> None:
         self.data, self.config, self.run_dir, self.epochs = data, config, run_dir, 0
 
-    def epoch(self) -> tuple[float, float]:
-        """Seconds of the epoch's loop (the trainer's own figure) and its loss."""
+    def epoch(self) -> tuple[float, float, int]:
+        """Seconds of the epoch's loop (the trainer's own figure), its loss and its penalty's images."""
         self.epochs += 1
-        files = train(self.data, replace(self.config, epochs=self.epochs), self.run_dir, resume=self.epochs > 1)
+        taken: list[int] = []
+        shift = loss_module.cyclic_shift
+        # The penalty shifts the images it took by one: its length is their number.
+        loss_module.cyclic_shift = lambda n: taken.append(n) or shift(n)
+        try:
+            files = train(self.data, replace(self.config, epochs=self.epochs), self.run_dir, resume=self.epochs > 1)
+        finally:
+            loss_module.cyclic_shift = shift
         entry = load_checkpoint(files.last)["history"][-1]
-        return entry["seconds"], entry["loss"]
+        return entry["seconds"], entry["loss"], sum(taken)
 
 
 class AuthorsCase:
@@ -124,10 +136,11 @@ class AuthorsCase:
     def __init__(self, data: LabelledImages, width: int, latent_dim: int) -> None:
         self.loop = AuthorsTraining(to_model(data.images), data.labels, width, latent_dim)
 
-    def epoch(self) -> tuple[float, float]:
+    def epoch(self) -> tuple[float, float, int]:
+        before = self.loop.penalty_images
         began = time.perf_counter()
         loss = self.loop.epoch()
-        return time.perf_counter() - began, loss
+        return time.perf_counter() - began, loss, self.loop.penalty_images - before
 
 
 def main() -> None:
@@ -197,29 +210,36 @@ def main() -> None:
             )
             cases[f"deepsmote train, {precision}"] = DeepSMOTECase(data, config, Path(scratch) / precision)
         seconds: dict[str, list[float]] = {name: [] for name in cases}
+        rates: dict[str, list[float]] = {name: [] for name in cases}
         losses: dict[str, list[float]] = {name: [] for name in cases}
         for name, case in cases.items():
-            warm, first_loss = case.epoch()
+            warm, first_loss, _ = case.epoch()
             losses[name].append(first_loss)
             print(f"warm-up epoch, {name}: {warm:.1f} s, loss {first_loss:.4f}")
         for round_ in range(1, args.rounds + 1):
+            report = []
             for name, case in cases.items():
-                took, epoch_loss = case.epoch()
+                took, epoch_loss, penalty_images = case.epoch()
+                work = len(data.images) * parts["per batch image"] + penalty_images * parts["per penalty image"]
                 seconds[name].append(took)
+                rates[name].append(work / took / 1e9)
                 losses[name].append(epoch_loss)
-            print(f"round {round_}: " + ", ".join(f"{name} {s[-1]:.1f} s" for name, s in seconds.items()))
+                report.append(f"{name} {took:.1f} s ({penalty_images} penalty images, {rates[name][-1]:.1f} GFLOP/s)")
+            print(f"round {round_}: " + ", ".join(report))
 
     baseline = "authors' loop, fp32"
     print(f"medians of {args.rounds} epochs:")
     for name, values in seconds.items():
         median = statistics.median(values)
-        rate = flops / median / 1e9
-        ratio = statistics.median(b / s for b, s in zip(seconds[baseline], values, strict=True))
+        rate = statistics.median(rates[name])
+        ratio = statistics.median(r / b for b, r in zip(rates[baseline], rates[name], strict=True))
+        time_ratio = statistics.median(b / s for b, s in zip(seconds[baseline], values, strict=True))
         share = f" = {rate / ceiling.rate:.0%} of the float32 GEMM ceiling" if ceiling is not None else ""
         print(
             f"  {name}: {median:.2f} s/epoch ({min(values):.2f}-{max(values):.2f}), "
             f"{len(data.images) / median:.0f} images/s, {rate:.1f} useful GFLOP/s{share}; "
-            f"{ratio:.2f}x the authors' loop; losses by epoch {', '.join(f'{v:.4f}' for v in losses[name])}"
+            f"{ratio:.2f}x the authors' loop in useful FLOP/s ({time_ratio:.2f}x in seconds per epoch); "
+            f"losses by epoch {', '.join(f'{v:.4f}' for v in losses[name])}"
         )
 
 
