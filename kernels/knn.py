@@ -6,7 +6,7 @@ batch size, the thread count or the number of workers:
 - n <= ``SMALL_N``: numpy. Squared distances Σ (a − b)² of float64 differences, sorted in float64
   and returned rounded to float32. Only the blocks on and above the diagonal are computed (the
   value for (a, b) is the same float64 as for (b, a)), and the k smallest of a row are selected,
-  not sorted whole. A class of ``SMALL_N`` codes costs numpy about 0.25 s at d = 300, against
+  not sorted whole. A class of ``SMALL_N`` codes costs numpy about 0.22-0.24 s at d = 300, against
   0.6-0.7 s for importing numba and loading its compiled kernels in a fresh process (and ~127 MiB
   of resident memory), so a job whose classes are all this small never imports numba.
 - larger n: the numba kernel of `knn_numba`, which takes the GEMM form ‖a‖² + ‖b‖² − 2a·b in
@@ -30,7 +30,7 @@ from . import threads
 __all__ = ["SMALL_N", "kneighbors"]
 
 # Classes of at most this many codes take the numpy path. Its cost grows as n² d: measured at
-# d = 300 on the 2-core EPYC, 25 ms at n = 256, 60 ms at 512 and 0.25-0.27 s at 1024 (0.53 s
+# d = 300 on the 2-core EPYC, 19-22 ms at n = 256, 67 ms at 512 and 0.22-0.24 s at 1024 (0.47-0.53 s
 # before the mirrored blocks and the partial selection), against 1-7 ms for numba once loaded and
 # 0.6-0.7 s to load it. A job with one such class saves at least 0.35 s; one with three or more
 # classes near the bound pays about what loading numba would cost.
