@@ -26,9 +26,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         digests = {name: run_case(name, Path(tmp) / name) for name in CASES}
     recorded = json.loads(GOLDEN_FILE.read_text()) if GOLDEN_FILE.exists() else {}
-    recorded[cpu_kind()] = digests
+    kind = cpu_kind()
+    recorded[kind] = digests
     GOLDEN_FILE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
-    print(f"wrote the {cpu_kind()} digests in {GOLDEN_FILE}")
+    print(f"wrote the {kind} digests in {GOLDEN_FILE}")
 
 
 if __name__ == "__main__":

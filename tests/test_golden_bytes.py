@@ -16,10 +16,10 @@ from golden import CASES, GOLDEN_FILE, cpu_kind, run_case
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_output_matches_the_recorded_golden_bytes(name, tmp_path):
-    recorded = json.loads(GOLDEN_FILE.read_text())
-    if cpu_kind() not in recorded:
-        pytest.skip(f"no golden digests for CPU kind {cpu_kind()}: record them with scripts/record_golden.py")
-    assert run_case(name, tmp_path / "out") == recorded[cpu_kind()][name]
+    recorded, kind = json.loads(GOLDEN_FILE.read_text()), cpu_kind()
+    if kind not in recorded:
+        pytest.skip(f"no golden digests for CPU kind {kind}: record them with scripts/record_golden.py")
+    assert run_case(name, tmp_path / "out") == recorded[kind][name]
 
 
 def test_every_cpu_kind_records_every_case():
