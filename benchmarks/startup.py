@@ -1,24 +1,33 @@
 """Wall time of `deepsmote generate` for 100 images, each run a fresh process: the first run after
 install (cold numba cache) and later runs (warm), on each path of the kernels, for two bundles.
 
-    python benchmarks/startup.py [--bundle DIR] [--warm-runs 5]
+    python benchmarks/startup.py [--bundle DIR] [--warm-runs 5] [--python .cpu-venv/bin/python]
 
 Targets: <= 8 s cold, <= 1.5 s warm (issue #5); a job whose classes need numba reaches its first
 image warm in <= 1.0 s (issue #16). A job's 100 images are one unit, written whole, so the first
 image is on disk at most a few ms before the process ends: the time printed is an upper bound of
 the time to the first image.
 
-Three 100-image jobs: class 9 of the embedded subset (4 real images), class 0 (400 images: the
-numpy k-NN since 0.5.0, numba before) and class 0 of a copy of the subset where class 0 is tripled
-by its mirror images (1,200 images, above the k-NN's SMALL_N: the numba path, compiled into the
-emptied cache on the cold run). Each case is labelled with the path its runs took, as reported by
-the runs themselves: numba if they imported it. Two bundles at paper size (width 64, latent 300):
-the paper's architecture (0.326 GFLOP to decode an image) and `train`'s default model.
+Four 100-image jobs: class 9 of the embedded subset (4 real images), class 0 (400 images: the
+float64-differences k-NN since 0.5.0, numba before), class 0 tripled by its mirror images (1,200
+images: numpy's GEMM-form k-NN since 0.6.0, numba before) and class 0 taken 11 times, by its 8
+rotations and mirrors and 3 shifts of one pixel (4,400 images, above the k-NN's MEDIUM_N: the numba
+path, compiled into the emptied cache on the cold run). Each case is labelled with the path its
+runs took, as reported by the runs themselves: numba if they imported it. Two bundles at paper size
+(width 64, latent 300): the paper's architecture (0.326 GFLOP to decode an image) and `train`'s
+default model.
+
+The package's modules are compiled to bytecode first, as pip does when it installs a wheel: where
+PYTHONDONTWRITEBYTECODE is set (as on the development machines) every run would otherwise compile
+them again (0.12-0.17 s). Run it from the `[cpu]` environment for the figure an edge machine sees:
+with scipy installed (the development environment), numba's first kernel load also imports
+scipy.linalg.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import statistics
 import subprocess
 import sys
@@ -26,11 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import deepsmote.data
 import deepsmote.kernels
+import deepsmote.runtime
 import numpy as np
 from _common import default_bundle, paper_bundle
 from deepsmote.data import fmnist_mini
-from deepsmote.kernels.knn import SMALL_N
+from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 from deepsmote.runtime.readers import read_dataset
 
 # `deepsmote generate ARGS`, reporting on its last stderr line whether numba was imported.
@@ -53,21 +64,43 @@ def empty_numba_cache() -> None:
             compiled.unlink()
 
 
-def tripled_class_0(folder: Path) -> Path:
-    """The embedded subset with class 0 tripled by its left-right and up-down mirror images, as an .npz."""
+def with_class_0_variants(folder: Path, name: str, variants: list[np.ndarray]) -> Path:
+    """The embedded subset with these variants of its class 0 images added to class 0, as an .npz."""
     data = read_dataset(fmnist_mini())
-    class_0 = data.images[data.labels == 0]
-    path = folder / "class-0-tripled.npz"
-    images = np.concatenate([data.images, class_0[:, :, ::-1], class_0[:, ::-1, :]])
-    labels = np.concatenate([data.labels, np.zeros(2 * len(class_0), dtype=data.labels.dtype)])
+    path = folder / f"{name}.npz"
+    images = np.concatenate([data.images, *variants])
+    labels = np.concatenate([data.labels, np.zeros(sum(len(v) for v in variants), dtype=data.labels.dtype)])
     np.savez(path, images=images, labels=labels)
-    assert 3 * len(class_0) > SMALL_N, "the tripled class must take the numba k-NN"
     return path
 
 
-def timed_generate(bundle: Path, data: Path, out: Path, strategy: str) -> tuple[float, str]:
+def class_0_images() -> np.ndarray:
+    data = read_dataset(fmnist_mini())
+    return data.images[data.labels == 0]
+
+
+def tripled_class_0(folder: Path) -> Path:
+    """Class 0 with its left-right and up-down mirror images: 1,200 codes, numpy's GEMM-form k-NN."""
+    class_0 = class_0_images()
+    path = with_class_0_variants(folder, "class-0-tripled", [class_0[:, :, ::-1], class_0[:, ::-1, :]])
+    assert SMALL_N < 3 * len(class_0) <= MEDIUM_N, "the tripled class must take numpy's GEMM-form k-NN"
+    return path
+
+
+def class_0_times_11(folder: Path) -> Path:
+    """Class 0 with its other 7 rotations and mirrors and 3 one-pixel shifts: 4,400 codes, numba's k-NN."""
+    class_0 = class_0_images()
+    turns = [np.rot90(class_0, r, axes=(1, 2)) for r in range(4)]
+    shifts = [np.roll(class_0, shift, axis=(1, 2)) for shift in ((1, 0), (0, 1), (1, 1))]
+    variants = turns[1:] + [turn[:, :, ::-1] for turn in turns] + shifts
+    path = with_class_0_variants(folder, "class-0-times-11", variants)
+    assert 11 * len(class_0) > MEDIUM_N, "the class must take the numba k-NN"
+    return path
+
+
+def timed_generate(python: str, bundle: Path, data: Path, out: Path, strategy: str) -> tuple[float, str]:
     """Seconds of one `deepsmote generate` process, and the kernel path it took."""
-    command = [sys.executable, "-c", PROBE, "generate", str(bundle), str(data), "--out", str(out)]
+    command = [python, "-c", PROBE, "generate", str(bundle), str(data), "--out", str(out)]
     start = time.perf_counter()
     result = subprocess.run(
         [*command, "--strategy", strategy, "--quiet"],
@@ -84,22 +117,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=None, help="default: the two paper-size benchmark bundles")
     parser.add_argument("--warm-runs", type=int, default=3)
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter that runs `deepsmote generate` (default: this one)"
+    )
     args = parser.parse_args()
     bundles = [args.bundle] if args.bundle else [paper_bundle(), default_bundle()]
+    print(f"`deepsmote generate` run by {args.python}")
+    for package in (deepsmote.runtime, deepsmote.kernels, deepsmote.data):
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         cases = {
             "class 9, 4 real images": (fmnist_mini(), '{"9": 104}'),
             "class 0, 400 real images": (fmnist_mini(), '{"0": 500}'),
             "class 0 tripled, 1,200 real images": (tripled_class_0(Path(tmp)), '{"0": 1300}'),
+            "class 0 times 11, 4,400 real images": (class_0_times_11(Path(tmp)), '{"0": 4500}'),
         }
         for bundle in bundles:
             print(f"bundle {bundle.name}:")
             for number, (case, (data, strategy)) in enumerate(cases.items()):
                 out = Path(tmp) / f"{bundle.name}-case{number}"
                 empty_numba_cache()
-                cold, cold_path = timed_generate(bundle, data, out.with_suffix(".cold"), strategy)
+                cold, cold_path = timed_generate(args.python, bundle, data, out.with_suffix(".cold"), strategy)
                 warm = [
-                    timed_generate(bundle, data, out.with_suffix(f".warm{i}"), strategy) for i in range(args.warm_runs)
+                    timed_generate(args.python, bundle, data, out.with_suffix(f".warm{i}"), strategy)
+                    for i in range(args.warm_runs)
                 ]
                 paths = sorted({cold_path, *(path for _, path in warm)})
                 seconds = sorted(s for s, _ in warm)

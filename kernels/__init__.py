@@ -4,12 +4,14 @@
 some codes among all codes (across classes); `interpolate` makes the SMOTE points from draws the
 caller made. All raise plain ``ValueError`` on bad input. Small work runs in numpy and large work
 in numba kernels, which import numba only when they first run (see `set_num_threads` for their
-thread count).
+thread count); `preload_knn` starts that import early, in a background thread, for a job whose
+classes will need it.
 """
 
 from .interpolate import interpolate
 from .knn import kneighbors
 from .knn_cross import kneighbors_of
+from .preload import preload_knn
 from .threads import set_num_threads
 
-__all__ = ["interpolate", "kneighbors", "kneighbors_of", "set_num_threads"]
+__all__ = ["interpolate", "kneighbors", "kneighbors_of", "preload_knn", "set_num_threads"]

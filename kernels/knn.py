@@ -1,20 +1,25 @@
 """Exact k nearest neighbours of every code among the codes of the same class.
 
-Two paths, chosen by the number of codes n alone, so the neighbours of a class never depend on the
-batch size, the thread count or the number of workers:
+Three paths, chosen by the number of codes n alone, so the neighbours of a class never depend on
+the batch size, the thread count or the number of workers:
 
 - n <= ``SMALL_N``: numpy. Squared distances Σ (a − b)² of float64 differences, sorted in float64
   and returned rounded to float32. Only the blocks on and above the diagonal are computed (the
   value for (a, b) is the same float64 as for (b, a)), and the k smallest of a row are selected,
-  not sorted whole. A class of ``SMALL_N`` codes costs numpy about 0.22-0.24 s at d = 300, against
-  0.6-0.7 s for importing numba and loading its compiled kernels in a fresh process (and ~127 MiB
-  of resident memory), so a job whose classes are all this small never imports numba.
-- larger n: the numba kernel of `knn_numba`, which takes the GEMM form ‖a‖² + ‖b‖² − 2a·b in
-  float32, clamped at 0, and scales to classes of any size.
+  not sorted whole.
+- ``SMALL_N`` < n <= ``MEDIUM_N``: numpy in the GEMM form ‖a‖² + ‖b‖² − 2a·b in float32, clamped
+  at 0, the dot products by ``einsum`` (no BLAS), the blocks on and above the diagonal split over
+  Python threads (`threads.current`; einsum releases the GIL). A class of ``MEDIUM_N`` codes
+  costs it about 0.45 s at d = 300 on two cores, against 0.7-1.5 s for importing numba and
+  loading its compiled kernels in a fresh process (and ~127 MiB of resident memory), so a job
+  whose classes are all at most this large never imports numba.
+- larger n: the numba kernel of `knn_numba`, which takes the same GEMM form with its own dot
+  products and scales to classes of any size in O(n k) memory.
 
-Neither path calls BLAS: OpenBLAS rounds differently depending on how many threads split a
+None of them calls BLAS: OpenBLAS rounds differently depending on how many threads split a
 product, so its distances (and so the neighbours of near-ties) would change with the BLAS thread
-count. numpy's ``einsum`` without ``optimize`` sums products in its own single-threaded loop.
+count. numpy's ``einsum`` without ``optimize`` sums products in its own loop, the same for every
+block of rows and every thread, whatever the rows' alignment in memory.
 
 Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
@@ -22,19 +27,31 @@ Internal module: use the public names of :mod:`deepsmote.kernels`.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import threads
 
-__all__ = ["SMALL_N", "kneighbors"]
+__all__ = ["MEDIUM_N", "SMALL_N", "kneighbors"]
 
-# Classes of at most this many codes take the numpy path. Its cost grows as n² d: measured at
-# d = 300 on the 2-core EPYC, 19-22 ms at n = 256, 67 ms at 512 and 0.22-0.24 s at 1024 (0.47-0.53 s
-# before the mirrored blocks and the partial selection), against 1-7 ms for numba once loaded and
-# 0.6-0.7 s to load it. A job with one such class saves at least 0.35 s; one with three or more
-# classes near the bound pays about what loading numba would cost.
+# Classes of at most this many codes take the float64-differences path. Its cost grows as n² d:
+# measured at d = 300 on the 2-core EPYC, 19-22 ms at n = 256, 67 ms at 512 and 0.22-0.24 s at 1024
+# (0.47-0.53 s before the mirrored blocks and the partial selection). Kept at 1,024, where the GEMM
+# form would be faster, because it fixes the bytes of every job whose classes are this small.
 SMALL_N = 1024
+
+# Classes of at most this many codes (and more than SMALL_N) take numpy's GEMM form. Measured at
+# d = 300 on the 2-core EPYC: 43 / 128 / 447 ms at n = 1,100 / 2,048 / 4,096 on two threads (82 /
+# 206 / 918 ms on one), against 0.7-0.95 s for a fresh process to import numba, load its kernels
+# and run them at n = 4,096 (0.9-1.5 s where scipy is installed: numba then imports scipy.linalg).
+# A job with one class at the bound saves 0.3-1 s; one with two such classes pays about what
+# loading numba would cost.
+MEDIUM_N = 4096
+
+# Rows per block of the GEMM-form path: each block's dot products against the columns on and
+# right of the diagonal are one einsum, a unit of work for a thread.
+_GEMM_BLOCK_ROWS = 256
 
 # Rows of the distance matrix per mirrored block of the numpy path (fastest of 32, 64, 128).
 _BLOCK_ROWS = 32
@@ -79,15 +96,18 @@ def kneighbors(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Notes
     -----
     Which path runs depends only on n, so a class's result is the same bytes whatever the batch
-    size, the numba or BLAS thread count, or the number of workers. Memory beyond the result: for
-    n <= ``SMALL_N``, the (n, n) float64 distances and 1 MiB of differences; above, a padded float32
-    copy of ``codes``, one top-k of shape (n, k_eff) per numba thread, and a fixed 96 x 256 tile of
-    dot products per thread, whatever n.
+    size, the numba, BLAS or Python thread count, or the number of workers. Memory beyond the
+    result: for n <= ``SMALL_N``, the (n, n) float64 distances and 1 MiB of differences; up to
+    ``MEDIUM_N``, the (n, n) float32 distances (64 MiB at 4,096) and three 256 x n float32 blocks
+    per thread; above, a padded float32 copy of ``codes``, one top-k of shape (n, k_eff) per numba
+    thread, and a fixed 96 x 256 tile of dot products per thread, whatever n.
     """
     x = check_codes(codes)
     k_eff = effective_k(k, x.shape[0])
     if x.shape[0] <= SMALL_N:
         return _kneighbors_numpy(x, k_eff)
+    if x.shape[0] <= MEDIUM_N:
+        return _kneighbors_numpy_gemm(x, k_eff, threads.current())
     from .knn_numba import kneighbors_gemm
 
     threads.apply_pending()
@@ -170,3 +190,37 @@ def _kneighbors_numpy(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # Self is excluded by index: +inf sorts after every real distance, all finite, and k <= n - 1.
     np.fill_diagonal(sq_dist, np.inf)
     return nearest_in_rows(sq_dist, k)
+
+
+def _kneighbors_numpy_gemm(x: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """`kneighbors` of float32 codes x, shape (n, d), in the GEMM form; 1 <= k <= n - 1.
+
+    The blocks of rows, and then the bands of rows whose k smallest are selected, are shared among
+    ``n_threads`` Python threads; each block is the same arithmetic whichever thread runs it.
+    """
+    n = len(x)
+    # float64 sums rounded once, as the numba path takes its norms.
+    sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
+    sq_dist = np.empty((n, n), dtype=np.float32)
+
+    def fill_block(start: int) -> None:
+        stop = min(start + _GEMM_BLOCK_ROWS, n)
+        dots = np.einsum("ik,jk->ij", x[start:stop], x[start:])
+        block = (sq_norms[start:stop, None] + sq_norms[None, start:]) - (dots + dots)
+        np.maximum(block, np.float32(0), out=block)
+        # (a, b) and (b, a) are the same float32: products and the norms' sum commute, and the
+        # dot product is summed in the same order. Blocks write disjoint parts of sq_dist.
+        sq_dist[start:stop, start:] = block
+        sq_dist[start:, start:stop] = block.T
+
+    def select_band(start: int) -> tuple[np.ndarray, np.ndarray]:
+        return nearest_in_rows(sq_dist[start : start + _GEMM_BLOCK_ROWS], k)
+
+    starts = range(0, n, _GEMM_BLOCK_ROWS)
+    with ThreadPoolExecutor(max(1, min(n_threads, len(starts)))) as pool:
+        for _ in pool.map(fill_block, starts):
+            pass
+        # Self is excluded by index: +inf sorts after every real distance, all finite, and k <= n - 1.
+        np.fill_diagonal(sq_dist, np.inf)
+        bands = list(pool.map(select_band, starts))
+    return np.concatenate([i for i, _ in bands]), np.concatenate([v for _, v in bands])

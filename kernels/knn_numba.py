@@ -1,7 +1,8 @@
-"""The numba path of `deepsmote.kernels.kneighbors`, for classes above its ``SMALL_N`` codes.
+"""The numba path of `deepsmote.kernels.kneighbors`, for classes above its ``MEDIUM_N`` codes.
 
 Imported only when such a class is fitted: importing numba and loading these compiled kernels
-costs about 0.6 s per process, and compiling them into an empty cache about 6 s.
+costs 0.6-1.5 s per process (more where scipy is installed), and compiling them into an empty cache
+6-13 s; `preload.py` starts that load while DATA is encoded.
 
 Squared distances take the GEMM form ‖a‖² + ‖b‖² − 2a·b, clamped at 0. The distance matrix is
 symmetric, so only the tiles on and above the diagonal are computed; each tile feeds the running

@@ -1,20 +1,23 @@
-"""The numba kernels' thread count, set without importing numba.
+"""The kernels' thread count, set without importing numba.
 
 numba's thread count belongs to the calling thread (``numba.set_num_threads`` is thread-local).
 `set_num_threads` applies it at once when numba is already loaded; otherwise it keeps it for the
 calling thread, and a kernel applies it when it next takes its numba path in that thread. So a job
 whose classes all take the numpy paths never imports numba (about 0.6 s of start-up with its
-compiled kernels), and one that does runs them with the count it asked for.
+compiled kernels), and one that does runs them with the count it asked for. The numpy paths that
+split their work over Python threads (`kneighbors` for mid-size classes) read the same count with
+`current`.
 
 Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
-__all__ = ["apply_pending", "set_num_threads"]
+__all__ = ["apply_pending", "current", "set_num_threads"]
 
 _pending = threading.local()
 
@@ -43,6 +46,22 @@ def apply_pending() -> None:
     if n_threads is not None:
         _pending.n_threads = None
         _apply(n_threads)
+
+
+def current() -> int:
+    """The thread count a kernel called from this thread runs with, without importing numba.
+
+    The count set for this thread if it is not applied yet, else numba's count if numba is loaded,
+    else the CPUs this process may run on.
+    """
+    n_threads = getattr(_pending, "n_threads", None)
+    if n_threads is not None:
+        return int(n_threads)
+    if "numba" in sys.modules:
+        import numba
+
+        return int(numba.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _apply(n_threads: int) -> None:

@@ -1,4 +1,4 @@
-"""deepsmote.kernels.kneighbors against the numpy references in naive.py, on both of its paths."""
+"""deepsmote.kernels.kneighbors against the numpy references in naive.py, on each of its three paths."""
 
 from __future__ import annotations
 
@@ -11,20 +11,22 @@ import numpy as np
 import pytest
 from deepsmote.kernels import kneighbors, knn, knn_numba
 
+PATHS = {"numpy": "_kneighbors_numpy", "numpy-gemm": "_kneighbors_numpy_gemm", "numba": "kneighbors_gemm"}
 
-@pytest.fixture(params=["numpy", "numba"])
+
+@pytest.fixture(params=list(PATHS))
 def knn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Send every class down one path of `kneighbors`, whatever its size; the other path fails the test."""
+    """Send every class down one path of `kneighbors`, whatever its size; the other paths fail the test."""
 
     def other_path(*args: object) -> None:
         raise AssertionError(f"kneighbors left the {request.param} path")
 
-    if request.param == "numpy":
-        monkeypatch.setattr(knn, "SMALL_N", sys.maxsize)
-        monkeypatch.setattr(knn_numba, "kneighbors_gemm", other_path)
-    else:
-        monkeypatch.setattr(knn, "SMALL_N", 1)
-        monkeypatch.setattr(knn, "_kneighbors_numpy", other_path)
+    bounds = {"numpy": (sys.maxsize, sys.maxsize), "numpy-gemm": (1, sys.maxsize), "numba": (1, 1)}
+    monkeypatch.setattr(knn, "SMALL_N", bounds[request.param][0])
+    monkeypatch.setattr(knn, "MEDIUM_N", bounds[request.param][1])
+    for path, name in PATHS.items():
+        if path != request.param:
+            monkeypatch.setattr(knn_numba if path == "numba" else knn, name, other_path)
     return request.param
 
 
@@ -94,7 +96,7 @@ def test_random_codes_match_float64_differences(knn_path: str, n: int, d: int, k
 def test_random_codes_match_the_reference_of_their_path(knn_path: str) -> None:
     codes = np.random.default_rng(4).standard_normal((1500, 64)).astype(np.float32)
     indices, sq_dist = kneighbors(codes, 5)
-    reference = naive.sq_distances_gemm32 if knn_path == "numba" else naive.sq_distances_diff
+    reference = naive.sq_distances_diff if knn_path == "numpy" else naive.sq_distances_gemm32
     ref_idx, ref_dist = naive.kneighbors(reference(codes), 5)
     np.testing.assert_array_equal(indices, ref_idx)
     np.testing.assert_allclose(sq_dist, ref_dist, rtol=1e-6)
@@ -176,12 +178,13 @@ def test_same_bytes_for_any_blas_thread_count(knn_path: str) -> None:
 
 def test_path_depends_on_the_class_size_only(monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[str] = []
-    numpy_path, numba_path = knn._kneighbors_numpy, knn_numba.kneighbors_gemm
-    monkeypatch.setattr(knn, "_kneighbors_numpy", lambda x, k: taken.append("numpy") or numpy_path(x, k))
-    monkeypatch.setattr(knn_numba, "kneighbors_gemm", lambda x, k: taken.append("numba") or numba_path(x, k))
-    for n in (2, knn.SMALL_N, knn.SMALL_N + 1):
+    for path, name in PATHS.items():
+        module = knn_numba if path == "numba" else knn
+        kernel = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, path=path, kernel=kernel: taken.append(path) or kernel(*args))
+    for n in (2, knn.SMALL_N, knn.SMALL_N + 1, knn.MEDIUM_N, knn.MEDIUM_N + 1):
         knn_quiet(integer_codes(n, 3, seed=n), 5)
-    assert taken == ["numpy", "numpy", "numba"]
+    assert taken == ["numpy", "numpy", "numpy-gemm", "numpy-gemm", "numba"]
 
 
 def test_numpy_path_same_bytes_for_any_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,3 +221,40 @@ def test_partial_selection_is_the_stable_sort_of_each_row() -> None:
             expected = np.argsort(sq_dist, axis=1, kind="stable")[:, :k]
             np.testing.assert_array_equal(indices, expected)
             np.testing.assert_array_equal(values, np.take_along_axis(sq_dist, expected, axis=1).astype(np.float32))
+
+
+def test_gemm_path_same_bytes_for_any_python_thread_count_and_block_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks are mirrored below the diagonal and shared among threads: neither changes a value.
+    codes = (np.random.default_rng(13).standard_normal((300, 37)) * 30).astype(np.float32)
+    whole = knn._kneighbors_numpy_gemm(codes, 6, 1)
+    for rows, n_threads in ((256, 2), (256, 5), (1, 3), (7, 2), (300, 1)):
+        monkeypatch.setattr(knn, "_GEMM_BLOCK_ROWS", rows)
+        got = knn._kneighbors_numpy_gemm(codes, 6, n_threads)
+        assert got[0].tobytes() == whole[0].tobytes()
+        assert got[1].tobytes() == whole[1].tobytes()
+
+
+def test_gemm_path_same_bytes_whatever_the_alignment_of_the_codes() -> None:
+    # einsum's vector loop must not start its sums at an alignment boundary of the rows' memory.
+    codes = np.random.default_rng(14).standard_normal((300, 37)).astype(np.float32)
+    whole = knn._kneighbors_numpy_gemm(codes, 6, 2)
+    for offset in (4, 8, 12, 20, 36):
+        buffer = np.zeros(codes.nbytes + 64, dtype=np.uint8)
+        shifted = buffer[offset : offset + codes.nbytes].view(np.float32).reshape(codes.shape)
+        shifted[...] = codes
+        got = knn._kneighbors_numpy_gemm(shifted, 6, 2)
+        assert got[0].tobytes() == whole[0].tobytes()
+        assert got[1].tobytes() == whole[1].tobytes()
+
+
+def test_gemm_path_runs_on_the_thread_count_set_for_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts: list[int] = []
+    kernel = knn._kneighbors_numpy_gemm
+    monkeypatch.setattr(knn, "_kneighbors_numpy_gemm", lambda x, k, n: counts.append(n) or kernel(x, k, n))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        kneighbors(integer_codes(knn.SMALL_N + 1, 3, seed=15), 5)
+    finally:
+        numba.set_num_threads(before)
+    assert counts == [1]

@@ -1,8 +1,9 @@
-"""numba is imported only when a kernel takes its numba path, with the thread count set before."""
+"""numba is imported only when a kernel takes its numba path (or a preload asks), with the threads set before."""
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 import pytest
 from deepsmote.kernels import set_num_threads
 from helpers import run_python
@@ -15,18 +16,22 @@ import numpy as np
 import deepsmote.runtime
 from deepsmote.kernels import interpolate, kneighbors, set_num_threads
 from deepsmote.kernels.interpolate import SMALL_SIZE
-from deepsmote.kernels.knn import SMALL_N
+from deepsmote.kernels import threads
+from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 assert "numba" not in sys.modules, "importing the runtime imported numba"
 set_num_threads(1)
+assert threads.current() == 1, threads.current()
 rng = np.random.default_rng(0)
 d = 300
 codes = rng.standard_normal((SMALL_N, d)).astype(np.float32)
 neighbors, _ = kneighbors(codes, 5)
 m = SMALL_SIZE // d
 interpolate(codes, neighbors, rng.integers(0, SMALL_N, m), rng.integers(0, 5, m), rng.random(m, dtype=np.float32))
+kneighbors(rng.standard_normal((MEDIUM_N, 8)).astype(np.float32), 5)
 assert "numba" not in sys.modules, "small work imported numba"
-kneighbors(rng.standard_normal((SMALL_N + 1, 8)).astype(np.float32), 5)
+kneighbors(rng.standard_normal((MEDIUM_N + 1, 8)).astype(np.float32), 5)
 import numba
+import numpy as np
 assert numba.get_num_threads() == 1, numba.get_num_threads()
 print("ok")
 """)
@@ -43,6 +48,7 @@ codes = np.zeros((2, 1), dtype=np.float32)
 interpolate(codes, np.array([[1], [0]]), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64),
             np.zeros(m, dtype=np.float32))
 import numba
+import numpy as np
 assert numba.get_num_threads() == 1, numba.get_num_threads()
 print("ok")
 """)
@@ -61,3 +67,42 @@ def test_applies_at_once_once_numba_is_loaded() -> None:
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
     finally:
         numba.set_num_threads(before)
+
+
+def test_preload_loads_numba_in_the_background_only_for_a_class_that_needs_it() -> None:
+    run_python("""
+import sys
+import numpy as np
+from deepsmote.kernels import kneighbors, preload_knn
+from deepsmote.kernels.knn import MEDIUM_N
+assert preload_knn([3, MEDIUM_N]) is None
+assert "numba" not in sys.modules, "a class of MEDIUM_N codes loaded numba"
+loader = preload_knn([3, MEDIUM_N + 1])
+assert loader is not None and loader.name == "deepsmote-numba-preload" and not loader.daemon
+assert preload_knn([MEDIUM_N + 1]) is None, "a second job started a second loader"
+loader.join()
+from deepsmote.kernels import knn_numba
+# The kernels are loaded for the argument types of a real call: it adds no new overload.
+loaded = {name: len(getattr(knn_numba, name).overloads) for name in ("_sq_norms", "_kneighbors")}
+assert all(loaded.values()), loaded
+kneighbors(np.random.default_rng(0).standard_normal((MEDIUM_N + 1, 8)).astype(np.float32), 5)
+assert {name: len(getattr(knn_numba, name).overloads) for name in loaded} == loaded
+print("ok")
+""")
+
+
+def test_encoding_starts_the_preload_with_the_sizes_of_the_classes_that_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepsmote.data import fmnist_mini
+    from deepsmote.runtime import codes
+    from deepsmote.runtime.bundle import load_bundle, open_models
+    from deepsmote.runtime.stream import open_dataset
+    from golden import GOLDEN_BUNDLE
+
+    sizes: list[list[int]] = []
+    monkeypatch.setattr(codes, "preload_knn", lambda class_sizes: sizes.append([int(n) for n in class_sizes]))
+    data = open_dataset(fmnist_mini())
+    grows = np.zeros(len(data.classes), dtype=np.int64)
+    grows[[0, 9]] = 5
+    codes.codes_of(open_models(load_bundle(GOLDEN_BUNDLE), "cpu", 1, "fp32"), data, grows)
+    counts = data.class_counts()
+    assert sizes == [[int(counts[0]), int(counts[9])]]

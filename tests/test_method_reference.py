@@ -4,9 +4,10 @@ The reference encodes with its own onnxruntime sessions, finds neighbours with `
 draws (base, neighbour slot, gap) exactly as the design documents them
 (``SeedSequence([seed, class_index, shard_index])``: base, then slot, then gap), interpolates with
 `naive.interpolate`, decodes and rounds. The CLI and the API must give its bytes, at 1, 2 and 3
-threads, on a job that crosses both numba thresholds (a class of more than ``SMALL_N`` codes and
-a shard of more than ``SMALL_SIZE`` interpolated values) and keeps small classes on the numpy
-paths. A sampler that drew no gap, the wrong neighbour or the wrong base fails here.
+threads, on a job with a class of more than ``SMALL_N`` codes (numpy's GEMM-form k-NN; in the API
+runs also sent to the numba k-NN) and a shard of more than ``SMALL_SIZE`` interpolated values
+(numba interpolation), which keeps small classes on the numpy paths. A sampler that drew no gap,
+the wrong neighbour or the wrong base fails here.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import naive
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
+from deepsmote.kernels import knn, knn_numba
 from deepsmote.kernels.interpolate import SMALL_SIZE
-from deepsmote.kernels.knn import SMALL_N
+from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 from deepsmote.runtime import DeepSMOTE, read_dataset
 from golden import GOLDEN_BUNDLE
 from helpers import run_cli
 
 K = 5
 SEED = 11
-# Class 0 has 1,200 images (the embedded 400 and their mirror images: numba k-NN) and grows by one
+# Class 0 has 1,200 images (the embedded 400 and their mirror images: GEMM-form k-NN) and grows by one
 # shard of 20,000 (20,000 x 64 values: numba interpolation); classes 5 (35 images) and 9 (4 images,
 # so 3 neighbours) stay on numpy.
 NEW = {0: 20_000, 5: 65, 9: 26}
@@ -92,9 +94,9 @@ def reference(data):
     return reference_synthetic(*data)
 
 
-def test_the_job_crosses_both_numba_thresholds(data):
+def test_the_job_takes_every_path_of_the_kernels(data):
     _, labels = data
-    assert np.sum(labels == 0) > SMALL_N
+    assert SMALL_N < np.sum(labels == 0) <= MEDIUM_N
     assert SHARD_SIZE * LATENT > SMALL_SIZE
     assert all(np.sum(labels == c) <= SMALL_N for c in (5, 9))
 
@@ -106,8 +108,15 @@ def test_reference_draws_use_every_documented_choice(reference):
     assert {c: len(v) for c, v in reference.items()} == NEW
 
 
+@pytest.mark.parametrize("knn_path", ["numpy-gemm", "numba"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_api_matches_the_reference(data, reference, threads):
+def test_api_matches_the_reference(data, reference, threads, knn_path, monkeypatch):
+    taken = []
+    module, name = (knn_numba, "kneighbors_gemm") if knn_path == "numba" else (knn, "_kneighbors_numpy_gemm")
+    kernel = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args: taken.append(len(args[0])) or kernel(*args))
+    if knn_path == "numba":
+        monkeypatch.setattr(knn, "MEDIUM_N", SMALL_N)
     images, labels = data
     targets = {c: int(np.sum(labels == c)) + n for c, n in NEW.items()}
     sampler = DeepSMOTE(
@@ -122,6 +131,7 @@ def test_api_matches_the_reference(data, reference, threads):
     synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
     for c in NEW:
         assert synthetic[synthetic_labels == c].tobytes() == reference[c].tobytes(), f"class {c}"
+    assert taken == [int(np.sum(labels == 0))], f"class 0 did not take the {knn_path} k-NN"
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

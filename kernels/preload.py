@@ -1,0 +1,63 @@
+"""numba and the k-NN kernel loaded in a background thread, while a job encodes DATA.
+
+A class of more than ``MEDIUM_N`` codes takes the numba k-NN, and a fresh process spends 0.7-1.5 s
+importing numba and loading the compiled kernel before its first call. Started as soon as the
+class sizes are known, that load overlaps with the encoding of DATA (onnxruntime releases the GIL),
+instead of following it.
+
+Internal module: use the public names of :mod:`deepsmote.kernels`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import knn
+
+__all__ = ["preload_knn"]
+
+_lock = threading.Lock()
+_loader: threading.Thread | None = None
+
+
+def preload_knn(class_sizes: Iterable[int]) -> threading.Thread | None:
+    """Start loading the numba k-NN in a background thread if a class of these sizes will need it.
+
+    Parameters
+    ----------
+    class_sizes : iterable of int
+        The number of codes of each class whose neighbours will be searched.
+
+    Returns
+    -------
+    threading.Thread or None
+        The loading thread (started once per process), or None where no class needs numba or it is
+        loaded already. The thread is not a daemon: the interpreter waits for it before it exits,
+        never stopping numba halfway through loading. A failure in it is dropped: the k-NN's own
+        call then fails the same way, where the job reports it.
+    """
+    global _loader
+    if not any(int(n) > knn.MEDIUM_N for n in class_sizes):
+        return None
+    with _lock:
+        if _loader is not None or "deepsmote.kernels.knn_numba" in sys.modules:
+            return None
+        _loader = threading.Thread(target=_load_knn_numba, name="deepsmote-numba-preload")
+        _loader.start()
+        return _loader
+
+
+def _load_knn_numba() -> None:
+    try:
+        from .knn_numba import kneighbors_gemm
+
+        # A first call loads the compiled kernels for the argument types every call passes (float32
+        # C-contiguous codes, an int k), so the job's own call finds them loaded.
+        kneighbors_gemm(np.arange(48, dtype=np.float32).reshape(12, 4), 1)
+    except Exception:
+        # The job's own call raises the same error, where it is reported.
+        return
