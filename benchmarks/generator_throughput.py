@@ -41,6 +41,7 @@ from _common import FMNIST, median_time
 from deepsmote.data import fmnist_mini
 from deepsmote.runtime.bundle import DECODER_FILE, create_session, load_bundle, open_models
 from deepsmote.runtime.readers import LabelledImages, read_dataset
+from deepsmote.training.decoder_graph import PER_PHASE_MIN_CHANNELS
 from deepsmote.training.export import export_bundle
 from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import TrainConfig, train
@@ -96,9 +97,11 @@ def train_and_export(data: Path, args: argparse.Namespace, work: Path) -> tuple[
 def phase_graph_flops_per_image(decoder: torch.nn.Module, example: torch.Tensor) -> float:
     """2 x the multiply-adds of ``decoder_cpu.onnx`` per image: each upsampling and 3x3 conv as four 2x2 kernels.
 
-    The phase convolution runs over the unscaled (h, w) map padded to (h + 1, w + 1) outputs, with 4 x
-    c_out channels of 2 x 2 taps (``training/decoder_graph.py``); the linear layer and the residual
-    blocks count as in :func:`model_flops.flops_per_image`.
+    A stage of at least ``PER_PHASE_MIN_CHANNELS`` output channels runs each of its four phase
+    convolutions over the unscaled (h, w) map, one output per input pixel; a narrower one runs them
+    as one convolution of 4 x c_out channels over the map padded to (h + 1, w + 1) outputs. Either
+    way with 2 x 2 taps (``training/decoder_graph.py``); the linear layer and the residual blocks
+    count as in :func:`model_flops.flops_per_image`.
     """
     total = flops_per_image(decoder, example)
     layers = list(decoder.deconv)
@@ -108,7 +111,9 @@ def phase_graph_flops_per_image(decoder: torch.nn.Module, example: torch.Tensor)
         nonlocal total
         _, height, width = inputs[0][0].shape
         total -= 2.0 * output[0].numel() * layer.in_channels * 9
-        total += 2.0 * (height // 2 + 1) * (width // 2 + 1) * 4 * layer.out_channels * layer.in_channels * 4
+        border = 0 if layer.out_channels >= PER_PHASE_MIN_CHANNELS else 1
+        outputs = (height // 2 + border) * (width // 2 + border)
+        total += 2.0 * outputs * 4 * layer.out_channels * layer.in_channels * 4
 
     hooks = [conv.register_forward_hook(recount) for conv in upsampled]
     with torch.no_grad():

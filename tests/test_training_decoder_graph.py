@@ -11,7 +11,7 @@ import onnx
 import pytest
 import torch
 from deepsmote.runtime.bundle import DECODER_INPUT, DECODER_OUTPUT, create_session
-from deepsmote.training.decoder_graph import ExportDecoder, PhaseDecoder, cpu_decoder
+from deepsmote.training.decoder_graph import ExportDecoder, PhaseConv, PhaseDecoder, cpu_decoder
 from deepsmote.training.export import _export_graph as export_graph
 from deepsmote.training.model import ModelConfig, build_models
 from torch import nn
@@ -99,11 +99,17 @@ def test_later_changes_to_the_resize_conv_decoder_do_not_show():
 def test_phase_graph_matches_torch_for_any_batch_and_upsamples_nothing(shape, res_blocks, tmp_path):
     decoder = trained_like_decoder(shape, "resize-conv", res_blocks)
     path = tmp_path / "decoder.onnx"
-    export_graph(cpu_decoder(decoder).eval(), torch.randn(2, 16), DECODER_INPUT, DECODER_OUTPUT, path)
+    arranged = cpu_decoder(decoder).eval()
+    export_graph(arranged, torch.randn(2, 16), DECODER_INPUT, DECODER_OUTPUT, path)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
-    stages = sum(isinstance(m, nn.Upsample) for m in decoder.modules())
-    # One convolution per stage in place of the upsampling and its 3x3 convolution.
-    assert "Resize" not in ops and ops.count("Conv") == stages + 2 * res_blocks * (stages - 1)
+    stages = [m for m in arranged.modules() if isinstance(m, PhaseConv)]
+    # Both forms are in each case: wide stages as one convolution per phase, narrow ones (the last,
+    # with the image's channels, among them) as one convolution for all four phases.
+    assert {stage.per_phase for stage in stages} == {True, False}
+    # They replace each upsampling and its 3x3 convolution, each phase's padding held by its Conv.
+    assert "Resize" not in ops and "Pad" not in ops
+    per_stage = sum(4 if stage.per_phase else 1 for stage in stages)
+    assert ops.count("Conv") == per_stage + 2 * res_blocks * (len(stages) - 1)
     session, _ = create_session(path.read_bytes(), "cpu", 1)
     z = torch.randn(37, 16)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Phase convolutions compute nearest x2 upsampling + 3x3 convolution exactly (float64), with its gradients."""
+"""Phase convolutions, both forms, compute nearest x2 upsampling + 3x3 convolution exactly (float64), with gradients."""
 
 from __future__ import annotations
 
@@ -6,15 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 from deepsmote.training.model import ModelConfig, build_models
-from deepsmote.training.phase import phase_conv, phase_kernels
+from deepsmote.training.phase import phase_conv, phase_conv_per_phase, phase_kernels
 
 
 def upsample_then_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
 
 
+def one_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return phase_conv(x, *phase_kernels(weight, bias))
+
+
+def one_convolution_per_phase(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    kernels, biases = phase_kernels(weight, bias)
+    return phase_conv_per_phase(x, tuple(kernels.chunk(4)), None if biases is None else tuple(biases.chunk(4)))
+
+
+@pytest.mark.parametrize("form", [one_convolution, one_convolution_per_phase])
 @pytest.mark.parametrize(("h", "w", "with_bias"), [(4, 4, True), (5, 3, False), (1, 7, True)])
-def test_phase_conv_is_upsampling_then_conv_with_the_same_gradients(h, w, with_bias):
+def test_phase_conv_is_upsampling_then_conv_with_the_same_gradients(h, w, with_bias, form):
     rng = torch.Generator().manual_seed(0)
     x = torch.randn(3, 5, h, w, generator=rng, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(7, 5, 3, 3, generator=rng, dtype=torch.float64, requires_grad=True)
@@ -23,7 +33,7 @@ def test_phase_conv_is_upsampling_then_conv_with_the_same_gradients(h, w, with_b
     leaves = [x, weight] + ([bias] if with_bias else [])
 
     expected = upsample_then_conv(x, weight, bias)
-    got = phase_conv(x, *phase_kernels(weight, bias))
+    got = form(x, weight, bias)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     for want, have in zip(

@@ -13,9 +13,11 @@ more than the larger GEMM saved (measured with ``benchmarks/model_flops.py``). o
 no CUDA ``Col2Im``, so GPUs run the plain ``decoder.onnx``.
 
 A ``resize-conv`` decoder has no transposed convolution; each of its nearest x2 upsamplings and
-the 3x3 convolution after it run as phase convolutions (:mod:`.phase`), with the BatchNorm after
-them folded in: 1.4-2x the images/s of the plain graph in onnxruntime at 28x28x1, 64x64x3 and
-128x128x3 (``benchmarks/generator_throughput.py``).
+the 3x3 convolution after it run as phase convolutions (:mod:`.phase`), one convolution per phase
+(`phase_conv_per_phase`), with the BatchNorm after them folded in: 1.4-2x the images/s of the
+plain graph in onnxruntime at 28x28x1, 64x64x3 and 128x128x3 (``benchmarks/generator_throughput.py``),
+and 1.18-1.28x that of one convolution for all four phases at 64x64x3 and 128x128x3, width 64
+(0.6.0; the same at width 16).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Decoder, ResizeConvDecoder
-from .phase import phase_conv, phase_kernels
+from .phase import phase_conv, phase_conv_per_phase, phase_kernels
 
 
 class ExportDecoder(nn.Module):
@@ -85,6 +87,13 @@ class ExportDecoder(nn.Module):
         return self.rest(x + self.deconv_bias)
 
 
+# Output channels from which a stage runs one convolution per phase. Below, as in the last stage
+# (the image's 1 or 3 channels), a phase's product is too narrow: at 64x64x3 width 64 the last
+# stage ran at 14 GFLOP/s per thread as four 3-channel convolutions and at ~45 as one of 12
+# channels over the padded map, whose border costs little there (a 32x32 map).
+PER_PHASE_MIN_CHANNELS = 16
+
+
 class PhaseConv(nn.Module):
     """A nearest x2 upsampling, a 3x3 convolution (padding 1) and an eval-mode BatchNorm as phase convolutions.
 
@@ -107,12 +116,23 @@ class PhaseConv(nn.Module):
                 bias = (bias - norm.running_mean.double()) * scale + norm.bias.double()
                 weight = weight * scale.view(-1, 1, 1, 1)
             kernels, phase_bias = phase_kernels(weight, bias)
-        self.register_buffer("kernels", kernels.float().contiguous())
-        self.register_buffer("bias", phase_bias.float())
+        self.per_phase = len(weight) >= PER_PHASE_MIN_CHANNELS
+        if self.per_phase:
+            # One buffer per phase, so that the graph holds each phase's kernel as its own initializer.
+            for phase, (kernel, phase_b) in enumerate(zip(kernels.chunk(4), phase_bias.chunk(4), strict=True)):
+                self.register_buffer(f"kernel_{phase}", kernel.float().contiguous())
+                self.register_buffer(f"bias_{phase}", phase_b.float())
+        else:
+            self.register_buffer("kernels", kernels.float().contiguous())
+            self.register_buffer("bias", phase_bias.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, c_in, h, w) to (N, c_out, 2h, 2w), as the upsampling, convolution and BatchNorm."""
-        return phase_conv(x, self.kernels, self.bias)
+        if not self.per_phase:
+            return phase_conv(x, self.kernels, self.bias)
+        kernels = tuple(getattr(self, f"kernel_{phase}") for phase in range(4))
+        biases = tuple(getattr(self, f"bias_{phase}") for phase in range(4))
+        return phase_conv_per_phase(x, kernels, biases)
 
 
 class PhaseDecoder(nn.Module):
