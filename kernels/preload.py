@@ -18,7 +18,7 @@ import numpy as np
 
 from . import knn
 
-__all__ = ["preload_knn"]
+__all__ = ["preload_knn", "wait_for_preload"]
 
 _lock = threading.Lock()
 _loader: threading.Thread | None = None
@@ -49,6 +49,19 @@ def preload_knn(class_sizes: Iterable[int]) -> threading.Thread | None:
         _loader = threading.Thread(target=_load_knn_numba, name="deepsmote-numba-preload")
         _loader.start()
         return _loader
+
+
+def wait_for_preload() -> None:
+    """Return once the preload's thread, if one was started, has finished.
+
+    Each numba path waits here (through `threads.apply_pending`) before it runs a kernel, so no
+    kernel runs beside the preload's own call: numba's workqueue threading layer, the one left
+    where neither TBB nor OpenMP is installed, aborts when parallel kernels start from two threads
+    at once.
+    """
+    loader = _loader
+    if loader is not None and loader is not threading.current_thread():
+        loader.join()
 
 
 def _load_knn_numba() -> None:

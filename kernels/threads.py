@@ -41,7 +41,15 @@ def set_num_threads(n_threads: int | None) -> None:
 
 
 def apply_pending() -> None:
-    """Apply this thread's count kept by `set_num_threads`; called by a kernel's numba path."""
+    """Settle numba before a kernel's numba path runs: called by each such path.
+
+    Waits for the preload's thread if one is loading numba (`preload.wait_for_preload`), then
+    applies this thread's count kept by `set_num_threads`.
+    """
+    # Imported here: the preload imports the kernels, which import this module.
+    from .preload import wait_for_preload
+
+    wait_for_preload()
     n_threads = getattr(_pending, "n_threads", None)
     if n_threads is not None:
         _pending.n_threads = None

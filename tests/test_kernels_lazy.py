@@ -91,6 +91,28 @@ print("ok")
 """)
 
 
+def test_no_numba_kernel_runs_beside_the_preload() -> None:
+    # The preload's load is held until 0.2 s after the job's k-NN call has started: the kernel must
+    # find it finished, not run beside it.
+    run_python("""
+import threading
+import numpy as np
+from deepsmote.kernels import kneighbors, preload
+from deepsmote.kernels.knn import MEDIUM_N
+may_finish, finished = threading.Event(), threading.Event()
+preload._load_knn_numba = lambda: may_finish.wait() and finished.set()
+assert preload.preload_knn([MEDIUM_N + 1]) is not None
+from deepsmote.kernels import knn_numba
+kernel = knn_numba.kneighbors_gemm
+seen = []
+knn_numba.kneighbors_gemm = lambda x, k: seen.append(finished.is_set()) or kernel(x, k)
+threading.Timer(0.2, may_finish.set).start()
+kneighbors(np.random.default_rng(0).standard_normal((MEDIUM_N + 1, 8)).astype(np.float32), 5)
+assert seen == [True], seen
+print("ok")
+""")
+
+
 def test_encoding_starts_the_preload_with_the_sizes_of_the_classes_that_grow(monkeypatch: pytest.MonkeyPatch) -> None:
     from deepsmote.data import fmnist_mini
     from deepsmote.runtime import codes
