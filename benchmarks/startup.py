@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import deepsmote.data
@@ -64,38 +65,29 @@ def empty_numba_cache() -> None:
             compiled.unlink()
 
 
-def with_class_0_variants(folder: Path, name: str, variants: list[np.ndarray]) -> Path:
-    """The embedded subset with these variants of its class 0 images added to class 0, as an .npz."""
+def with_class_0_variants(folder: Path, name: str, variants: Callable[[np.ndarray], list[np.ndarray]]) -> Path:
+    """The embedded subset with ``variants(class 0's images)`` added to class 0, as an .npz."""
     data = read_dataset(fmnist_mini())
+    added = variants(data.images[data.labels == 0])
     path = folder / f"{name}.npz"
-    images = np.concatenate([data.images, *variants])
-    labels = np.concatenate([data.labels, np.zeros(sum(len(v) for v in variants), dtype=data.labels.dtype)])
+    images = np.concatenate([data.images, *added])
+    labels = np.concatenate([data.labels, np.zeros(sum(len(v) for v in added), dtype=data.labels.dtype)])
     np.savez(path, images=images, labels=labels)
     return path
 
 
-def class_0_images() -> np.ndarray:
-    data = read_dataset(fmnist_mini())
-    return data.images[data.labels == 0]
-
-
-def tripled_class_0(folder: Path) -> Path:
-    """Class 0 with its left-right and up-down mirror images: 1,200 codes, numpy's GEMM-form k-NN."""
-    class_0 = class_0_images()
-    path = with_class_0_variants(folder, "class-0-tripled", [class_0[:, :, ::-1], class_0[:, ::-1, :]])
+def mirrors(class_0: np.ndarray) -> list[np.ndarray]:
+    """The left-right and up-down mirror images: class 0 tripled, 1,200 codes (numpy's GEMM-form k-NN)."""
     assert SMALL_N < 3 * len(class_0) <= MEDIUM_N, "the tripled class must take numpy's GEMM-form k-NN"
-    return path
+    return [class_0[:, :, ::-1], class_0[:, ::-1, :]]
 
 
-def class_0_times_11(folder: Path) -> Path:
-    """Class 0 with its other 7 rotations and mirrors and 3 one-pixel shifts: 4,400 codes, numba's k-NN."""
-    class_0 = class_0_images()
+def turns_and_shifts(class_0: np.ndarray) -> list[np.ndarray]:
+    """The other 7 rotations and mirrors and 3 one-pixel shifts: class 0 times 11, 4,400 codes (numba)."""
+    assert 11 * len(class_0) > MEDIUM_N, "the class must take the numba k-NN"
     turns = [np.rot90(class_0, r, axes=(1, 2)) for r in range(4)]
     shifts = [np.roll(class_0, shift, axis=(1, 2)) for shift in ((1, 0), (0, 1), (1, 1))]
-    variants = turns[1:] + [turn[:, :, ::-1] for turn in turns] + shifts
-    path = with_class_0_variants(folder, "class-0-times-11", variants)
-    assert 11 * len(class_0) > MEDIUM_N, "the class must take the numba k-NN"
-    return path
+    return turns[1:] + [turn[:, :, ::-1] for turn in turns] + shifts
 
 
 def timed_generate(python: str, bundle: Path, data: Path, out: Path, strategy: str) -> tuple[float, str]:
@@ -129,8 +121,11 @@ def main() -> None:
         cases = {
             "class 9, 4 real images": (fmnist_mini(), '{"9": 104}'),
             "class 0, 400 real images": (fmnist_mini(), '{"0": 500}'),
-            "class 0 tripled, 1,200 real images": (tripled_class_0(Path(tmp)), '{"0": 1300}'),
-            "class 0 times 11, 4,400 real images": (class_0_times_11(Path(tmp)), '{"0": 4500}'),
+            "class 0 tripled, 1,200 real images": (with_class_0_variants(Path(tmp), "tripled", mirrors), '{"0": 1300}'),
+            "class 0 times 11, 4,400 real images": (
+                with_class_0_variants(Path(tmp), "times-11", turns_and_shifts),
+                '{"0": 4500}',
+            ),
         }
         for bundle in bundles:
             print(f"bundle {bundle.name}:")
