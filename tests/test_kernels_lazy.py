@@ -31,7 +31,6 @@ kneighbors(rng.standard_normal((MEDIUM_N, 8)).astype(np.float32), 5)
 assert "numba" not in sys.modules, "small work imported numba"
 kneighbors(rng.standard_normal((MEDIUM_N + 1, 8)).astype(np.float32), 5)
 import numba
-import numpy as np
 assert numba.get_num_threads() == 1, numba.get_num_threads()
 print("ok")
 """)
@@ -48,7 +47,6 @@ codes = np.zeros((2, 1), dtype=np.float32)
 interpolate(codes, np.array([[1], [0]]), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64),
             np.zeros(m, dtype=np.float32))
 import numba
-import numpy as np
 assert numba.get_num_threads() == 1, numba.get_num_threads()
 print("ok")
 """)

@@ -68,11 +68,7 @@ def phase_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None
     # Output position (i + a, j + b) of phase (a, b) reads input rows i - 1 + a, i + a and columns
     # j - 1 + b, j + b of the padded map.
     phases = F.conv2d(x, kernels, bias, padding=1).split(kernels.shape[0] // 4, dim=1)
-    rows = [
-        torch.stack([phases[2 * a + b][:, :, a : a + height, b : b + width] for b in (0, 1)], dim=-1) for a in (0, 1)
-    ]
-    # (N, c, h, 2, w, 2) -> (N, c, 2h, 2w): row 2i + a, column 2j + b.
-    return torch.stack(rows, dim=3).flatten(4, 5).flatten(2, 3)
+    return _interleave([[phases[2 * a + b][:, :, a : a + height, b : b + width] for b in (0, 1)] for a in (0, 1)])
 
 
 def phase_conv_per_phase(
@@ -102,6 +98,12 @@ def phase_conv_per_phase(
             # padded by one on the top (left) for phase 0 and on the bottom (right) for phase 1.
             padded = F.pad(x, (1 - b, b, 1 - a, a))
             row.append(F.conv2d(padded, kernels[2 * a + b], None if biases is None else biases[2 * a + b]))
-        phases.append(torch.stack(row, dim=-1))
-    # (N, c, h, 2, w, 2) -> (N, c, 2h, 2w): row 2i + a, column 2j + b.
-    return torch.stack(phases, dim=3).flatten(4, 5).flatten(2, 3)
+        phases.append(row)
+    return _interleave(phases)
+
+
+def _interleave(phases: list[list[torch.Tensor]]) -> torch.Tensor:
+    """``phases[a][b]``, each (N, c, h, w), as one (N, c, 2h, 2w) map: row 2i + a, column 2j + b."""
+    rows = [torch.stack(row, dim=-1) for row in phases]
+    # (N, c, h, 2, w, 2) -> (N, c, 2h, 2w).
+    return torch.stack(rows, dim=3).flatten(4, 5).flatten(2, 3)
