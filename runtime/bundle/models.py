@@ -12,10 +12,13 @@ dimension that resolves to anything, an output that ignores the batch, NaN): eve
 every call must have exactly the expected shape and finite values, and a failure inside
 onnxruntime is a one-line :class:`DeepSMOTEError` naming the graph.
 
-Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the exported
-decoder's batched MatMul keeps its working set in cache at that size, and ran ~10% faster than at
-256 (``benchmarks/model_flops.py``). Large images take fewer codes per call
-(:func:`default_decode_batch`). A call too small to keep every thread busy is split evenly.
+Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the paper
+model's ``decoder_cpu.onnx`` makes a 784 KB column matrix per code (width 64) for its ``Col2Im``,
+and at 16 codes the calls running at once keep theirs in a 32 MiB L3. On a 2-core AVX-512 EPYC it
+decoded 1.3-1.4x the images/s of 32 codes (32 had been ~10% faster than 256 on a Xeon), and 8 to
+16 measured alike; the resize-conv graphs at 28x28 measured the same at 12, 16 and 32. Large
+images take fewer codes per call (:func:`default_decode_batch`). A call too small to keep every
+thread busy is split evenly.
 
 Encoding runs in calls of :func:`default_encode_batch` images, a size set by the provider and the
 image size alone, so that the codes never depend on a caller's batch size or thread count. On the
@@ -50,7 +53,7 @@ from .precision import decoder_graph
 from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
 # Codes per onnxruntime decoder call when the caller does not choose.
-CPU_DECODE_BATCH = 32
+CPU_DECODE_BATCH = 16
 CPU_DECODE_VALUES = 1 << 17
 GPU_DECODE_BATCH = 256
 # Images per onnxruntime encoder call; on the CPU at most CPU_ENCODE_VALUES pixel values per call.
@@ -196,9 +199,10 @@ def default_decode_batch(provider: str, image_shape: tuple[int, ...] | None = No
     """Codes per decoder call on ``provider`` (an onnxruntime provider name) when not chosen.
 
     On the CPU, fewer for large images, so that a call decodes at most :data:`CPU_DECODE_VALUES`
-    pixel values (32 codes up to 64x64x1, 10 at 64x64x3, 2 at 128x128x3). Each concurrent call holds
-    its layers' activations (at 128x128x3 and 32 codes, about 200 MB), and smaller calls measured as
-    fast or faster at 128x128x3 (``benchmarks/generator_throughput.py``).
+    pixel values (16 codes up to 8,192 values per image, such as 64x64x1; 10 at 64x64x3, 2 at
+    128x128x3). Each concurrent call holds its layers' activations (at 128x128x3 and 32 codes,
+    about 200 MB), and smaller calls measured as fast or faster at 128x128x3
+    (``benchmarks/generator_throughput.py``).
     """
     if provider != CPU_PROVIDER:
         return GPU_DECODE_BATCH
