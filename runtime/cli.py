@@ -19,6 +19,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -199,5 +200,19 @@ def main(argv: list[str] | None = None) -> Any:
         )
 
 
+def entry_point(argv: list[str] | None = None) -> None:
+    """The ``deepsmote`` command: :func:`main`, then an exit without the last garbage collection.
+
+    The interpreter's last collection at exit walks every object numba and onnxruntime made: 0.25
+    s of a 1.2 s job on a 2-core EPYC once numba is loaded. Frozen objects are left out of it; the
+    atexit handlers and the modules' teardown still run, every output was closed before ``main``
+    returned, and the system takes the process's memory back whole.
+    """
+    try:
+        main(argv)
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    main()
+    entry_point()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from deepsmote.kernels import preload_knn
 from tqdm import tqdm
 
 from .atomic import atomic_path
@@ -270,14 +271,23 @@ def generate_dataset(
     runner = make_engine(engine, engine_options or {})
     check_sampler(sampler)
     threshold, max_draw_ratio = check_threshold(filter_threshold), check_ratio(max_draw_ratio)
+    if isinstance(data, LabelledImages):
+        data = ImageSource.of(data)
+    counts = data.class_counts()
+    new = new_sample_counts(sampling_strategy, counts, data.classes)
+    synthetic = split(new, synthetic_share)
+    for c, n in enumerate(synthetic):
+        if n > 0:
+            check_class_size(int(counts[c]), data.classes[c])
+    # A class large enough for the numba k-NN has numba loaded (0.4-1.5 s, mostly Python imports)
+    # while the bundle is read and its sessions are built, which release the GIL.
+    preload_knn(counts[encoded_classes(new, synthetic, sampler)])
     loaded = load_bundle(bundle)
     if threshold is not None and loaded.classifier_bytes is None:
         raise DeepSMOTEError(
             f"`filter_threshold` needs a classifier in the bundle and {loaded.path} has none; add one with "
             "'deepsmote add-classifier BUNDLE DATA' (or train with 'deepsmote train --classifier')"
         )
-    if isinstance(data, LabelledImages):
-        data = ImageSource.of(data)
     if isinstance(data, LatentCache):
         data.check_bundle(loaded)
         for needs_images, name in ((include_originals, "include_originals"), (synthetic_share != 1, "synthetic_share")):
@@ -287,12 +297,6 @@ def generate_dataset(
                     f"only); give DATA ({data.source}) instead of CODES"
                 )
     check_image_shape(data.image_shape, loaded.image_shape)
-    counts = data.class_counts()
-    new = new_sample_counts(sampling_strategy, counts, data.classes)
-    synthetic = split(new, synthetic_share)
-    for c, n in enumerate(synthetic):
-        if n > 0:
-            check_class_size(int(counts[c]), data.classes[c])
 
     def job_settings(fingerprint: str) -> JobSettings:
         return JobSettings(

@@ -36,10 +36,11 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """`deepsmote ARGS` in a fresh interpreter, after ``prelude`` (e.g. hiding a module).
 
-    A fresh process is where signals, exit codes and imports behave as for a user. With ``check``
-    a non-zero exit fails the test with the command's stderr.
+    A fresh process, through the installed command's entry point, is where signals, exit codes and
+    imports behave as for a user. With ``check`` a non-zero exit fails the test with the command's
+    stderr.
     """
-    code = f"import sys\n{prelude}\nfrom deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
+    code = f"import sys\n{prelude}\nfrom deepsmote.runtime.cli import entry_point\nentry_point(sys.argv[1:])"
     result = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600, env=env
     )

@@ -126,3 +126,20 @@ def test_encoding_starts_the_preload_with_the_sizes_of_the_classes_that_grow(mon
     codes.codes_of(open_models(load_bundle(GOLDEN_BUNDLE), "cpu", 1, "fp32"), data, grows)
     counts = data.class_counts()
     assert sizes == [[int(counts[0]), int(counts[9])]]
+
+
+def test_a_job_starts_the_preload_before_it_reads_the_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    # numba's load then runs beside the bundle's reading and sessions, which release the GIL.
+    from deepsmote.data import fmnist_mini
+    from deepsmote.runtime import generate_dataset, job
+    from deepsmote.runtime.stream import open_dataset
+    from golden import GOLDEN_BUNDLE
+
+    events: list[object] = []
+    monkeypatch.setattr(job, "preload_knn", lambda class_sizes: events.append([int(n) for n in class_sizes]))
+    read_bundle = job.load_bundle
+    monkeypatch.setattr(job, "load_bundle", lambda path: events.append("bundle read") or read_bundle(path))
+    data = open_dataset(fmnist_mini())
+    generate_dataset(GOLDEN_BUNDLE, data, tmp_path / "out", sampling_strategy={"0": 402, "1": 202}, progress=False)
+    counts = data.class_counts()
+    assert events[:2] == [[int(counts[0]), int(counts[1])], "bundle read"]

@@ -64,7 +64,7 @@ def test_wheel_maps_the_top_level_folders_onto_deepsmote(tmp_path):
         assert f"deepsmote/{module}" in names, module
     assert not [n for n in names if n.startswith("deepsmote/training/evaluation/")], "evaluation is its own package"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "deepsmote = deepsmote.runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "deepsmote = deepsmote.runtime.cli:entry_point" in zipfile.ZipFile(wheel).read(entry_points).decode()
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from deepsmote.runtime.bundle import (
     create_session,
     load_bundle,
     open_models,
+    read_manifest,
     resolve_provider,
     sha256_file,
 )
@@ -69,6 +73,79 @@ def test_the_cpu_decoder_runs_on_the_cpu_and_a_two_graph_bundle_runs_decoder_onn
     (bundle / "decoder_cpu.onnx").unlink()
     rehash(bundle)
     assert open_models(load_bundle(bundle), "cpu").decode(codes).tobytes() == by_plain_graph.tobytes()
+
+
+def test_the_cpu_sessions_are_built_at_once(bundle, monkeypatch):
+    # Each build waits until all three have started: built in turn, the first would time out.
+    from deepsmote.runtime.bundle import models
+
+    loaded = load_bundle(bundle)
+    codes = np.zeros((2, 16), dtype=np.float32)
+    reference = open_models(loaded, "cpu").decode(codes)
+    started = threading.Barrier(3, timeout=10)
+
+    def create_when_all_started(*args, **kwargs):
+        started.wait()
+        return create_session(*args, **kwargs)
+
+    monkeypatch.setattr(models, "create_session", create_when_all_started)
+    with_classifier = dataclasses.replace(loaded, classifier_bytes=loaded.decoder_bytes)
+    opened = open_models(with_classifier, "cpu", classifier=True)
+    assert opened.decoder_file == "decoder_cpu.onnx"
+    assert opened.decode(codes).tobytes() == reference.tobytes()
+    assert opened.classifier is not None and opened.encoder is not None
+
+
+def test_the_encoders_error_is_reported_where_several_graphs_fail(bundle, monkeypatch):
+    # The decoder fails first in time; the encoder's error, first in the graphs' order, is the one raised.
+    from deepsmote.runtime.bundle import models
+
+    loaded = load_bundle(bundle)
+
+    def failing(graph, *args, **kwargs):
+        if graph == loaded.encoder_bytes:
+            time.sleep(0.2)
+            raise DeepSMOTEError("the encoder failed")
+        raise DeepSMOTEError("the decoder failed")
+
+    monkeypatch.setattr(models, "create_session", failing)
+    one_line_error("the encoder failed", open_models, loaded, "cpu")
+
+
+def test_a_missing_classifier_is_refused_before_any_session_is_built(bundle, monkeypatch):
+    from deepsmote.runtime.bundle import models
+
+    monkeypatch.setattr(models, "create_session", lambda *args, **kwargs: pytest.fail("a session was built"))
+    one_line_error("has no classifier.onnx", lambda: open_models(load_bundle(bundle), "cpu", classifier=True))
+
+
+def test_the_graphs_are_read_at_once(bundle, monkeypatch):
+    # Each read waits until all have started: read in turn, the first would time out.
+    from deepsmote.runtime.bundle import loading
+
+    files = read_manifest(bundle).graph_files
+    started = threading.Barrier(len(files), timeout=10)
+    read_and_hash = loading._read_and_hash
+
+    def read_when_all_started(file):
+        started.wait()
+        return read_and_hash(file)
+
+    monkeypatch.setattr(loading, "_read_and_hash", read_when_all_started)
+    loaded = load_bundle(bundle)
+    assert loaded.decoder_bytes == (bundle / "decoder.onnx").read_bytes()
+    assert loaded.encoder_bytes == (bundle / "encoder.onnx").read_bytes()
+
+
+def test_the_first_bad_graph_in_the_manifests_order_is_reported(bundle):
+    files = read_manifest(bundle).graph_files
+    assert len(files) >= 2
+    for name in files:
+        data = bytearray((bundle / name).read_bytes())
+        data[-1] ^= 0xFF
+        (bundle / name).write_bytes(bytes(data))
+    message = one_line_error("sha256 does not match", load_bundle, bundle)
+    assert message.startswith(f"{bundle / files[0]}:"), message
 
 
 def test_tampered_onnx_fails_hash(bundle):

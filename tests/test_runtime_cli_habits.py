@@ -4,10 +4,11 @@ warnings, a dry run that writes nothing, a per-class table at the end, no lock l
 from __future__ import annotations
 
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from deepsmote.data import fmnist_mini
-from helpers import run_cli
+from helpers import run_cli, run_python
 
 GOLDEN_BUNDLE = Path(__file__).resolve().parent / "data" / "golden" / "bundle"
 JOB = ["generate", str(GOLDEN_BUNDLE), str(fmnist_mini()), "--format", "webdataset", "--shard-size", "1000"]
@@ -74,3 +75,23 @@ def test_train_without_a_terminal_prints_one_line_per_epoch_and_no_library_info(
         ["1", "20"],
         ["2", "20"],
     ]
+
+
+def test_the_installed_command_leaves_its_objects_out_of_the_last_collection_and_main_does_not():
+    # The last collection at exit walks all of numba's and onnxruntime's objects (0.25 s); `main`,
+    # which tests and callers run in their own process, must not freeze theirs.
+    scripts = entry_points(group="console_scripts", name="deepsmote")
+    assert [script.value for script in scripts] == ["deepsmote.runtime.cli:entry_point"]
+    run_python(f"""
+import gc
+from deepsmote.runtime.cli import entry_point, main
+main(["inspect", {str(GOLDEN_BUNDLE)!r}])
+assert gc.get_freeze_count() == 0, "main froze the caller's objects"
+entry_point(["inspect", {str(GOLDEN_BUNDLE)!r}])
+assert gc.get_freeze_count() > 0, "the command leaves its objects to the last collection"
+try:
+    entry_point(["inspect", "no-such-bundle"])
+except SystemExit as exit_:
+    assert exit_.code == 1, exit_.code
+print("ok")
+""")
