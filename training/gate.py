@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .export import TOLERANCE, Check, _beside, _export_graph, _move_into_place
+from .trainer import memory_format
 
 # Images per forward pass when scoring the training data.
 _SCORE_BATCH = 1000
@@ -136,13 +137,17 @@ def train_gate(data: LabelledImages, config: GateConfig = GateConfig()) -> tuple
     if (counts == 0).any():
         empty = [data.classes[c] for c in np.flatnonzero(counts == 0)]
         raise DeepSMOTEError(f"the classifier needs images of every class; none of: {', '.join(empty[:5])}")
-    x = torch.from_numpy(to_model(data.images))
+    # Channels-last on the CPU, as the autoencoder trains (`memory_format`): a step of the default
+    # classifier (width 16, batch 64, 28x28x1) took 14.3 ms against channels-first's 21.8 on a
+    # 2-core EPYC (medians of 5 interleaved rounds of 60 steps). A batch indexed from x keeps it.
+    layout = memory_format(torch.device("cpu"))
+    x = torch.from_numpy(to_model(data.images)).contiguous(memory_format=layout)
     y = torch.from_numpy(data.labels.astype(np.int64))
     members = [np.flatnonzero(data.labels == c) for c in range(len(data.classes))]
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x6A7E]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = GateNet(x.shape[1], len(data.classes), config.width)
+        model = GateNet(x.shape[1], len(data.classes), config.width).to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps))
