@@ -8,15 +8,15 @@ image warm in <= 1.0 s (issue #16). A job's 100 images are one unit, written who
 image is on disk at most a few ms before the process ends: the time printed is an upper bound of
 the time to the first image.
 
-Four 100-image jobs: class 9 of the embedded subset (4 real images), class 0 (400 images: the
+Five 100-image jobs: class 9 of the embedded subset (4 real images), class 0 (400 images: the
 float64-differences k-NN since 0.5.0, numba before), class 0 tripled by its mirror images (1,200
-images: numpy's GEMM-form k-NN since 0.6.0, numba before) and class 0 taken 11 times, by its 8
+images: numpy's GEMM-form k-NN since 0.6.0, numba before), class 0 taken 11 times, by its 8
 rotations and mirrors and 3 shifts of one pixel (4,400 images, above the k-NN's MEDIUM_N: the numba
 path, compiled into the emptied cache on the cold run), and the same 4,400-image job from the
-latent cache that `deepsmote encode` wrote for the bundle (made before the runs, not timed): a
-job that is started again on the same DATA, whose time is then start-up, not encoding (4,400
-images at 0.027 GFLOP each take ~0.8 s of the 2-core EPYC's two cores). Each case is labelled
-with the path its runs took, as reported by the runs themselves: numba if they imported it. Two bundles at paper size
+latent cache that `deepsmote encode` wrote for the bundle (made before the runs, not timed): a job
+started again on the same DATA, whose time is then start-up, not encoding (4,400 images at 0.027
+GFLOP each take ~0.8 s of the 2-core EPYC's two cores). Each case is labelled with the path its
+runs took, as reported by the runs themselves: numba if they imported it. Two bundles at paper size
 (width 64, latent 300): the paper's architecture (0.326 GFLOP to decode an image) and `train`'s
 default model.
 

@@ -261,7 +261,8 @@ def open_models(
         # and the sessions are built at once: onnxruntime releases the GIL while it optimizes a
         # graph (0.09 s each at paper size on a 2-core EPYC), as it does in a run.
         used = CPU_PROVIDER
-        graphs = [bundle.encoder_bytes, _decoder_bytes(bundle, used, precision)]
+        cpu_graph = _runs_cpu_graph(bundle, used, precision)
+        graphs = [bundle.encoder_bytes, _decoder_bytes(bundle, cpu_graph, precision)]
         graphs += [bundle.classifier_bytes] if classifier else []
         with ThreadPoolExecutor(len(graphs), thread_name_prefix="deepsmote-session") as pool:
             futures = [pool.submit(create_session, graph, provider, session_threads) for graph in graphs]
@@ -271,10 +272,10 @@ def open_models(
     else:
         # In turn: the decoder's graph depends on where the encoder's session really runs.
         encoder, used = create_session(bundle.encoder_bytes, provider, session_threads)
+        cpu_graph = _runs_cpu_graph(bundle, used, precision)
         options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
-        decoder, _ = create_session(_decoder_bytes(bundle, used, precision), provider, session_threads, options)
+        decoder, _ = create_session(_decoder_bytes(bundle, cpu_graph, precision), provider, session_threads, options)
         gate = create_session(bundle.classifier_bytes, provider, session_threads)[0] if classifier else None
-    cpu_graph = _runs_cpu_graph(bundle, used, precision)
     return Models(bundle, encoder, decoder, used, workers, CPU_DECODER_FILE if cpu_graph else DECODER_FILE, gate)
 
 
@@ -284,7 +285,6 @@ def _runs_cpu_graph(bundle: Bundle, used: str, precision: str) -> bool:
     return used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None
 
 
-def _decoder_bytes(bundle: Bundle, used: str, precision: str) -> bytes:
-    """The decoder graph to build a session of on provider ``used``, in ``precision``."""
-    cpu_graph = _runs_cpu_graph(bundle, used, precision)
+def _decoder_bytes(bundle: Bundle, cpu_graph: bool, precision: str) -> bytes:
+    """The decoder graph to build a session of, in ``precision``: ``decoder_cpu.onnx``'s where ``cpu_graph``."""
     return decoder_graph(bundle.cpu_decoder_bytes if cpu_graph else bundle.decoder_bytes, precision)
