@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from deepsmote.kernels import preload_knn
 
 from .atomic import atomic_path
 from .bundle import Bundle, Models, load_bundle, open_models
@@ -392,8 +391,6 @@ def codes_of(
         DATA's fingerprint (the one recorded in the cache for a LatentCache).
     """
     grows = np.asarray(new_counts) > 0
-    # A class large enough for the numba k-NN has numba loaded while DATA is encoded, not after.
-    preload_knn(data.class_counts()[grows])
     if isinstance(data, LatentCache):
         codes = tuple(data.class_codes(c) if grow else None for c, grow in enumerate(grows))
         return codes, tuple(data.members(c) for c in range(len(grows))), data.data

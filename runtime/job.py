@@ -281,7 +281,8 @@ def generate_dataset(
             check_class_size(int(counts[c]), data.classes[c])
     # A class large enough for the numba k-NN has numba loaded (0.4-1.5 s, mostly Python imports)
     # while the bundle is read and its sessions are built, which release the GIL.
-    preload_knn(counts[encoded_classes(new, synthetic, sampler)])
+    encoded = encoded_classes(new, synthetic, sampler)
+    preload_knn(counts[encoded])
     loaded = load_bundle(bundle)
     if threshold is not None and loaded.classifier_bytes is None:
         raise DeepSMOTEError(
@@ -340,7 +341,7 @@ def generate_dataset(
         )
     check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
     models = open_models(loaded, provider, threads, precision, classifier=threshold is not None)
-    codes, members, fingerprint = codes_of(models, data, encoded_classes(new, synthetic, sampler))
+    codes, members, fingerprint = codes_of(models, data, encoded)
     synthesizer = Synthesizer.from_codes(
         models,
         ImageLayout(data.item_shape, np.dtype(np.uint8), loaded.image_shape),

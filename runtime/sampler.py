@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from deepsmote.kernels import preload_knn
 
 from .bundle import Bundle, Models, load_bundle, open_models
 from .codes import LatentCache, codes_of
@@ -353,13 +354,17 @@ class DeepSMOTE:
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), self.classes_[data.labels])
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
         self.seed_ = seed_from(self.random_state)
+        encoded = encoded_classes(new, split(new, self.synthetic_share), self.sampler)
+        # A class large enough for the numba k-NN has numba loaded while the sessions are built
+        # and DATA is encoded, which release the GIL.
+        preload_knn(counts[encoded])
         models = self._open_models()
         if isinstance(data, LatentCache) and self.synthetic_share != 1:
             raise InvalidInputError(
                 "`synthetic_share` repeats real images, which CODES does not hold (codes only); give X the images "
                 "(open_dataset(DATA))"
             )
-        codes, members, _ = codes_of(models, data, encoded_classes(new, split(new, self.synthetic_share), self.sampler))
+        codes, members, _ = codes_of(models, data, encoded)
         self.synthesizer_ = Synthesizer.from_codes(
             models,
             self.layout_,

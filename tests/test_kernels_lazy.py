@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numba
-import numpy as np
 import pytest
 from deepsmote.kernels import set_num_threads
 from helpers import run_python
@@ -111,21 +110,23 @@ print("ok")
 """)
 
 
-def test_encoding_starts_the_preload_with_the_sizes_of_the_classes_that_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fit_on_data_starts_the_preload_with_the_sizes_of_the_classes_that_grow_before_its_sessions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from deepsmote.data import fmnist_mini
-    from deepsmote.runtime import codes
-    from deepsmote.runtime.bundle import load_bundle, open_models
+    from deepsmote.runtime import DeepSMOTE, sampler
     from deepsmote.runtime.stream import open_dataset
     from golden import GOLDEN_BUNDLE
 
-    sizes: list[list[int]] = []
-    monkeypatch.setattr(codes, "preload_knn", lambda class_sizes: sizes.append([int(n) for n in class_sizes]))
+    sizes: list[object] = []
+    monkeypatch.setattr(sampler, "preload_knn", lambda class_sizes: sizes.append([int(n) for n in class_sizes]))
+    build = sampler.open_models
+    monkeypatch.setattr(sampler, "open_models", lambda *args, **kw: sizes.append("sessions") or build(*args, **kw))
     data = open_dataset(fmnist_mini())
-    grows = np.zeros(len(data.classes), dtype=np.int64)
-    grows[[0, 9]] = 5
-    codes.codes_of(open_models(load_bundle(GOLDEN_BUNDLE), "cpu", 1, "fp32"), data, grows)
     counts = data.class_counts()
-    assert sizes == [[int(counts[0]), int(counts[9])]]
+    strategy = {0: int(counts[0]) + 5, 9: int(counts[9]) + 5}
+    DeepSMOTE(GOLDEN_BUNDLE, sampling_strategy=strategy, k_neighbors=3, n_threads=1).fit(data)
+    assert sizes == [[int(counts[0]), int(counts[9])], "sessions"]
 
 
 def test_a_job_starts_the_preload_before_it_reads_the_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
