@@ -51,7 +51,8 @@ def interpolate(
     codes : np.ndarray
         Shape (n, d), converted to contiguous float32.
     neighbors : np.ndarray
-        Integer, shape (n, k_eff): row indices into ``codes``, as returned by `kneighbors`.
+        Integer, shape (n, k_eff): row indices into ``codes``, as returned by `kneighbors`; only
+        the rows ``base`` draws are read (and must lie in [0, n)).
     base : np.ndarray
         Integer, shape (m,): the base row of each new point, in [0, n).
     slot : np.ndarray
@@ -103,12 +104,15 @@ def interpolate(
         )
     if m == 0:
         return out
-    if nbrs.size and (nbrs.min() < 0 or nbrs.max() >= n):
-        raise ValueError(f"neighbors must index rows of codes, in [0, {n})")
     if base_i.min() < 0 or base_i.max() >= n:
         raise ValueError(f"base must be in [0, {n}), got values in [{base_i.min()}, {base_i.max()}]")
     if slot_i.min() < 0 or slot_i.max() >= k_eff:
         raise ValueError(f"slot must be in [0, {k_eff}), got values in [{slot_i.min()}, {slot_i.max()}]")
+    # Only the drawn neighbours are checked, as only they are read: in a table found on demand
+    # (`NeighborRows`) the rows of codes no base drew hold -1.
+    drawn = nbrs[base_i, slot_i]
+    if drawn.min() < 0 or drawn.max() >= n:
+        raise ValueError(f"neighbors must index rows of codes, in [0, {n}), where base and slot read them")
     # Written so that NaN fails too.
     if not (gap_f.min() >= 0 and gap_f.max() < 1):
         raise ValueError(f"gap must be in [0, 1) as float32, got values in [{gap_f.min()}, {gap_f.max()}]")

@@ -1,6 +1,7 @@
 """numba and the k-NN kernel loaded in a background thread, while a job encodes DATA.
 
-A class of more than ``MEDIUM_N`` codes takes the numba k-NN, and a fresh process spends 0.7-1.5 s
+A class of more than ``MEDIUM_N`` codes takes the numba k-NN unless its job draws few enough bases
+to find their neighbours row by row (`knn_rows.finds_rows_on_demand`), and a fresh process spends 0.7-1.5 s
 importing numba and loading the compiled kernel before its first call. Started as soon as the
 class sizes are known, that load overlaps with the encoding of DATA (onnxruntime releases the GIL),
 instead of following it.
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import knn
+from .knn_rows import finds_rows_on_demand
 
 __all__ = ["preload_knn", "wait_for_preload"]
 
@@ -24,13 +26,16 @@ _lock = threading.Lock()
 _loader: threading.Thread | None = None
 
 
-def preload_knn(class_sizes: Iterable[int]) -> threading.Thread | None:
+def preload_knn(class_sizes: Iterable[int], draws: Iterable[int]) -> threading.Thread | None:
     """Start loading the numba k-NN in a background thread if a class of these sizes will need it.
 
     Parameters
     ----------
     class_sizes : iterable of int
         The number of codes of each class whose neighbours will be searched.
+    draws : iterable of int
+        For each of those classes, the most bases its job draws (0 for a class that does not grow:
+        it needs no neighbours within the class).
 
     Returns
     -------
@@ -41,7 +46,10 @@ def preload_knn(class_sizes: Iterable[int]) -> threading.Thread | None:
         call then fails the same way, where the job reports it.
     """
     global _loader
-    if not any(int(n) > knn.MEDIUM_N for n in class_sizes):
+    if not any(
+        int(n) > knn.MEDIUM_N and b > 0 and not finds_rows_on_demand(int(n), int(b))
+        for n, b in zip(class_sizes, draws, strict=True)
+    ):
         return None
     with _lock:
         if _loader is not None or "deepsmote.kernels.knn_numba" in sys.modules:

@@ -15,6 +15,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from deepsmote.kernels import interpolate
@@ -22,6 +23,10 @@ from deepsmote.kernels import interpolate
 from .bundle import Models
 from .errors import DeepSMOTEError, InvalidInputError
 from .plan import Draws, Shard, draw_shard
+
+if TYPE_CHECKING:
+    # synthesis imports this module: ClassLatents is named for the annotations only.
+    from .synthesis import ClassLatents
 
 # Images per classifier call, fixed so that the probabilities do not depend on the batch size.
 CLASSIFY_BATCH = 256
@@ -84,12 +89,10 @@ def check_ratio(max_draw_ratio: int) -> int:
 
 def gate_shard(
     models: Models,
-    codes: np.ndarray,
-    neighbors: np.ndarray,
+    latents: ClassLatents,
     seed: int,
     shard: Shard,
     *,
-    weights: np.ndarray | None = None,
     threshold: float,
     max_draw_ratio: int,
     batch_size: int | None,
@@ -102,14 +105,10 @@ def gate_shard(
     ----------
     models : Models
         With the classifier session open.
-    codes : np.ndarray
-        float32, shape (n, Z), the class's codes.
-    neighbors : np.ndarray
-        int64, shape (n, k), each code's neighbours within the class.
+    latents : ClassLatents
+        The class's codes (n, Z), their neighbours and the latent sampler's base weights (n,), if any.
     seed : int
     shard : Shard
-    weights : np.ndarray, optional
-        float64, shape (n,): the latent sampler's base weights (:func:`.plan.draw_shard`).
     threshold : float
         The least probability of its own class a candidate needs.
     max_draw_ratio : int
@@ -137,8 +136,9 @@ def gate_shard(
     for round_index in range(max_draw_ratio):
         if accepted >= need:
             break
-        draws = draw_shard(seed, shard, len(codes), neighbors.shape[1], weights, round_index)
-        images = models.decode(interpolate(codes, neighbors, draws.base, draws.slot, draws.gap), batch_size)
+        draws = draw_shard(seed, shard, len(latents.codes), latents.n_neighbors, latents.weights, round_index)
+        neighbors = latents.neighbors_of(draws.base)
+        images = models.decode(interpolate(latents.codes, neighbors, draws.base, draws.slot, draws.gap), batch_size)
         passed = models.classify(images, CLASSIFY_BATCH)[:, column] >= threshold
         drawn += need
         take = np.flatnonzero(passed)[: need - accepted]

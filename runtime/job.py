@@ -36,7 +36,7 @@ from .readers import LabelledImages
 from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .stream import ImageSource
-from .synthesis import Synthesizer, check_class_size, encoded_classes
+from .synthesis import Synthesizer, check_class_size, draw_counts, encoded_classes
 from .writers import MIXED_FORMATS, UnitWriter, check_capacity, make_writer, write_error
 
 __all__ = ["ENGINES", "JobSettings", "generate_dataset"]
@@ -279,10 +279,10 @@ def generate_dataset(
     for c, n in enumerate(synthetic):
         if n > 0:
             check_class_size(int(counts[c]), data.classes[c])
-    # A class large enough for the numba k-NN has numba loaded (0.4-1.5 s, mostly Python imports)
-    # while the bundle is read and its sessions are built, which release the GIL.
+    # A class that takes the numba k-NN has numba loaded (0.4-1.5 s, mostly Python imports) while
+    # the bundle is read and its sessions are built, which release the GIL.
     encoded = encoded_classes(new, synthetic, sampler)
-    preload_knn(counts[encoded])
+    preload_knn(counts[encoded], draw_counts(synthetic, threshold, max_draw_ratio)[encoded])
     loaded = load_bundle(bundle)
     if threshold is not None and loaded.classifier_bytes is None:
         raise DeepSMOTEError(

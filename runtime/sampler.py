@@ -32,7 +32,7 @@ from .readers import label_values
 from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .stream import ImageSource
-from .synthesis import Synthesizer, encoded_classes
+from .synthesis import Synthesizer, draw_counts, encoded_classes
 
 SamplingStrategy = str | float | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
 RandomState = int | np.random.RandomState | np.random.Generator | None
@@ -354,10 +354,11 @@ class DeepSMOTE:
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), self.classes_[data.labels])
         self.sampling_strategy_ = {self.classes_[c].item(): int(n) for c, n in enumerate(new) if n > 0}
         self.seed_ = seed_from(self.random_state)
-        encoded = encoded_classes(new, split(new, self.synthetic_share), self.sampler)
-        # A class large enough for the numba k-NN has numba loaded while the sessions are built
-        # and DATA is encoded, which release the GIL.
-        preload_knn(counts[encoded])
+        synthetic = split(new, self.synthetic_share)
+        encoded = encoded_classes(new, synthetic, self.sampler)
+        # A class that takes the numba k-NN has numba loaded while the sessions are built and DATA
+        # is encoded, which release the GIL.
+        preload_knn(counts[encoded], draw_counts(synthetic, self.filter_threshold, self.max_draw_ratio)[encoded])
         models = self._open_models()
         if isinstance(data, LatentCache) and self.synthetic_share != 1:
             raise InvalidInputError(

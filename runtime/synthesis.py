@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from deepsmote.kernels import interpolate, kneighbors
+from deepsmote.kernels import NeighborRows, finds_rows_on_demand, interpolate, kneighbors
 from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, Models, open_models
@@ -41,21 +41,34 @@ class ClassLatents:
     ----------
     codes : np.ndarray
         float32, shape (n, Z).
-    neighbors : np.ndarray
-        int64, shape (n, k_eff), indices into ``codes``, nearest first, self excluded.
+    neighbors : np.ndarray or NeighborRows
+        int64, shape (n, k_eff), indices into ``codes``, nearest first, self excluded; or, for a
+        class whose job draws few bases (`kernels.finds_rows_on_demand`), the search that finds
+        the rows a shard draws when it draws them. Read it through `neighbors_of`.
     weights : np.ndarray or None
         float64, shape (n,): each code's weight as a base under a latent sampler
         (`latent_samplers`); None for uniform bases (SMOTE).
     """
 
     codes: np.ndarray
-    neighbors: np.ndarray
+    neighbors: np.ndarray | NeighborRows
     weights: np.ndarray | None = None
 
     @property
     def n_neighbors(self) -> int:
         """k_eff: neighbours per code."""
+        if isinstance(self.neighbors, NeighborRows):
+            return self.neighbors.n_neighbors
         return int(self.neighbors.shape[1])
+
+    def neighbors_of(self, bases: np.ndarray) -> np.ndarray:
+        """int64, shape (n, k_eff): each code's neighbours, found at least for the codes ``bases`` (shape (m,)).
+
+        The other rows hold -1 where the neighbours are found on demand and not asked for yet.
+        """
+        if isinstance(self.neighbors, NeighborRows):
+            return self.neighbors(bases)
+        return self.neighbors
 
     @property
     def n_bases(self) -> int:
@@ -72,8 +85,21 @@ def check_class_size(count: int, class_name: str) -> None:
         )
 
 
-def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str) -> ClassLatents:
+def draw_counts(synthetic: np.ndarray, filter_threshold: float | None, max_draw_ratio: int) -> np.ndarray:
+    """int64, shape (K,): the most bases a job draws from each class, from its synthetic counts (K,).
+
+    One per synthetic sample, or, with the quality gate, one per candidate of its rounds.
+    """
+    rounds = 1 if filter_threshold is None else max_draw_ratio
+    return np.asarray(synthetic, dtype=np.int64) * rounds
+
+
+def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str, draws: int) -> ClassLatents:
     """A class's codes (float32 (n, Z)) with each code's k nearest neighbours within the class.
+
+    A class whose job draws at most ``draws`` bases from it, few against its n codes, finds the
+    neighbours of the bases its shards draw as they draw them (`kernels.NeighborRows`); any
+    other finds every code's now (`kernels.kneighbors`).
 
     Raises
     ------
@@ -85,14 +111,17 @@ def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str) -> Class
         raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        neighbors, _ = kneighbors(codes, k_neighbors)
+        if finds_rows_on_demand(len(codes), draws):
+            latents = ClassLatents(codes, NeighborRows(codes, k_neighbors))
+        else:
+            latents = ClassLatents(codes, kneighbors(codes, k_neighbors)[0])
     if caught:
         warnings.warn(
-            f"class '{class_name}' has {len(codes)} samples: using {neighbors.shape[1]} neighbours instead of "
+            f"class '{class_name}' has {len(codes)} samples: using {latents.n_neighbors} neighbours instead of "
             f"{k_neighbors}",
             stacklevel=3,
         )
-    return ClassLatents(codes, neighbors)
+    return latents
 
 
 def encoded_classes(new_counts: np.ndarray, synthetic_counts: np.ndarray | None, sampler: str) -> np.ndarray:
@@ -124,7 +153,7 @@ def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: 
     np.ndarray
         float32, shape (m, C, H, W), values in [-1, 1].
     """
-    z = interpolate(latents.codes, latents.neighbors, draws.base, draws.slot, draws.gap)
+    z = interpolate(latents.codes, latents.neighbors_of(draws.base), draws.base, draws.slot, draws.gap)
     return models.decode(z, batch_size=batch_size)
 
 
@@ -333,8 +362,9 @@ class Synthesizer:
         check_sampler(sampler)
         set_kernel_threads(threads)
         synthetic = new_counts if synthetic_counts is None else synthetic_counts
+        drawn = draw_counts(synthetic, filter_threshold, max_draw_ratio)
         latents = tuple(
-            class_latents(codes[c], k_neighbors, class_names[c]) if made > 0 else None
+            class_latents(codes[c], k_neighbors, class_names[c], int(drawn[c])) if made > 0 else None
             for c, made in enumerate(int(n) for n in synthetic)
         )
         if sampler != "smote":
@@ -407,11 +437,9 @@ class Synthesizer:
         else:
             gated = gate_shard(
                 self.models(),
-                latents.codes,
-                latents.neighbors,
+                latents,
                 self.seed,
                 shard,
-                weights=latents.weights,
                 threshold=self.filter_threshold,
                 max_draw_ratio=self.max_draw_ratio,
                 batch_size=self.batch_size,
@@ -442,7 +470,7 @@ class Synthesizer:
         elif made:
             latents = self.latents[shard.class_index]
             draws = self.draws(shard)
-            codes = interpolate(latents.codes, latents.neighbors, draws.base, draws.slot, draws.gap)
+            codes = interpolate(latents.codes, latents.neighbors_of(draws.base), draws.base, draws.slot, draws.gap)
             step = max(self.batch_size or 1, DECODE_SLICE_BYTES // (4 * int(np.prod(self.layout.image_shape))))
             for start in range(0, made, step):
                 end = min(start + step, made)
@@ -487,7 +515,7 @@ class Synthesizer:
             made = rows[position[rows] < shard.synthetic_count]
             if len(made):
                 draws = self.draws(shard)
-                neighbors = self.latents[shard.class_index].neighbors
+                neighbors = self.latents[shard.class_index].neighbors_of(draws.base)
                 base[made] = members[draws.base[position[made]]]
                 neighbor[made] = members[neighbors[draws.base, draws.slot][position[made]]]
                 gap[made] = draws.gap[position[made]]

@@ -7,11 +7,13 @@ import csv
 import io
 import json
 import shutil
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from deepsmote.kernels import interpolate
+from deepsmote.kernels import NeighborRows, interpolate, kneighbors
 from deepsmote.runtime import DeepSMOTE, DeepSMOTEError, load_bundle, read_dataset
 from deepsmote.runtime.bundle import CLASSIFIER_FILE, MANIFEST_NAME, create_session, open_models, sha256_file
 from deepsmote.runtime.cli import main
@@ -153,7 +155,7 @@ def reference_gate(sampler, shard, threshold):
         )
         n, m = len(latents.codes), shard.count
         d = Draws(rng.integers(0, n, m), rng.integers(0, latents.n_neighbors, m), rng.random(m, dtype=np.float32))
-        x = models.decode(interpolate(latents.codes, latents.neighbors, d.base, d.slot, d.gap), 1)
+        x = models.decode(interpolate(latents.codes, latents.neighbors_of(d.base), d.base, d.slot, d.gap), 1)
         p = np.concatenate([models.classify(x[i : i + CLASSIFY_BATCH], 10_000) for i in range(0, len(x), 256)])
         keep = p[:, shard.class_index] >= threshold
         images.append(x[keep])
@@ -298,3 +300,33 @@ def test_the_classifier_trains_in_channels_last_and_learns_what_channels_first_l
     difference = float((last - first).abs().max())
     # 5.8e-4 of logits up to 1.28 on the AVX-512 EPYC; scrambled channels would differ by the logits' size.
     assert difference <= 1e-2 * float(first.abs().max())
+
+
+def test_the_filter_on_neighbours_found_on_demand_keeps_what_it_keeps_on_the_whole_search(gated_bundle, data):
+    # Class 0 tripled by its mirror images (1,200 codes) grows by 12 in at most 25 rounds: 300 draws
+    # at most, a quarter of its codes, so its shards find their bases' neighbours as they draw them.
+    class_0 = data.images[data.labels == 0]
+    images = np.concatenate([data.images, class_0[:, :, ::-1], class_0[:, ::-1, :]])
+    labels = np.concatenate([data.labels, np.zeros(2 * len(class_0), dtype=data.labels.dtype)])
+    tripled = SimpleNamespace(images=images, labels=labels)
+    strategy = {0: 1212}
+    threshold = threshold_for(gated_bundle, tripled, strategy, 2)
+    sampler = DeepSMOTE(
+        gated_bundle, sampling_strategy=strategy, random_state=2, filter_threshold=threshold, max_draw_ratio=25
+    ).fit(images, labels)
+    synthesizer = sampler.synthesizer_
+    latents = synthesizer.latents[0]
+    assert isinstance(latents.neighbors, NeighborRows)
+    whole = replace(
+        synthesizer,
+        latents=(replace(latents, neighbors=kneighbors(latents.codes, 5)[0]), *synthesizer.latents[1:]),
+        acceptance={},
+        _models=[],
+        _last=[],
+    )
+    for shard in synthesizer.shards:
+        draws, made = synthesizer.made(shard)
+        whole_draws, whole_made = whole.made(shard)
+        assert made.tobytes() == whole_made.tobytes()
+        assert draws.base.tobytes() == whole_draws.base.tobytes()
+    assert synthesizer.acceptance[0][1] > 12  # some rounds after the first

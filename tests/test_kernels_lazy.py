@@ -72,11 +72,15 @@ import sys
 import numpy as np
 from deepsmote.kernels import kneighbors, preload_knn
 from deepsmote.kernels.knn import MEDIUM_N
-assert preload_knn([3, MEDIUM_N]) is None
+assert preload_knn([3, MEDIUM_N], [100, 10**6]) is None
 assert "numba" not in sys.modules, "a class of MEDIUM_N codes loaded numba"
-loader = preload_knn([3, MEDIUM_N + 1])
+big = MEDIUM_N + 4
+assert preload_knn([3, big], [100, big // 4]) is None, "a class finding its drawn rows on demand loaded numba"
+assert preload_knn([3, big], [100, 0]) is None, "a class that does not grow loaded numba"
+assert "numba" not in sys.modules
+loader = preload_knn([3, big], [100, big // 4 + 1])
 assert loader is not None and loader.name == "deepsmote-numba-preload" and not loader.daemon
-assert preload_knn([MEDIUM_N + 1]) is None, "a second job started a second loader"
+assert preload_knn([big], [big]) is None, "a second job started a second loader"
 loader.join()
 from deepsmote.kernels import knn_numba
 # The kernels are loaded for the argument types of a real call: it adds no new overload.
@@ -98,7 +102,7 @@ from deepsmote.kernels import kneighbors, preload
 from deepsmote.kernels.knn import MEDIUM_N
 may_finish, finished = threading.Event(), threading.Event()
 preload._load_knn_numba = lambda: may_finish.wait() and finished.set()
-assert preload.preload_knn([MEDIUM_N + 1]) is not None
+assert preload.preload_knn([MEDIUM_N + 1], [MEDIUM_N]) is not None
 from deepsmote.kernels import knn_numba
 kernel = knn_numba.kneighbors_gemm
 seen = []
@@ -110,6 +114,11 @@ print("ok")
 """)
 
 
+def size_and_draws(class_sizes, draws) -> list[tuple[int, int]]:
+    """What a job passed to `preload_knn`: (codes, most bases drawn) per class."""
+    return [(int(n), int(b)) for n, b in zip(class_sizes, draws, strict=True)]
+
+
 def test_a_fit_on_data_starts_the_preload_with_the_sizes_of_the_classes_that_grow_before_its_sessions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -119,14 +128,14 @@ def test_a_fit_on_data_starts_the_preload_with_the_sizes_of_the_classes_that_gro
     from golden import GOLDEN_BUNDLE
 
     sizes: list[object] = []
-    monkeypatch.setattr(sampler, "preload_knn", lambda class_sizes: sizes.append([int(n) for n in class_sizes]))
+    monkeypatch.setattr(sampler, "preload_knn", lambda sizes_, draws: sizes.append(size_and_draws(sizes_, draws)))
     build = sampler.open_models
     monkeypatch.setattr(sampler, "open_models", lambda *args, **kw: sizes.append("sessions") or build(*args, **kw))
     data = open_dataset(fmnist_mini())
     counts = data.class_counts()
     strategy = {0: int(counts[0]) + 5, 9: int(counts[9]) + 5}
     DeepSMOTE(GOLDEN_BUNDLE, sampling_strategy=strategy, k_neighbors=3, n_threads=1).fit(data)
-    assert sizes == [[int(counts[0]), int(counts[9])], "sessions"]
+    assert sizes == [[(int(counts[0]), 5), (int(counts[9]), 5)], "sessions"]
 
 
 def test_a_job_starts_the_preload_before_it_reads_the_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -137,10 +146,11 @@ def test_a_job_starts_the_preload_before_it_reads_the_bundle(monkeypatch: pytest
     from golden import GOLDEN_BUNDLE
 
     events: list[object] = []
-    monkeypatch.setattr(job, "preload_knn", lambda class_sizes: events.append([int(n) for n in class_sizes]))
+    monkeypatch.setattr(job, "preload_knn", lambda sizes, draws: events.append(size_and_draws(sizes, draws)))
     read_bundle = job.load_bundle
     monkeypatch.setattr(job, "load_bundle", lambda path: events.append("bundle read") or read_bundle(path))
     data = open_dataset(fmnist_mini())
     generate_dataset(GOLDEN_BUNDLE, data, tmp_path / "out", sampling_strategy={"0": 402, "1": 202}, progress=False)
     counts = data.class_counts()
-    assert events[:2] == [[int(counts[0]), int(counts[1])], "bundle read"]
+    grown = [(int(counts[0]), 402 - int(counts[0])), (int(counts[1]), 202 - int(counts[1]))]
+    assert events[:2] == [grown, "bundle read"]

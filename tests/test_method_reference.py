@@ -18,7 +18,7 @@ import naive
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.kernels import knn, knn_numba
+from deepsmote.kernels import NeighborRows, knn, knn_numba
 from deepsmote.kernels.interpolate import SMALL_SIZE
 from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 from deepsmote.runtime import DeepSMOTE, read_dataset
@@ -43,13 +43,15 @@ def _session(path):
     return ort.InferenceSession(path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def reference_synthetic(images: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+def reference_synthetic(
+    images: np.ndarray, labels: np.ndarray, new_counts: dict[int, int] = NEW, shard_size: int = SHARD_SIZE
+) -> dict[int, np.ndarray]:
     """Synthetic uint8 images (m, 28, 28) per class, in shard order, by the documented method."""
     encoder = _session(GOLDEN_BUNDLE / "encoder.onnx")
     # The CPU provider runs the bundle's CPU arrangement of the decoder in fp32.
     decoder = _session(GOLDEN_BUNDLE / "decoder_cpu.onnx")
     result = {}
-    for c, new in NEW.items():
+    for c, new in new_counts.items():
         x = images[labels == c].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
         x = x[:, None]
         # The runtime encodes in batches of 256 whatever the caller asks, so the codes are fixed.
@@ -58,8 +60,8 @@ def reference_synthetic(images: np.ndarray, labels: np.ndarray) -> dict[int, np.
         distances = naive.sq_distances_diff(codes) if n <= SMALL_N else naive.sq_distances_gemm32(codes)
         neighbors, _ = naive.kneighbors(distances, K)
         shards = []
-        for shard_index, start in enumerate(range(0, new, SHARD_SIZE)):
-            m = min(SHARD_SIZE, new - start)
+        for shard_index, start in enumerate(range(0, new, shard_size)):
+            m = min(shard_size, new - start)
             rng = np.random.default_rng(np.random.SeedSequence([SEED, c, shard_index]))
             base = rng.integers(0, n, size=m, dtype=np.int64)
             slot = rng.integers(0, neighbors.shape[1], size=m, dtype=np.int64)
@@ -149,3 +151,67 @@ def test_cli_matches_the_reference(data_file, data, reference, threads, tmp_path
     for c in NEW:
         got = back.images[back.labels == back.classes.index(str(c))]
         assert got.tobytes() == reference[c].tobytes(), f"class {c}"
+
+
+# A job that draws at most a quarter of class 0's 1,200 codes as bases finds the neighbours of the
+# bases each shard draws, when it draws them (`kernels.NeighborRows`), in shards of 100.
+FEW = {0: 300, 9: 26}
+FEW_SHARD_SIZE = 100
+
+
+@pytest.fixture(scope="module")
+def reference_few(data):
+    return reference_synthetic(*data, FEW, FEW_SHARD_SIZE)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_api_drawing_few_bases_finds_only_their_neighbours_and_matches_the_reference(
+    data, reference_few, threads, monkeypatch
+):
+    def whole_search(*args):
+        raise AssertionError("class 0 searched every code's neighbours")
+
+    monkeypatch.setattr(knn, "_kneighbors_numpy_gemm", whole_search)
+    images, labels = data
+    targets = {c: int(np.sum(labels == c)) + n for c, n in FEW.items()}
+    sampler = DeepSMOTE(
+        GOLDEN_BUNDLE,
+        sampling_strategy=targets,
+        k_neighbors=K,
+        random_state=SEED,
+        shard_size=FEW_SHARD_SIZE,
+        n_threads=threads,
+    )
+    X_res, y_res = sampler.fit_resample(images, labels)
+    synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
+    for c in FEW:
+        assert synthetic[synthetic_labels == c].tobytes() == reference_few[c].tobytes(), f"class {c}"
+    search = sampler.synthesizer_.latents[0].neighbors
+    assert isinstance(search, NeighborRows)
+    found = np.flatnonzero((search.table >= 0).all(axis=1))
+    assert 0 < len(found) <= FEW[0] < int(np.sum(labels == 0))
+
+
+def test_cli_drawing_few_bases_matches_the_reference_and_resumes_to_the_same_bytes(
+    data_file, data, reference_few, tmp_path
+):
+    _, labels = data
+    strategy = "{" + ", ".join(f'"{c}": {int(np.sum(labels == c)) + n}' for c, n in FEW.items()) + "}"
+    out = tmp_path / "out"
+    args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
+    args += ["--seed", SEED, "--k", K, "--shard-size", FEW_SHARD_SIZE, "--quiet"]
+    run_cli(*args)
+    back = read_dataset(out)
+    for c in FEW:
+        got = back.images[back.labels == back.classes.index(str(c))]
+        assert got.tobytes() == reference_few[c].tobytes(), f"class {c}"
+    # Resumed with two of class 0's three shards to make again: their rows are found anew.
+    files = {p.name: p.read_bytes() for p in out.rglob("*.npz")}
+    marks = sorted(out.glob(".deepsmote-done-*"))
+    victims = [m for m in marks if m.name.startswith(".deepsmote-done-class-0000-")][1:]
+    assert len(victims) == 2, [m.name for m in marks]
+    for mark in victims:
+        mark.unlink()
+        (out / f"{mark.name.removeprefix('.deepsmote-done-')}.npz").unlink()
+    run_cli(*args)
+    assert {p.name: p.read_bytes() for p in out.rglob("*.npz")} == files

@@ -326,6 +326,39 @@ print("ok")
     assert read_dataset(tmp_path / "o").class_counts().sum() == 100
 
 
+def test_a_job_drawing_few_bases_from_a_class_above_medium_n_never_imports_numba(tiny_bundle, tmp_path):
+    # Class 0 taken 11 times (its rotations, mirrors and one-pixel shifts: 4,400 codes, above the
+    # k-NN's MEDIUM_N) grows by 100: the job finds the neighbours of the bases it draws, in numpy.
+    data = read_dataset(fmnist_mini())
+    class_0 = data.images[data.labels == 0]
+    turns = [np.rot90(class_0, r, axes=(1, 2)) for r in range(4)]
+    variants = turns + [t[:, :, ::-1] for t in turns] + [np.roll(class_0, 1, axis=a) for a in (1, 2)]
+    variants.append(np.roll(class_0, -1, axis=1))
+    images = np.concatenate([data.images, *variants[1:]])
+    labels = np.concatenate([data.labels, np.zeros(10 * len(class_0), dtype=data.labels.dtype)])
+    path = tmp_path / "big.npz"
+    np.savez(path, images=images, labels=labels)
+    script = f"""
+import sys
+import numpy as np
+from deepsmote.kernels.knn import MEDIUM_N
+from deepsmote.runtime.cli import main
+from deepsmote.runtime import DeepSMOTE, read_dataset
+data = read_dataset({str(path)!r})
+assert data.class_counts()[0] == 4400 > MEDIUM_N
+DeepSMOTE({str(tiny_bundle)!r}, sampling_strategy={{0: 4500}}, random_state=0).fit_resample(data.images, data.labels)
+try:
+    main(["generate", {str(tiny_bundle)!r}, {str(path)!r}, "--out", {str(tmp_path / "o")!r},
+          "--strategy", '{{"0": 4500}}', "--quiet"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+assert "numba" not in sys.modules, "numba was imported"
+print("ok")
+"""
+    run_python(script)
+    assert read_dataset(tmp_path / "o").class_counts().sum() == 100
+
+
 def test_imagefolder_warns_when_loaders_would_number_classes_otherwise(tiny_bundle, tmp_path):
     # Classes "0".."10" in numeric order sort as "0", "1", "10", "2", ... by folder name.
     images = read_dataset(fmnist_mini()).images[:33]
