@@ -330,3 +330,8 @@ def test_the_filter_on_neighbours_found_on_demand_keeps_what_it_keeps_on_the_who
         assert made.tobytes() == whole_made.tobytes()
         assert draws.base.tobytes() == whole_draws.base.tobytes()
     assert synthesizer.acceptance[0][1] > 12  # some rounds after the first
+    # 26 rounds of 12 may draw 312 bases, over a quarter of the codes: the whole class is searched.
+    more_rounds = DeepSMOTE(
+        gated_bundle, sampling_strategy=strategy, random_state=2, filter_threshold=threshold, max_draw_ratio=26
+    ).fit(images, labels)
+    assert isinstance(more_rounds.synthesizer_.latents[0].neighbors, np.ndarray)
