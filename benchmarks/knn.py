@@ -8,7 +8,12 @@ baseline only, never a dependency). Medians over the repeats, and their ratios, 
 our indices are checked against scikit-learn's: rows where they differ must be near-ties, whose
 exact (float64) distances agree to float32 rounding.
 
-    .venv/bin/python benchmarks/knn.py --sizes 1000 5000 20000
+With ``--bases M``, each size also times what a job drawing M bases uniformly from the class does
+since 0.7.0 where `finds_rows_on_demand` says so: `NeighborRows` for the drawn bases alone (a fresh
+search each repeat, so no row is found twice), beside the whole search in the same repeats: the
+figures its cost model rests on.
+
+    .venv/bin/python benchmarks/knn.py --sizes 1000 5000 20000 [--bases 100 1000]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from deepsmote.kernels import kneighbors
+from deepsmote.kernels import NeighborRows, kneighbors
 from sklearn.neighbors import NearestNeighbors
 
 try:
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="repeats per size (3 above 10,000 codes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bases", type=int, nargs="*", default=[], help="also time the neighbours of M drawn bases")
     args = parser.parse_args()
 
     contenders: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"ours": ours, "sklearn": sklearn_brute}
@@ -104,6 +110,19 @@ def main() -> None:
             print(f"        indices differ from sklearn's in {rows}/{n} rows; exact distances there within {gap:.1e}")
         else:
             print(f"        indices equal to sklearn's in all {n} rows")
+        for m in args.bases:
+            bases = rng.integers(0, n, m)
+            rows_times = []
+            for _ in range(args.repeats):
+                began = time.perf_counter()
+                table = NeighborRows(codes, args.k)(bases)
+                rows_times.append(time.perf_counter() - began)
+            assert np.array_equal(table[bases], results["ours"][bases]), "the drawn rows differ from the whole search"
+            rows_s = statistics.median(rows_times)
+            print(
+                f"        {m} drawn bases ({len(np.unique(bases))} distinct), their rows only: {rows_s:.4f} s "
+                f"= {rows_s / med['ours']:.2f}x the whole search"
+            )
 
 
 if __name__ == "__main__":

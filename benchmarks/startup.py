@@ -15,10 +15,10 @@ rotations and mirrors and 3 shifts of one pixel: 4,400 images, above the k-NN's 
 same 4,400-image job from the latent cache that `deepsmote encode` wrote for the bundle, made before
 the runs, not timed: a job started again on the same DATA, whose time is then start-up, not
 encoding, as 4,400 images at 0.027 GFLOP each take ~0.8 s of the 2-core EPYC's two cores). Since
-0.7.0 a job that draws at most a quarter of a class's codes as bases finds the neighbours of those
-bases only, in numpy, so the 100-image jobs on 4,400 codes no longer load numba; the sixth job
-does: 2,000 images from the latent cache in shards of 100, whose 2,000 bases are more than a quarter
-of the 4,400 codes, so the whole class's k-NN runs in numba before the first shard. Each case is
+0.7.0 a job that draws few bases from a class (`kernels.finds_rows_on_demand`: at most 2,273 from
+4,400 codes) finds the neighbours of those bases only, in numpy, so the 100-image jobs on 4,400
+codes no longer load numba; the sixth job does: 3,000 images from the latent cache in shards of
+100, whose 3,000 bases are too many, so the whole class's k-NN runs in numba before the first shard. Each case is
 labelled with the path its runs took, as reported by the runs themselves: numba if they imported
 it. Two bundles at paper size (width 64, latent 300): the paper's architecture (0.326 GFLOP to
 decode an image) and `train`'s default model.
@@ -147,9 +147,9 @@ def main() -> None:
             with_cache = {
                 **cases,
                 "class 0 times 11, 4,400 codes from a latent cache": (codes, ["--strategy", '{"0": 4500}']),
-                "class 0 times 11, 4,400 codes from a latent cache, 2,000 images in shards of 100": (
+                "class 0 times 11, 4,400 codes from a latent cache, 3,000 images in shards of 100": (
                     codes,
-                    ["--strategy", '{"0": 6400}', "--shard-size", "100"],
+                    ["--strategy", '{"0": 7400}', "--shard-size", "100"],
                 ),
             }
             for number, (case, (data, options)) in enumerate(with_cache.items()):

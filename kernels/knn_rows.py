@@ -2,9 +2,9 @@
 
 A job that draws few bases from a large class needs the neighbours of those bases only. Finding
 every code's at once costs O(n² d) and, above `knn.MEDIUM_N` codes, loading numba (0.4-1.5 s warm
-in a fresh process, minutes cold); finding the m rows a shard draws costs O(m n d) in numpy. So a
-class whose job draws at most ``n / ROWS_SHARE`` bases (`finds_rows_on_demand`) takes `NeighborRows`
-and never imports numba.
+in a fresh process, minutes cold); finding the m rows the shards draw costs O(m n d) in numpy. A
+class takes `NeighborRows` where that is the cheaper (`finds_rows_on_demand`), and a job whose
+classes all do never imports numba.
 
 The distances are those of `knn`'s GEMM-form path, ‖a‖² + ‖b‖² − 2a·b in float32 clamped at 0,
 with the same ``einsum`` dot products: numpy sums each dot product in an order set by d alone,
@@ -26,12 +26,15 @@ import numpy as np
 from . import threads
 from .knn import SMALL_N, check_codes, effective_k, nearest_in_rows
 
-__all__ = ["ROWS_SHARE", "NeighborRows", "finds_rows_on_demand"]
+__all__ = ["ROWS_LOAD_PAIRS", "ROWS_SLOWDOWN", "NeighborRows", "finds_rows_on_demand"]
 
-# A class finds its neighbours row by row when its job draws at most n / ROWS_SHARE bases. Per row,
-# einsum's dot products cost about twice the numba kernel's, and the whole search halves its work by
-# symmetry: at n / 4 draws the rows cost about what the whole search would, before numba's load.
-ROWS_SHARE = 4
+# The cost model of `finds_rows_on_demand`, in query-reference pairs. Measured at d = 300 on the
+# 2-core EPYC Zen 4 (`benchmarks/knn.py --bases`): a row here costs 1.3e-10 s per pair and
+# dimension, the whole search in numba 12x less per pair of the (n, n) matrix (it computes half of
+# it, with its own micro-kernel), and loading numba in a fresh process ~0.5 s warm: the time of
+# ROWS_LOAD_PAIRS pairs of rows at d = 300.
+ROWS_SLOWDOWN = 12
+ROWS_LOAD_PAIRS = 1 << 23
 
 # float32 distances held at once per block of rows (16 MiB); a block is a unit of work for a thread.
 _BLOCK_BYTES = 16 << 20
@@ -43,10 +46,13 @@ _BLOCK_ROWS = 256
 def finds_rows_on_demand(n: int, draws: int) -> bool:
     """Whether a class of ``n`` codes, from which a job draws at most ``draws`` bases, takes `NeighborRows`.
 
-    A class of at most `knn.SMALL_N` codes never does: its neighbours are `kneighbors`' float64
-    differences, whose bytes every job of earlier versions had.
+    It does where the rows of every draw cost at most what the whole search would, numba's load
+    included: ``draws * n <= n * n / ROWS_SLOWDOWN + ROWS_LOAD_PAIRS`` (2,273 draws at most from
+    4,400 codes, 2,086 from 20,000). A class of at most `knn.SMALL_N` codes never does: its
+    neighbours are `kneighbors`' float64 differences, whose bytes every job of earlier versions had.
+    The rule depends on n and the job's counts alone, never on the machine, so the bytes do not.
     """
-    return n > SMALL_N and draws * ROWS_SHARE <= n
+    return n > SMALL_N and draws * n * ROWS_SLOWDOWN <= n * n + ROWS_LOAD_PAIRS * ROWS_SLOWDOWN
 
 
 class NeighborRows:

@@ -304,7 +304,8 @@ def test_the_classifier_trains_in_channels_last_and_learns_what_channels_first_l
 
 def test_the_filter_on_neighbours_found_on_demand_keeps_what_it_keeps_on_the_whole_search(gated_bundle, data):
     # Class 0 tripled by its mirror images (1,200 codes) grows by 12 in at most 25 rounds: 300 draws
-    # at most, a quarter of its codes, so its shards find their bases' neighbours as they draw them.
+    # at most (7,090 at most take `NeighborRows`), so its shards find their bases' neighbours as they
+    # draw them.
     class_0 = data.images[data.labels == 0]
     images = np.concatenate([data.images, class_0[:, :, ::-1], class_0[:, ::-1, :]])
     labels = np.concatenate([data.labels, np.zeros(2 * len(class_0), dtype=data.labels.dtype)])
@@ -330,8 +331,8 @@ def test_the_filter_on_neighbours_found_on_demand_keeps_what_it_keeps_on_the_who
         assert made.tobytes() == whole_made.tobytes()
         assert draws.base.tobytes() == whole_draws.base.tobytes()
     assert synthesizer.acceptance[0][1] > 12  # some rounds after the first
-    # 26 rounds of 12 may draw 312 bases, over a quarter of the codes: the whole class is searched.
+    # 591 rounds of 12 may draw 7,092 bases, over the 7,090: the whole class is searched.
     more_rounds = DeepSMOTE(
-        gated_bundle, sampling_strategy=strategy, random_state=2, filter_threshold=threshold, max_draw_ratio=26
+        gated_bundle, sampling_strategy=strategy, random_state=2, filter_threshold=threshold, max_draw_ratio=591
     ).fit(images, labels)
     assert isinstance(more_rounds.synthesizer_.latents[0].neighbors, np.ndarray)

@@ -92,8 +92,9 @@ def test_rejects_bad_input(codes: np.ndarray, rows: list[int], match: str) -> No
         NeighborRows(codes, 1)(np.array(rows))
 
 
-def test_a_class_finds_rows_on_demand_only_above_small_n_and_for_few_draws() -> None:
+def test_a_class_finds_rows_on_demand_only_above_small_n_and_where_the_rows_cost_less() -> None:
     assert not finds_rows_on_demand(knn.SMALL_N, 1)
-    assert finds_rows_on_demand(knn.SMALL_N + 4, (knn.SMALL_N + 4) // 4)
-    assert not finds_rows_on_demand(knn.SMALL_N + 4, (knn.SMALL_N + 4) // 4 + 1)
-    assert finds_rows_on_demand(10**6, 250_000) and not finds_rows_on_demand(10**6, 250_001)
+    # draws * n <= n * n / 12 + 2**23: 2,273 draws from 4,400 codes, 2,086 from 20,000, 7,090 from 1,200.
+    for n, most in ((4400, 2273), (20_000, 2086), (1200, 7090)):
+        assert finds_rows_on_demand(n, most) and not finds_rows_on_demand(n, most + 1), n
+    assert knn_rows.ROWS_SLOWDOWN == 12 and knn_rows.ROWS_LOAD_PAIRS == 1 << 23

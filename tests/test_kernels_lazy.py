@@ -74,11 +74,13 @@ from deepsmote.kernels import kneighbors, preload_knn
 from deepsmote.kernels.knn import MEDIUM_N
 assert preload_knn([3, MEDIUM_N], [100, 10**6]) is None
 assert "numba" not in sys.modules, "a class of MEDIUM_N codes loaded numba"
+from deepsmote.kernels import finds_rows_on_demand
 big = MEDIUM_N + 4
-assert preload_knn([3, big], [100, big // 4]) is None, "a class finding its drawn rows on demand loaded numba"
+assert finds_rows_on_demand(big, 100) and not finds_rows_on_demand(big, big)
+assert preload_knn([3, big], [100, 100]) is None, "a class finding its drawn rows on demand loaded numba"
 assert preload_knn([3, big], [100, 0]) is None, "a class that does not grow loaded numba"
 assert "numba" not in sys.modules
-loader = preload_knn([3, big], [100, big // 4 + 1])
+loader = preload_knn([3, big], [100, big])
 assert loader is not None and loader.name == "deepsmote-numba-preload" and not loader.daemon
 assert preload_knn([big], [big]) is None, "a second job started a second loader"
 loader.join()
