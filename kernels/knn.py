@@ -180,6 +180,27 @@ def nearest_in_rows(sq_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     return indices, values.astype(np.float32)
 
 
+def gemm_sq_norms(x: np.ndarray) -> np.ndarray:
+    """float32, shape (n,): ‖a‖² of each row of float32 x (n, d), summed in float64 and rounded once
+    (as the numba path takes them)."""
+    return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
+
+
+def gemm_sq_distances(
+    queries: np.ndarray, query_norms: np.ndarray, reference: np.ndarray, reference_norms: np.ndarray
+) -> np.ndarray:
+    """float32, shape (m, n): ‖a‖² + ‖b‖² − 2a·b clamped at 0, query rows (m, d) against reference rows (n, d).
+
+    The norms are `gemm_sq_norms`' of the same rows. The dot products are ``einsum``'s, whose sum for
+    one pair depends on d alone, not on m, n or where the rows lie in memory: a pair's value is the
+    same float32 in every block that holds it.
+    """
+    dots = np.einsum("ik,jk->ij", queries, reference)
+    sq_dist = (query_norms[:, None] + reference_norms[None, :]) - (dots + dots)
+    np.maximum(sq_dist, np.float32(0), out=sq_dist)
+    return sq_dist
+
+
 def _kneighbors_numpy(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`kneighbors` of float32 codes x, shape (n, d), by float64 differences; 1 <= k <= n - 1."""
     x64 = x.astype(np.float64)
@@ -202,15 +223,12 @@ def _kneighbors_numpy_gemm(x: np.ndarray, k: int, n_threads: int) -> tuple[np.nd
     ``n_threads`` Python threads; each block is the same arithmetic whichever thread runs it.
     """
     n = len(x)
-    # float64 sums rounded once, as the numba path takes its norms.
-    sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
+    sq_norms = gemm_sq_norms(x)
     sq_dist = np.empty((n, n), dtype=np.float32)
 
     def fill_block(start: int) -> None:
         stop = min(start + _GEMM_BLOCK_ROWS, n)
-        dots = np.einsum("ik,jk->ij", x[start:stop], x[start:])
-        block = (sq_norms[start:stop, None] + sq_norms[None, start:]) - (dots + dots)
-        np.maximum(block, np.float32(0), out=block)
+        block = gemm_sq_distances(x[start:stop], sq_norms[start:stop], x[start:], sq_norms[start:])
         # (a, b) and (b, a) are the same float32: products and the norms' sum commute, and the
         # dot product is summed in the same order. Blocks write disjoint parts of sq_dist.
         sq_dist[start:stop, start:] = block

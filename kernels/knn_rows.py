@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import threads
-from .knn import SMALL_N, check_codes, effective_k, nearest_in_rows
+from .knn import SMALL_N, check_codes, effective_k, gemm_sq_distances, gemm_sq_norms, nearest_in_rows
 
 __all__ = ["ROWS_LOAD_PAIRS", "ROWS_SLOWDOWN", "NeighborRows", "finds_rows_on_demand"]
 
@@ -84,8 +84,7 @@ class NeighborRows:
         self._codes = check_codes(codes)
         n = len(self._codes)
         self.n_neighbors = effective_k(k, n)
-        # float64 sums rounded once, as `kneighbors`' GEMM-form path takes its norms.
-        self._sq_norms = np.einsum("ij,ij->i", self._codes, self._codes, dtype=np.float64).astype(np.float32)
+        self._sq_norms = gemm_sq_norms(self._codes)
         self.table = np.full((n, self.n_neighbors), -1, dtype=np.int64)
         self._found = np.zeros(n, dtype=bool)
 
@@ -114,10 +113,7 @@ class NeighborRows:
         return self.table
 
     def _find(self, rows: np.ndarray) -> None:
-        x = self._codes
-        dots = np.einsum("ik,jk->ij", x[rows], x)
-        sq_dist = (self._sq_norms[rows, None] + self._sq_norms[None, :]) - (dots + dots)
-        np.maximum(sq_dist, np.float32(0), out=sq_dist)
+        sq_dist = gemm_sq_distances(self._codes[rows], self._sq_norms[rows], self._codes, self._sq_norms)
         # Self is excluded by index: +inf sorts after every real distance, all finite, and k <= n - 1.
         sq_dist[np.arange(len(rows)), rows] = np.inf
         self.table[rows] = nearest_in_rows(sq_dist, self.n_neighbors)[0]
