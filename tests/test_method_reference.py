@@ -110,6 +110,25 @@ def test_reference_draws_use_every_documented_choice(reference):
     assert {c: len(v) for c, v in reference.items()} == NEW
 
 
+def api_synthetic(
+    data: tuple[np.ndarray, np.ndarray], new_counts: dict[int, int], shard_size: int, threads: int
+) -> tuple[DeepSMOTE, dict[int, np.ndarray]]:
+    """The sampler after `fit_resample` grows each class by ``new_counts``, and its synthetic images per class."""
+    images, labels = data
+    targets = {c: int(np.sum(labels == c)) + n for c, n in new_counts.items()}
+    sampler = DeepSMOTE(
+        GOLDEN_BUNDLE,
+        sampling_strategy=targets,
+        k_neighbors=K,
+        random_state=SEED,
+        shard_size=shard_size,
+        n_threads=threads,
+    )
+    X_res, y_res = sampler.fit_resample(images, labels)
+    synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
+    return sampler, {c: synthetic[synthetic_labels == c] for c in new_counts}
+
+
 @pytest.mark.parametrize("knn_path", ["numpy-gemm", "numba"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_api_matches_the_reference(data, reference, threads, knn_path, monkeypatch):
@@ -119,21 +138,10 @@ def test_api_matches_the_reference(data, reference, threads, knn_path, monkeypat
     monkeypatch.setattr(module, name, lambda *args: taken.append(len(args[0])) or kernel(*args))
     if knn_path == "numba":
         monkeypatch.setattr(knn, "MEDIUM_N", SMALL_N)
-    images, labels = data
-    targets = {c: int(np.sum(labels == c)) + n for c, n in NEW.items()}
-    sampler = DeepSMOTE(
-        GOLDEN_BUNDLE,
-        sampling_strategy=targets,
-        k_neighbors=K,
-        random_state=SEED,
-        shard_size=SHARD_SIZE,
-        n_threads=threads,
-    )
-    X_res, y_res = sampler.fit_resample(images, labels)
-    synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
+    _, synthetic = api_synthetic(data, NEW, SHARD_SIZE, threads)
     for c in NEW:
-        assert synthetic[synthetic_labels == c].tobytes() == reference[c].tobytes(), f"class {c}"
-    assert taken == [int(np.sum(labels == 0))], f"class 0 did not take the {knn_path} k-NN"
+        assert synthetic[c].tobytes() == reference[c].tobytes(), f"class {c}"
+    assert taken == [int(np.sum(data[1] == 0))], f"class 0 did not take the {knn_path} k-NN"
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -172,24 +180,13 @@ def test_api_drawing_few_bases_finds_only_their_neighbours_and_matches_the_refer
         raise AssertionError("class 0 searched every code's neighbours")
 
     monkeypatch.setattr(knn, "_kneighbors_numpy_gemm", whole_search)
-    images, labels = data
-    targets = {c: int(np.sum(labels == c)) + n for c, n in FEW.items()}
-    sampler = DeepSMOTE(
-        GOLDEN_BUNDLE,
-        sampling_strategy=targets,
-        k_neighbors=K,
-        random_state=SEED,
-        shard_size=FEW_SHARD_SIZE,
-        n_threads=threads,
-    )
-    X_res, y_res = sampler.fit_resample(images, labels)
-    synthetic, synthetic_labels = X_res[len(images) :], y_res[len(images) :]
+    sampler, synthetic = api_synthetic(data, FEW, FEW_SHARD_SIZE, threads)
     for c in FEW:
-        assert synthetic[synthetic_labels == c].tobytes() == reference_few[c].tobytes(), f"class {c}"
+        assert synthetic[c].tobytes() == reference_few[c].tobytes(), f"class {c}"
     search = sampler.synthesizer_.latents[0].neighbors
     assert isinstance(search, NeighborRows)
     found = np.flatnonzero((search.table >= 0).all(axis=1))
-    assert 0 < len(found) <= FEW[0] < int(np.sum(labels == 0))
+    assert 0 < len(found) <= FEW[0] < int(np.sum(data[1] == 0))
 
 
 def test_cli_drawing_few_bases_matches_the_reference_and_resumes_to_the_same_bytes(
