@@ -9,9 +9,10 @@ our indices are checked against scikit-learn's: rows where they differ must be n
 exact (float64) distances agree to float32 rounding.
 
 With ``--bases M``, each size also times what a job drawing M bases uniformly from the class does
-since 0.7.0 where `finds_rows_on_demand` says so: `NeighborRows` for the drawn bases alone (a fresh
-search each repeat, so no row is found twice), beside the whole search in the same repeats: the
-figures its cost model rests on.
+with `NeighborRows`, the drawn bases alone (a fresh search each repeat, so no row is found twice),
+beside the whole search in the same repeats: in numpy, where `finds_rows_on_demand` says so since
+0.7.0 (the figures its cost model rests on), and in numba, as a class above MEDIUM_N codes that
+draws more does since 0.8.0 (a quarter of the class or more: the whole search itself).
 
     .venv/bin/python benchmarks/knn.py --sizes 1000 5000 20000 [--bases 100 1000]
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 from deepsmote.kernels import NeighborRows, kneighbors
+from deepsmote.kernels.knn import MEDIUM_N
 from sklearn.neighbors import NearestNeighbors
 
 try:
@@ -112,17 +114,20 @@ def main() -> None:
             print(f"        indices equal to sklearn's in all {n} rows")
         for m in args.bases:
             bases = rng.integers(0, n, m)
-            rows_times = []
-            for _ in range(args.repeats):
-                began = time.perf_counter()
-                table = NeighborRows(codes, args.k)(bases)
-                rows_times.append(time.perf_counter() - began)
-            assert np.array_equal(table[bases], results["ours"][bases]), "the drawn rows differ from the whole search"
-            rows_s = statistics.median(rows_times)
-            print(
-                f"        {m} drawn bases ({len(np.unique(bases))} distinct), their rows only: {rows_s:.4f} s "
-                f"= {rows_s / med['ours']:.2f}x the whole search"
-            )
+            for kernel in ("numpy", "numba"):
+                rows_times = []
+                for _ in range(args.repeats):
+                    began = time.perf_counter()
+                    table = NeighborRows(codes, args.k, kernel)(bases)
+                    rows_times.append(time.perf_counter() - began)
+                if kernel == "numba" and n > MEDIUM_N:
+                    same = table[bases].tobytes() == results["ours"][bases].tobytes()
+                    assert same, "the numba rows differ from the whole search"
+                rows_s = statistics.median(rows_times)
+                print(
+                    f"        {m} drawn bases ({len(np.unique(bases))} distinct), their rows only, {kernel}: "
+                    f"{rows_s:.4f} s = {rows_s / med['ours']:.2f}x the whole search"
+                )
 
 
 if __name__ == "__main__":

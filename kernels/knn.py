@@ -16,8 +16,9 @@ the batch size, the thread count or the number of workers:
 - larger n: the numba kernel of `knn_numba`, which takes the same GEMM form with its own dot
   products and scales to classes of any size in O(n k) memory.
 
-A job that draws few bases from a large class takes none of them: `knn_rows.NeighborRows` finds
-the rows it draws, with this module's GEMM-form arithmetic.
+A job takes none of them for a class above ``SMALL_N`` codes from which it draws few bases, nor for
+any class above ``MEDIUM_N``: `knn_rows.NeighborRows` finds the rows it draws as it draws them,
+with this module's GEMM-form arithmetic or with the numba kernel's (then the bytes of this search).
 
 None of them calls BLAS: OpenBLAS rounds differently depending on how many threads split a
 product, so its distances (and so the neighbours of near-ties) would change with the BLAS thread

@@ -90,7 +90,7 @@ def _kneighbors_of(
                 # Padding rows are zeros: computing whole micro-tiles keeps one code path.
                 rows_in_tile = min(_BLOCK_ROWS, m_pad - q0)
                 cols_in_tile = min(_TILE_COLS, query_offset - col0)
-                _tile_dots(x, query_offset + q0, col0, rows_in_tile, cols_in_tile, dots)
+                _tile_dots(x, x, query_offset + q0, col0, rows_in_tile, cols_in_tile, dots)
                 _feed_rows(dots, n_rows, min(_TILE_COLS, n - col0), q0, col0, rows, sq_norms, heap_d, heap_i)
     return heap_i, heap_d
 

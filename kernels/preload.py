@@ -1,7 +1,7 @@
 """numba and the k-NN kernel loaded in a background thread, while a job encodes DATA.
 
 A class of more than ``MEDIUM_N`` codes takes the numba k-NN unless its job draws few enough bases
-to find their neighbours row by row (`knn_rows.finds_rows_on_demand`), and a fresh process spends 0.7-1.5 s
+to find their neighbours in numpy (`knn_rows.row_kernel`), and a fresh process spends 0.4-1.5 s
 importing numba and loading the compiled kernel before its first call. Started as soon as the
 class sizes are known, that load overlaps with the encoding of DATA (onnxruntime releases the GIL),
 instead of following it.
@@ -17,8 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import knn
-from .knn_rows import finds_rows_on_demand
+from .knn_rows import row_kernel
 
 __all__ = ["preload_knn", "wait_for_preload"]
 
@@ -46,10 +45,7 @@ def preload_knn(class_sizes: Iterable[int], draws: Iterable[int]) -> threading.T
         call then fails the same way, where the job reports it.
     """
     global _loader
-    if not any(
-        int(n) > knn.MEDIUM_N and b > 0 and not finds_rows_on_demand(int(n), int(b))
-        for n, b in zip(class_sizes, draws, strict=True)
-    ):
+    if not any(row_kernel(int(n), int(b)) == "numba" for n, b in zip(class_sizes, draws, strict=True)):
         return None
     with _lock:
         if _loader is not None or "deepsmote.kernels.knn_numba" in sys.modules:
@@ -74,11 +70,13 @@ def wait_for_preload() -> None:
 
 def _load_knn_numba() -> None:
     try:
-        from .knn_numba import kneighbors_gemm
+        from .knn_numba import kneighbors_of_rows, padded_codes, sq_norms
 
-        # A first call loads the compiled kernels for the argument types every call passes (float32
-        # C-contiguous codes, an int k), so the job's own call finds them loaded.
-        kneighbors_gemm(np.arange(48, dtype=np.float32).reshape(12, 4), 1)
+        # A first call loads the compiled kernels a job calls first, for the argument types every
+        # call passes (float32 C-contiguous codes, int64 rows, an int k), so the job's own calls
+        # find them loaded. The whole search, which a job reaches later if at all, loads then.
+        codes = np.arange(48, dtype=np.float32).reshape(12, 4)
+        kneighbors_of_rows(padded_codes(codes), len(codes), sq_norms(codes), np.arange(12), 1)
     except Exception:
         # The job's own call raises the same error, where it is reported.
         return

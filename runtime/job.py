@@ -340,7 +340,8 @@ def generate_dataset(
             stacklevel=2,
         )
     check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
-    models = open_models(loaded, provider, threads, precision, classifier=threshold is not None)
+    from_cache = isinstance(data, LatentCache)
+    models = open_models(loaded, provider, threads, precision, encoder=not from_cache, classifier=threshold is not None)
     codes, members, fingerprint = codes_of(models, data, encoded)
     synthesizer = Synthesizer.from_codes(
         models,

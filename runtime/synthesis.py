@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from deepsmote.kernels import NeighborRows, finds_rows_on_demand, interpolate, kneighbors
+from deepsmote.kernels import NeighborRows, interpolate, kneighbors, row_kernel
 from deepsmote.kernels import set_num_threads as set_kernel_threads
 
 from .bundle import Bundle, Models, open_models
@@ -43,8 +43,9 @@ class ClassLatents:
         float32, shape (n, Z).
     neighbors : np.ndarray or NeighborRows
         int64, shape (n, k_eff), indices into ``codes``, nearest first, self excluded; or, for a
-        class whose job draws few bases (`kernels.finds_rows_on_demand`), the search that finds
-        the rows a shard draws when it draws them. Read it through `neighbors_of`.
+        class above `kernels.knn.SMALL_N` codes whose job draws few bases, and for every class
+        above `kernels.knn.MEDIUM_N` (`kernels.row_kernel`), the search that finds the rows a
+        shard draws when it draws them. Read it through `neighbors_of`.
     weights : np.ndarray or None
         float64, shape (n,): each code's weight as a base under a latent sampler
         (`latent_samplers`); None for uniform bases (SMOTE).
@@ -69,6 +70,13 @@ class ClassLatents:
         if isinstance(self.neighbors, NeighborRows):
             return self.neighbors(bases)
         return self.neighbors
+
+    def with_whole_search(self) -> ClassLatents:
+        """This class with every code's neighbours found now where numba would find them row by
+        row (the same bytes), for copies that would each search their own rows: Ray's actors."""
+        if isinstance(self.neighbors, NeighborRows) and self.neighbors.kernel == "numba":
+            return replace(self, neighbors=self.neighbors(np.arange(len(self.codes))).copy())
+        return self
 
     @property
     def n_bases(self) -> int:
@@ -97,9 +105,10 @@ def draw_counts(synthetic: np.ndarray, filter_threshold: float | None, max_draw_
 def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str, draws: int) -> ClassLatents:
     """A class's codes (float32 (n, Z)) with each code's k nearest neighbours within the class.
 
-    A class whose job draws at most ``draws`` bases from it, few against its n codes, finds the
-    neighbours of the bases its shards draw as they draw them (`kernels.NeighborRows`); any
-    other finds every code's now (`kernels.kneighbors`).
+    A class whose job draws at most ``draws`` bases from it, few against its n codes, and any class
+    above `kernels.knn.MEDIUM_N` codes find the neighbours of the bases its shards draw as they
+    draw them (`kernels.NeighborRows`, in the kernel `kernels.row_kernel` names), so the first
+    shard waits for its own rows only; any other finds every code's now (`kernels.kneighbors`).
 
     Raises
     ------
@@ -111,10 +120,11 @@ def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str, draws: i
         raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if finds_rows_on_demand(len(codes), draws):
-            latents = ClassLatents(codes, NeighborRows(codes, k_neighbors))
-        else:
+        kernel = row_kernel(len(codes), draws)
+        if kernel is None:
             latents = ClassLatents(codes, kneighbors(codes, k_neighbors)[0])
+        else:
+            latents = ClassLatents(codes, NeighborRows(codes, k_neighbors, kernel))
     if caught:
         warnings.warn(
             f"class '{class_name}' has {len(codes)} samples: using {latents.n_neighbors} neighbours instead of "
@@ -531,13 +541,20 @@ class Synthesizer:
             # silent fallback that could change the bytes.
             provider = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
             gate = self.filter_threshold is not None
-            self._models.append(open_models(self.bundle, provider, self.threads, self.precision, classifier=gate))
+            models = open_models(self.bundle, provider, self.threads, self.precision, encoder=False, classifier=gate)
+            self._models.append(models)
             set_kernel_threads(self.threads)
         return self._models[0]
 
     def with_threads(self, threads: int) -> Synthesizer:
         """A copy whose sessions and kernels use ``threads`` (for a worker with its own CPUs)."""
         return replace(self, threads=threads, _models=[], _last=[])
+
+    def with_whole_search(self) -> Synthesizer:
+        """A copy whose classes have every neighbour found where numba would find them row by row
+        (`ClassLatents.with_whole_search`): one search here rather than one per worker."""
+        latents = tuple(latent if latent is None else latent.with_whole_search() for latent in self.latents)
+        return replace(self, latents=latents, _models=[], _last=[])
 
     def __getstate__(self) -> dict[str, Any]:
         # onnxruntime sessions do not pickle: a copy opens its own.

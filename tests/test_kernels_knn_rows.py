@@ -1,4 +1,4 @@
-"""deepsmote.kernels.NeighborRows against the numpy references in naive.py and `kneighbors`' GEMM-form path."""
+"""deepsmote.kernels.NeighborRows against the references in naive.py and `kneighbors`' GEMM-form and numba paths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import naive
 import numpy as np
 import pytest
-from deepsmote.kernels import NeighborRows, finds_rows_on_demand, knn, knn_rows
+from deepsmote.kernels import NeighborRows, finds_rows_on_demand, knn, knn_numba, knn_rows, row_kernel
 from test_kernels_knn import integer_codes
 
 
@@ -98,3 +98,96 @@ def test_a_class_finds_rows_on_demand_only_above_small_n_and_where_the_rows_cost
     for n, most in ((4400, 2273), (20_000, 2086), (1200, 7090)):
         assert finds_rows_on_demand(n, most) and not finds_rows_on_demand(n, most + 1), n
     assert knn_rows.ROWS_SLOWDOWN == 12 and knn_rows.ROWS_LOAD_PAIRS == 1 << 23
+
+
+# The numba kernel: each row is the bytes of the whole numba search (`kneighbors` above MEDIUM_N).
+
+
+def numba_rows(codes: np.ndarray, k: int) -> NeighborRows:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return NeighborRows(codes, k, "numba")
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(2, 3, 1), (9, 4, 30), (517, 2, 8), (1100, 4, 5)])
+def test_numba_rows_match_the_float64_reference_where_every_distance_is_exact(n: int, d: int, k: int) -> None:
+    codes = integer_codes(n, d, seed=n * 23 + d)
+    table = numba_rows(codes, k)(np.arange(n))
+    ref_idx, _ = naive.kneighbors(naive.sq_distances_diff(codes), k)
+    np.testing.assert_array_equal(table, ref_idx)
+
+
+@pytest.mark.parametrize(("n", "d"), [(knn.MEDIUM_N + 404, 33), (knn.MEDIUM_N + 9, 300), (1500, 7)])
+def test_numba_rows_are_the_bytes_of_the_whole_numba_search_whatever_was_asked_before(n: int, d: int) -> None:
+    # Codes rounded to 0.1 make near-ties and exact ties, where two arithmetics would part.
+    import numba
+
+    rng = np.random.default_rng(n + d)
+    codes = np.round(rng.standard_normal((n, d)), 1).astype(np.float32)
+    codes[7] = codes[3]
+    whole_idx, whole_dist = knn_numba.kneighbors_gemm(codes, 6)
+    padded, norms = knn_numba.padded_codes(codes), knn_numba.sq_norms(codes)
+    before = numba.get_num_threads()
+    try:
+        for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(n_threads)
+            for rows in (np.array([3]), np.array([7, 3, 3, 9]), rng.integers(0, n, 300), rng.permutation(n)):
+                idx, dist = knn_numba.kneighbors_of_rows(padded, n, norms, rows, 6)
+                assert idx.tobytes() == whole_idx[rows].tobytes() and dist.tobytes() == whole_dist[rows].tobytes()
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_numba_rows_same_bytes_for_any_block_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes = (np.random.default_rng(17).standard_normal((700, 19)) * 30).astype(np.float32)
+    rows = np.random.default_rng(18).permutation(700)[:250]
+    padded, norms = knn_numba.padded_codes(codes), knn_numba.sq_norms(codes)
+    wide = knn_numba.kneighbors_of_rows(padded, 700, norms, rows, 5)
+    monkeypatch.setattr(knn_numba, "_BLOCK_ROWS", 6)
+    narrow = knn_numba.kneighbors_of_rows(padded, 700, norms, rows, 5)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(wide, narrow, strict=True))
+
+
+def test_numba_rows_take_the_whole_search_once_a_quarter_of_the_rows_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    n = 1000
+    codes = np.round(np.random.default_rng(21).standard_normal((n, 12)), 1).astype(np.float32)
+    whole, _ = knn_numba.kneighbors_gemm(codes, 5)
+    calls = []
+    for name in ("kneighbors_gemm", "kneighbors_of_rows"):
+        kernel = getattr(knn_numba, name)
+        monkeypatch.setattr(knn_numba, name, lambda *a, kernel=kernel, name=name: calls.append(name) or kernel(*a))
+    search = NeighborRows(codes, 5, "numba")
+    table = search(np.arange(200)).copy()
+    table = search(np.arange(150, 250))  # 50 new rows: 250 found, a quarter exactly
+    assert calls == ["kneighbors_of_rows", "kneighbors_of_rows"]
+    assert (table[250:] == -1).all() and table[:250].tobytes() == whole[:250].tobytes()
+    table = search(np.array([250, 3]))  # one more row: the rest by the whole search
+    assert calls[2:] == ["kneighbors_gemm"] and table.tobytes() == whole.tobytes()
+    search(np.arange(n))
+    assert len(calls) == 3, "rows found were searched again"
+
+
+def test_numba_rows_pickle_without_their_padded_copy_and_a_copy_finds_the_rest_the_same() -> None:
+    codes = np.round(np.random.default_rng(22).standard_normal((900, 10)), 1).astype(np.float32)
+    search = NeighborRows(codes, 4, "numba")
+    search(np.array([2, 5]))
+    state = search.__getstate__()
+    assert "_padded" in search.__dict__ and "_padded" not in state
+    copy = pickle.loads(pickle.dumps(search))
+    rows = np.arange(0, 900, 7)
+    assert copy(rows)[rows].tobytes() == knn_numba.kneighbors_gemm(codes, 4)[0][rows].tobytes()
+
+
+def test_rejects_an_unknown_kernel() -> None:
+    with pytest.raises(ValueError, match="kernel must be 'numpy' or 'numba', got 'blas'"):
+        NeighborRows(np.zeros((3, 2), dtype=np.float32), 1, "blas")  # type: ignore[arg-type]
+
+
+def test_row_kernel_is_numpy_for_few_draws_above_small_n_and_numba_above_medium_n() -> None:
+    big = knn.MEDIUM_N + 1
+    assert row_kernel(knn.SMALL_N, 1) is None and row_kernel(knn.SMALL_N, 10**6) is None
+    assert row_kernel(knn.MEDIUM_N, 1) == "numpy" and row_kernel(knn.MEDIUM_N, knn.MEDIUM_N) is None
+    assert row_kernel(big, 1) == "numpy" and row_kernel(big, 0) == "numpy"
+    assert row_kernel(big, big) == "numba" and row_kernel(20_000, 10**7) == "numba"

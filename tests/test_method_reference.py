@@ -212,3 +212,42 @@ def test_cli_drawing_few_bases_matches_the_reference_and_resumes_to_the_same_byt
         (out / f"{mark.name.removeprefix('.deepsmote-done-')}.npz").unlink()
     run_cli(*args)
     assert {p.name: p.read_bytes() for p in out.rglob("*.npz")} == files
+
+
+# A job that draws 7,200 bases from class 0's 1,200 codes, sent above MEDIUM_N, takes the numba
+# rows: the first shard's are found before it is decoded, and the whole search only once a
+# quarter of the rows were asked for.
+MANY = {0: 7_200, 9: 26}
+
+
+@pytest.fixture(scope="module")
+def reference_many(data):
+    return reference_synthetic(*data, MANY, FEW_SHARD_SIZE)
+
+
+def test_api_on_the_numba_rows_searches_the_first_shards_rows_alone_and_matches_the_reference(
+    data, reference_many, monkeypatch
+):
+    monkeypatch.setattr(knn, "MEDIUM_N", SMALL_N)
+    calls, kernels = [], {}
+    for name in ("kneighbors_gemm", "kneighbors_of_rows"):
+        kernel = kernels[name] = getattr(knn_numba, name)
+
+        def traced(*args, kernel=kernel, name=name):
+            calls.append((name, len(args[3]) if name == "kneighbors_of_rows" else len(args[0])))
+            return kernel(*args)
+
+        monkeypatch.setattr(knn_numba, name, traced)
+    sampler, synthetic = api_synthetic(data, MANY, FEW_SHARD_SIZE, threads=2)
+    for c in MANY:
+        assert synthetic[c].tobytes() == reference_many[c].tobytes(), f"class {c}"
+    n = int(np.sum(data[1] == 0))
+    # What the Ray engine ships: the whole table, the same bytes, so no actor searches again.
+    latents = sampler.synthesizer_.latents[0]
+    shipped = sampler.synthesizer_.with_whole_search().latents[0]
+    assert isinstance(latents.neighbors, NeighborRows) and isinstance(shipped.neighbors, np.ndarray)
+    whole, _ = kernels["kneighbors_gemm"](latents.codes, K)
+    assert shipped.neighbors.tobytes() == latents.neighbors(np.arange(n)).tobytes() == whole.tobytes()
+    assert calls[0][0] == "kneighbors_of_rows" and calls[0][1] <= FEW_SHARD_SIZE, calls[:3]
+    assert [call for call in calls if call[0] == "kneighbors_gemm"] == [("kneighbors_gemm", n)], calls
+    assert sum(rows for name, rows in calls if name == "kneighbors_of_rows") <= n // 4

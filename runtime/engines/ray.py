@@ -320,6 +320,9 @@ class RayEngine:
             if synthesizer.threads is not None
             else synthesizer.with_threads(max(1, int(self.cpus_per_worker)))
         )
+        # A class that numba searches row by row would be searched by every actor, each reaching
+        # the whole search once a quarter of its rows were asked for: the driver searches it once.
+        shipped = shipped.with_whole_search()
         workers, cpus = self.workers, self.cpus_per_worker
         # A local Ray gets room for every worker asked for, even beyond the cores.
         local_cpus = None if workers is None else max(os.cpu_count() or 1, math.ceil(workers * cpus))
