@@ -35,7 +35,10 @@ class LocalEngine:
         PNG encoding and file writes of one unit run in a second thread while the next unit
         decodes (onnxruntime releases the GIL), the PNGs on as many threads as the synthesizer
         runs (every core when it sets none). At most one unit waits to be written, so memory
-        stays at two units; a unit is marked done only after all its files are in place.
+        stays at two units; a unit is marked done only after all its files are in place. The
+        first unit is written before the second decodes: beside a decode on every core, its write
+        took 3-5x as long (0.09-0.15 s for 100 PNGs at 28x28 on two cores, 0.03 s alone), and
+        the job's first output reaches disk that much sooner for one unit's write time.
         """
         writer = make_writer(fmt, out.path, classes, synthesizer.threads or os.cpu_count() or 1)
 
@@ -45,12 +48,16 @@ class LocalEngine:
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepsmote-writer") as pool:
             pending: tuple[Unit, Future[None]] | None = None
-            for unit in units:
+            for number, unit in enumerate(units):
                 samples = synthesizer.samples(unit)
                 if pending is not None:
                     pending[1].result()
                     on_unit_done(pending[0])
                 pending = (unit, pool.submit(write, unit, samples))
+                if number == 0:
+                    pending[1].result()
+                    on_unit_done(unit)
+                    pending = None
             if pending is not None:
                 pending[1].result()
                 on_unit_done(pending[0])
