@@ -8,7 +8,7 @@ Targets: <= 8 s cold, <= 1.5 s warm (issue #5); a job whose classes need numba r
 image warm in <= 1.0 s (issue #16). The first image is on disk when the job marks its first output
 unit done (the unit's file is renamed into place just before): OUT is polled for the mark every 5 ms.
 
-Six jobs: five of 100 images, one unit each (class 9 of the embedded subset: 4 real images; class
+Seven jobs: five of 100 images, one unit each (class 9 of the embedded subset: 4 real images; class
 0: 400 images, the float64-differences k-NN since 0.5.0, numba before; class 0 tripled by its mirror
 images: 1,200, numpy's GEMM-form k-NN since 0.6.0, numba before; class 0 taken 11 times, by its 8
 rotations and mirrors and 3 shifts of one pixel: 4,400 images, above the k-NN's MEDIUM_N; and the
@@ -18,8 +18,11 @@ encoding, as 4,400 images at 0.027 GFLOP each take ~0.8 s of the 2-core EPYC's t
 0.7.0 a job that draws few bases from a class (`kernels.finds_rows_on_demand`: at most 2,273 from
 4,400 codes) finds the neighbours of those bases only, in numpy, so the 100-image jobs on 4,400
 codes no longer load numba; the sixth job does: 3,000 images from the latent cache in shards of
-100, whose 3,000 bases are too many, so the whole class's k-NN runs in numba before the first shard. Each case is
-labelled with the path its runs took, as reported by the runs themselves: numba if they imported
+100, whose 3,000 bases are too many for numpy's rows, so numba finds them: the whole class's k-NN
+before the first shard up to 0.7.0, since 0.8.0 the rows of each shard's bases as it draws them
+(`kernels.row_kernel`). The seventh job is the sixth on a class of 22,400 codes (class 0 by its 8
+rotations and mirrors, each shifted by up to two pixels), whose whole search takes ~1.5 s. Each case
+is labelled with the path its runs took, as reported by the runs themselves: numba if they imported
 it. Two bundles at paper size (width 64, latent 300): the paper's architecture (0.326 GFLOP to
 decode an image) and `train`'s default model.
 
@@ -98,6 +101,15 @@ def turns_and_shifts(class_0: np.ndarray) -> list[np.ndarray]:
     return turns[1:] + [turn[:, :, ::-1] for turn in turns] + shifts
 
 
+def turns_mirrors_and_shifts(class_0: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations and mirrors, each shifted by 7 offsets of up to two pixels, less class 0
+    itself: class 0 times 56, 22,400 codes, a class whose whole search takes ~1.5 s."""
+    turns = [np.rot90(class_0, r, axes=(1, 2)) for r in range(4)]
+    turns += [turn[:, :, ::-1] for turn in turns]
+    shifts = ((0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (2, 2))
+    return [np.roll(turn, shift, axis=(1, 2)) for turn in turns for shift in shifts][1:]
+
+
 def timed_generate(python: str, bundle: Path, data: Path, out: Path, options: list[str]) -> tuple[float, float, str]:
     """Seconds of one `deepsmote generate OPTIONS` process to its first done mark and to its end, and
     the kernel path it took."""
@@ -130,6 +142,7 @@ def main() -> None:
         compileall.compile_dir(Path(package.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         times_11 = with_class_0_variants(Path(tmp), "times-11", turns_and_shifts)
+        times_56 = with_class_0_variants(Path(tmp), "times-56", turns_mirrors_and_shifts)
         cases = {
             "class 9, 4 real images": (fmnist_mini(), ["--strategy", '{"9": 104}']),
             "class 0, 400 real images": (fmnist_mini(), ["--strategy", '{"0": 500}']),
@@ -141,15 +154,20 @@ def main() -> None:
         }
         for bundle in bundles:
             print(f"bundle {bundle.name}:")
-            codes = Path(tmp) / f"{bundle.name}-times-11-codes.npz"
-            encode = ["-m", "deepsmote.runtime.cli", "encode", str(bundle), str(times_11), "--out", str(codes)]
-            subprocess.run([args.python, *encode, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+            codes, codes_56 = (Path(tmp) / f"{bundle.name}-{name}-codes.npz" for name in ("times-11", "times-56"))
+            for images, cache in ((times_11, codes), (times_56, codes_56)):
+                encode = ["-m", "deepsmote.runtime.cli", "encode", str(bundle), str(images), "--out", str(cache)]
+                subprocess.run([args.python, *encode, "--quiet"], check=True, stdout=subprocess.DEVNULL)
             with_cache = {
                 **cases,
                 "class 0 times 11, 4,400 codes from a latent cache": (codes, ["--strategy", '{"0": 4500}']),
                 "class 0 times 11, 4,400 codes from a latent cache, 3,000 images in shards of 100": (
                     codes,
                     ["--strategy", '{"0": 7400}', "--shard-size", "100"],
+                ),
+                "class 0 times 56, 22,400 codes from a latent cache, 3,000 images in shards of 100": (
+                    codes_56,
+                    ["--strategy", '{"0": 25400}', "--shard-size", "100"],
                 ),
             }
             for number, (case, (data, options)) in enumerate(with_cache.items()):
