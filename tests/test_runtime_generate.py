@@ -369,3 +369,24 @@ def test_imagefolder_warns_when_loaders_would_number_classes_otherwise(tiny_bund
     assert "manifest.csv" in result.stderr and "--format npz" in result.stderr
     quiet = run_cli("generate", tiny_bundle, fmnist_mini(), "--out", tmp_path / "p", "--strategy", '{"9": 6}')
     assert "sorted folder name" not in quiet.stderr
+
+
+def test_the_first_unit_is_on_disk_before_the_second_is_made(tiny_bundle, tmp_path, monkeypatch):
+    from deepsmote.runtime.synthesis import Synthesizer
+
+    out = tmp_path / "out"
+    marks_seen = []
+    samples = Synthesizer.samples
+
+    def recording(self, unit):
+        marks_seen.append(len(done_marks(out)))
+        return samples(self, unit)
+
+    monkeypatch.setattr(Synthesizer, "samples", recording)
+    strategy = {"9": 34}
+    data = read_dataset(fmnist_mini())
+    generate_dataset(tiny_bundle, data, out, sampling_strategy=strategy, fmt="npz", shard_size=10, progress=False)
+    # Three units: the second is made only once the first is marked done; the third may be made
+    # while the second is written.
+    assert len(marks_seen) == 3 and marks_seen[:2] == [0, 1], marks_seen
+    assert len(done_marks(out)) == 3
