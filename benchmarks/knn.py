@@ -12,7 +12,7 @@ With ``--bases M``, each size also times what a job drawing M bases uniformly fr
 with `NeighborRows`, the drawn bases alone (a fresh search each repeat, so no row is found twice),
 beside the whole search in the same repeats: in numpy, where `finds_rows_on_demand` says so since
 0.7.0 (the figures its cost model rests on), and in numba, as a class above MEDIUM_N codes that
-draws more does since 0.8.0 (a quarter of the class or more: the whole search itself).
+draws more does since 0.8.0.
 
     .venv/bin/python benchmarks/knn.py --sizes 1000 5000 20000 [--bases 100 1000]
 """

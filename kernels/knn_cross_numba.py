@@ -2,10 +2,12 @@
 
 The queries are rows of the reference, but not the whole of it, so the distance matrix is a
 rectangle with no symmetry to use: every tile of query rows against reference columns is computed.
-The queries and the reference lie in one padded float32 array so that `knn_numba`'s micro-kernel
-(`_tile_dots`, one code path for any tile) computes every dot product, and its `_push` keeps each
-query's top-k under the total order (distance, index). Each block of queries belongs to one lane,
-which alone writes its rows' top-k: the lanes change nothing.
+The queries and the reference are padded float32 arrays, so that `knn_numba`'s micro-kernel
+(`_tile_dots`, one compiled function for any tile and for the whole search) computes every dot
+product, and its `_push` keeps each query's top-k under the total order (distance, index). Each
+block of queries belongs to one thread, which alone writes its rows' top-k: the threads change
+nothing. `knn_rows.NeighborRows` finds a class's drawn rows with it too, whose rows are then the
+bytes of the whole search's (`kneighbors_of_padded`).
 
 Internal module: use the public names of :mod:`deepsmote.kernels`.
 """
@@ -15,9 +17,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .knn_numba import _BLOCK_ROWS, _MR, _RUN, _TILE_COLS, _push, _sq_norms, _tile_dots
+from .knn_numba import _BLOCK_ROWS, _MR, _RUN, _TILE_COLS, _launch, _push, _tile_dots, padded_codes, sq_norms
 
-__all__ = ["kneighbors_of_gemm"]
+__all__ = ["kneighbors_of_gemm", "kneighbors_of_padded"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -68,30 +70,37 @@ def _feed_rows(
 
 @nb.njit(parallel=True, cache=True)
 def _kneighbors_of(
-    x: np.ndarray, n: int, query_offset: int, rows: np.ndarray, sq_norms: np.ndarray, k: int, n_lanes: int
+    reference: np.ndarray,
+    n: int,
+    queries: np.ndarray,
+    rows: np.ndarray,
+    sq_norms: np.ndarray,
+    k: int,
+    block_rows: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of the queries ``x[query_offset:]`` among the reference rows ``x[:n]``.
+    """Top-k of the queries among the reference rows ``reference[:n]``.
 
-    ``x`` is float32: the reference padded with zero rows to ``query_offset`` (a multiple of _MR),
-    then the queries padded to a multiple of _MR; ``sq_norms`` is float32 (n,), of the reference.
+    ``reference`` is float32, padded with zero rows to a multiple of _MR (`knn_numba.padded_codes`),
+    ``queries`` its rows ``rows`` (m,) padded the same way; ``sq_norms`` is float32 (n,), of the
+    reference. Work items are blocks of ``block_rows`` queries (a multiple of _MR, at most
+    _BLOCK_ROWS); each query's selection is its own, so the blocks change nothing.
     """
     m = len(rows)
-    m_pad = x.shape[0] - query_offset
-    n_blocks = (m + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    m_pad, n_pad = queries.shape[0], reference.shape[0]
+    n_blocks = (m + block_rows - 1) // block_rows
     # Sentinel (inf, n) loses to every real candidate, whose distance is finite.
     heap_d = np.full((m, k), np.inf, dtype=np.float32)
     heap_i = np.full((m, k), n, dtype=np.int64)
-    for lane in nb.prange(n_lanes):
-        dots = np.empty((_BLOCK_ROWS, _TILE_COLS), dtype=np.float32)
-        for block in range(lane, n_blocks, n_lanes):
-            q0 = block * _BLOCK_ROWS
-            n_rows = min(_BLOCK_ROWS, m - q0)
-            for col0 in range(0, n, _TILE_COLS):
-                # Padding rows are zeros: computing whole micro-tiles keeps one code path.
-                rows_in_tile = min(_BLOCK_ROWS, m_pad - q0)
-                cols_in_tile = min(_TILE_COLS, query_offset - col0)
-                _tile_dots(x, x, query_offset + q0, col0, rows_in_tile, cols_in_tile, dots)
-                _feed_rows(dots, n_rows, min(_TILE_COLS, n - col0), q0, col0, rows, sq_norms, heap_d, heap_i)
+    for block in nb.prange(n_blocks):
+        dots = np.empty((block_rows, _TILE_COLS), dtype=np.float32)
+        q0 = block * block_rows
+        n_rows = min(block_rows, m - q0)
+        for col0 in range(0, n, _TILE_COLS):
+            # Padding rows are zeros: computing whole micro-tiles keeps one code path.
+            rows_in_tile = min(block_rows, m_pad - q0)
+            cols_in_tile = min(_TILE_COLS, n_pad - col0)
+            _tile_dots(queries, reference, q0, col0, rows_in_tile, cols_in_tile, dots)
+            _feed_rows(dots, n_rows, min(_TILE_COLS, n - col0), q0, col0, rows, sq_norms, heap_d, heap_i)
     return heap_i, heap_d
 
 
@@ -116,16 +125,39 @@ def kneighbors_of_gemm(x: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndar
     sq_distances : np.ndarray
         float32, shape (m, k): ‖a‖² + ‖b‖² − 2a·b, clamped at 0.
     """
-    n, d = x.shape
+    return kneighbors_of_padded(padded_codes(x), len(x), sq_norms(x), rows, k)
+
+
+def kneighbors_of_padded(
+    padded: np.ndarray, n: int, norms: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`kneighbors_of_gemm` of codes already padded and normed, as a caller that asks again keeps them.
+
+    Parameters
+    ----------
+    padded : np.ndarray
+        `knn_numba.padded_codes` of the n codes.
+    n : int
+        The codes.
+    norms : np.ndarray
+        `knn_numba.sq_norms` of the codes, float32 (n,): a query's norm is its row's.
+    rows, k
+        As `kneighbors_of_gemm`'s.
+
+    Returns
+    -------
+    indices, sq_distances : np.ndarray
+        As `kneighbors_of_gemm`'s. Where the queries are rows of one class and the codes that class,
+        row a is row ``rows[a]`` of `knn_numba.kneighbors_gemm`'s result, the same bytes: both
+        compute each pair's dot product with the one compiled `_tile_dots` and select the same way.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
     m = len(rows)
-    query_offset = -(-n // _MR) * _MR
-    # One contiguous float32 signature: reference and queries, each padded to whole micro-tiles;
-    # the padding rows are never candidates.
-    padded = np.zeros((query_offset + -(-m // _MR) * _MR, d), dtype=np.float32)
-    padded[:n] = x
-    padded[query_offset : query_offset + m] = x[rows]
-    # Sequential float64 sums, as `kneighbors_gemm` takes them; a query's norm is its row's.
-    sq_norms = _sq_norms(x).astype(np.float32)
-    # More lanes than blocks of queries would only idle.
-    n_blocks = -(-m // _BLOCK_ROWS)
-    return _kneighbors_of(padded, n, query_offset, rows, sq_norms, k, max(1, min(nb.get_num_threads(), n_blocks)))
+    # One contiguous float32 signature for the queries too, padded to whole micro-tiles.
+    queries = np.zeros((-(-m // _MR) * _MR, padded.shape[1]), dtype=np.float32)
+    queries[:m] = padded[rows]
+    # A block per thread, as few queries as a thread gets: 100 on two threads are two blocks of 54.
+    per_thread = -(-m // nb.get_num_threads())
+    block_rows = max(_MR, min(_BLOCK_ROWS, -(-per_thread // _MR) * _MR))
+    with _launch:
+        return _kneighbors_of(padded, n, queries, rows, norms, k, block_rows)

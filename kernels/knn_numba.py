@@ -24,7 +24,7 @@ import threading
 import numba as nb
 import numpy as np
 
-__all__ = ["kneighbors_gemm", "kneighbors_of_rows", "padded_codes", "sq_norms"]
+__all__ = ["kneighbors_gemm", "padded_codes", "sq_norms"]
 
 # numba's workqueue threading layer, the one left where neither TBB nor OpenMP is installed, aborts
 # when parallel kernels start from two threads at once: each launch holds this lock.
@@ -63,9 +63,9 @@ def _sq_norms(codes: np.ndarray) -> np.ndarray:
 def _tile_dots(x: np.ndarray, y: np.ndarray, row0: int, col0: int, n_rows: int, n_cols: int, out: np.ndarray) -> None:
     """out[a, b] = x[row0 + a] · y[col0 + b] for a < n_rows, b < n_cols, multiples of _MR and _NR.
 
-    Both searches call it, the whole search with y = x: one compiled function, so a pair's dot
-    product is the same float32 whichever search computes it, and in either order (the products
-    and their fused additions commute).
+    The whole search calls it with y = x, `knn_cross_numba` with queries and codes: one compiled
+    function, so a pair's dot product is the same float32 whichever search computes it, and in
+    either order (the products and their fused additions commute).
     """
     d = x.shape[1]
     for a in range(0, n_rows, _MR):
@@ -202,79 +202,6 @@ def _feed_tile(
                     col_worst[b] = side_d[j, last]
 
 
-@nb.njit(cache=True, nogil=True)
-def _feed_rows(
-    dots: np.ndarray,
-    n_rows: int,
-    n_cols: int,
-    rows: np.ndarray,
-    a0: int,
-    col0: int,
-    sq_norms: np.ndarray,
-    heap_d: np.ndarray,
-    heap_i: np.ndarray,
-) -> None:
-    """Feed a tile of dot products to the top-k of the rows asked for, `_feed_tile`'s row side alone.
-
-    dots[a, b] = codes[rows[a0 + a]] · codes[col0 + b]; heap_d, heap_i have one row per row asked
-    for, and entries a0 .. a0 + n_rows - 1 are this tile's. The distance of each pair is computed
-    as `_feed_tile` computes it, so the selection is the whole search's.
-    """
-    last = heap_d.shape[1] - 1
-    zero = np.float32(0.0)
-    col_norms = sq_norms[col0 : col0 + n_cols]
-    for a in range(n_rows):
-        i = rows[a0 + a]
-        ni = sq_norms[i]
-        dots_row = dots[a]
-        for b0 in range(0, n_cols, _RUN):
-            b1 = min(b0 + _RUN, n_cols)
-            worst = heap_d[a0 + a, last]
-            hit = False
-            for b in range(b0, b1):
-                g = dots_row[b]
-                hit |= (ni + col_norms[b]) - (g + g) <= worst
-            if not hit:
-                continue
-            for b in range(b0, b1):
-                g = dots_row[b]
-                dist = (ni + col_norms[b]) - (g + g)
-                j = col0 + b
-                if dist <= worst and j != i:
-                    _push(heap_d, heap_i, a0 + a, max(dist, zero), j)
-                    worst = heap_d[a0 + a, last]
-
-
-@nb.njit(parallel=True, cache=True)
-def _kneighbors_of_rows(
-    x: np.ndarray, n: int, sq_norms: np.ndarray, rows: np.ndarray, k: int, block_rows: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and squared distances of the k nearest neighbours of the rows ``rows`` of x's first n.
-
-    x is `_kneighbors`' padded float32 (n_pad, d) and sq_norms its float32 (n,); rows int64 (m,).
-    Work items are blocks of ``block_rows`` rows asked for (a multiple of _MR), gathered into a
-    padded block; each row's selection is its own, so the blocks change nothing.
-    """
-    n_pad, d = x.shape
-    m = rows.shape[0]
-    heap_d = np.full((m, k), np.inf, dtype=np.float32)
-    heap_i = np.full((m, k), n, dtype=np.int64)
-    n_blocks = (m + block_rows - 1) // block_rows
-    for block in nb.prange(n_blocks):
-        a0 = block * block_rows
-        n_rows = min(block_rows, m - a0)
-        n_rows_pad = (n_rows + _MR - 1) // _MR * _MR
-        gathered = np.zeros((n_rows_pad, d), dtype=np.float32)
-        for a in range(n_rows):
-            gathered[a] = x[rows[a0 + a]]
-        dots = np.empty((n_rows_pad, _TILE_COLS), dtype=np.float32)
-        for col0 in range(0, n, _TILE_COLS):
-            n_cols = min(_TILE_COLS, n - col0)
-            _tile_dots(gathered, x, 0, col0, n_rows_pad, min(_TILE_COLS, n_pad - col0), dots)
-            _feed_rows(dots, n_rows, n_cols, rows, a0, col0, sq_norms, heap_d, heap_i)
-    return heap_i, heap_d
-
-
 @nb.njit(parallel=True, cache=True)
 def _kneighbors(x: np.ndarray, n: int, sq_norms: np.ndarray, k: int, n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and squared distances of the k nearest neighbours of the first n rows of x.
@@ -358,37 +285,6 @@ def kneighbors_gemm(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_pairs = -(-n // (2 * _BLOCK_ROWS))
     with _launch:
         return _kneighbors(padded_codes(x), n, sq_norms(x), k, min(nb.get_num_threads(), n_pairs))
-
-
-def kneighbors_of_rows(
-    padded: np.ndarray, n: int, norms: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """`kneighbors_gemm`'s result for the rows ``rows`` alone, the same bytes, at O(m n d).
-
-    Parameters
-    ----------
-    padded : np.ndarray
-        `padded_codes` of the class's n codes.
-    n : int
-        The class's codes.
-    norms : np.ndarray
-        `sq_norms` of the codes, float32 (n,).
-    rows : np.ndarray
-        int64, shape (m,): rows in [0, n).
-    k : int
-        Neighbours per row, 1 <= k <= n - 1.
-
-    Returns
-    -------
-    indices, sq_distances : np.ndarray
-        int64 and float32, shape (m, k): row a of each is row ``rows[a]`` of `kneighbors_gemm`'s.
-    """
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    # A block per thread, as few rows as a thread gets: 100 rows on two threads are two blocks of 54.
-    per_thread = -(-len(rows) // nb.get_num_threads())
-    block_rows = min(_BLOCK_ROWS, -(-per_thread // _MR) * _MR)
-    with _launch:
-        return _kneighbors_of_rows(padded, n, norms, rows, k, max(block_rows, _MR))
 
 
 def padded_codes(x: np.ndarray) -> np.ndarray:

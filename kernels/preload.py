@@ -70,13 +70,14 @@ def wait_for_preload() -> None:
 
 def _load_knn_numba() -> None:
     try:
-        from .knn_numba import kneighbors_of_rows, padded_codes, sq_norms
+        from .knn_cross_numba import kneighbors_of_padded
+        from .knn_numba import padded_codes, sq_norms
 
         # A first call loads the compiled kernels a job calls first, for the argument types every
         # call passes (float32 C-contiguous codes, int64 rows, an int k), so the job's own calls
         # find them loaded. The whole search, which a job reaches later if at all, loads then.
         codes = np.arange(48, dtype=np.float32).reshape(12, 4)
-        kneighbors_of_rows(padded_codes(codes), len(codes), sq_norms(codes), np.arange(12), 1)
+        kneighbors_of_padded(padded_codes(codes), len(codes), sq_norms(codes), np.arange(12), 1)
     except Exception:
         # The job's own call raises the same error, where it is reported.
         return

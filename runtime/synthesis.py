@@ -75,7 +75,7 @@ class ClassLatents:
         """This class with every code's neighbours found now where numba would find them row by
         row (the same bytes), for copies that would each search their own rows: Ray's actors."""
         if isinstance(self.neighbors, NeighborRows) and self.neighbors.kernel == "numba":
-            return replace(self, neighbors=self.neighbors(np.arange(len(self.codes))).copy())
+            return replace(self, neighbors=self.neighbors.whole().copy())
         return self
 
     @property

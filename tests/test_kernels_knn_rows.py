@@ -8,7 +8,7 @@ import warnings
 import naive
 import numpy as np
 import pytest
-from deepsmote.kernels import NeighborRows, finds_rows_on_demand, knn, knn_numba, knn_rows, row_kernel
+from deepsmote.kernels import NeighborRows, finds_rows_on_demand, knn, knn_cross_numba, knn_numba, knn_rows, row_kernel
 from test_kernels_knn import integer_codes
 
 
@@ -132,7 +132,7 @@ def test_numba_rows_are_the_bytes_of_the_whole_numba_search_whatever_was_asked_b
         for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(n_threads)
             for rows in (np.array([3]), np.array([7, 3, 3, 9]), rng.integers(0, n, 300), rng.permutation(n)):
-                idx, dist = knn_numba.kneighbors_of_rows(padded, n, norms, rows, 6)
+                idx, dist = knn_cross_numba.kneighbors_of_padded(padded, n, norms, rows, 6)
                 assert idx.tobytes() == whole_idx[rows].tobytes() and dist.tobytes() == whole_dist[rows].tobytes()
     finally:
         numba.set_num_threads(before)
@@ -142,31 +142,33 @@ def test_numba_rows_same_bytes_for_any_block_of_rows(monkeypatch: pytest.MonkeyP
     codes = (np.random.default_rng(17).standard_normal((700, 19)) * 30).astype(np.float32)
     rows = np.random.default_rng(18).permutation(700)[:250]
     padded, norms = knn_numba.padded_codes(codes), knn_numba.sq_norms(codes)
-    wide = knn_numba.kneighbors_of_rows(padded, 700, norms, rows, 5)
-    monkeypatch.setattr(knn_numba, "_BLOCK_ROWS", 6)
-    narrow = knn_numba.kneighbors_of_rows(padded, 700, norms, rows, 5)
+    wide = knn_cross_numba.kneighbors_of_padded(padded, 700, norms, rows, 5)
+    monkeypatch.setattr(knn_cross_numba, "_BLOCK_ROWS", 6)
+    narrow = knn_cross_numba.kneighbors_of_padded(padded, 700, norms, rows, 5)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(wide, narrow, strict=True))
 
 
-def test_numba_rows_take_the_whole_search_once_a_quarter_of_the_rows_is_asked_for(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_numba_rows_find_each_row_once_and_whole_is_one_whole_search(monkeypatch: pytest.MonkeyPatch) -> None:
     n = 1000
     codes = np.round(np.random.default_rng(21).standard_normal((n, 12)), 1).astype(np.float32)
     whole, _ = knn_numba.kneighbors_gemm(codes, 5)
     calls = []
-    for name in ("kneighbors_gemm", "kneighbors_of_rows"):
-        kernel = getattr(knn_numba, name)
-        monkeypatch.setattr(knn_numba, name, lambda *a, kernel=kernel, name=name: calls.append(name) or kernel(*a))
+    for module, name in ((knn_numba, "kneighbors_gemm"), (knn_cross_numba, "kneighbors_of_padded")):
+        kernel = getattr(module, name)
+
+        def traced(*args, kernel=kernel, name=name):
+            calls.append((name, len(args[3]) if name == "kneighbors_of_padded" else len(args[0])))
+            return kernel(*args)
+
+        monkeypatch.setattr(module, name, traced)
     search = NeighborRows(codes, 5, "numba")
-    table = search(np.arange(200)).copy()
-    table = search(np.arange(150, 250))  # 50 new rows: 250 found, a quarter exactly
-    assert calls == ["kneighbors_of_rows", "kneighbors_of_rows"]
-    assert (table[250:] == -1).all() and table[:250].tobytes() == whole[:250].tobytes()
-    table = search(np.array([250, 3]))  # one more row: the rest by the whole search
-    assert calls[2:] == ["kneighbors_gemm"] and table.tobytes() == whole.tobytes()
+    search(np.arange(600))
+    table = search(np.arange(500, 900))  # 300 new rows
+    assert calls == [("kneighbors_of_padded", 600), ("kneighbors_of_padded", 300)]
+    assert (table[900:] == -1).all() and table[:900].tobytes() == whole[:900].tobytes()
+    assert search.whole().tobytes() == whole.tobytes() and calls[2:] == [("kneighbors_gemm", n)]
     search(np.arange(n))
-    assert len(calls) == 3, "rows found were searched again"
+    assert search.whole() is search.table and len(calls) == 3, "rows found were searched again"
 
 
 def test_numba_rows_pickle_without_their_padded_copy_and_a_copy_finds_the_rest_the_same() -> None:

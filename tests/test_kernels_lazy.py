@@ -84,14 +84,15 @@ loader = preload_knn([3, big], [100, big])
 assert loader is not None and loader.name == "deepsmote-numba-preload" and not loader.daemon
 assert preload_knn([big], [big]) is None, "a second job started a second loader"
 loader.join()
-from deepsmote.kernels import NeighborRows, knn_numba
+from deepsmote.kernels import NeighborRows, knn_cross_numba, knn_numba
 # The kernels a job calls first are loaded for the argument types of its real calls: they add no
 # new overload. The whole search is not loaded yet: a job reaches it later, if at all.
-loaded = {name: len(getattr(knn_numba, name).overloads) for name in ("_sq_norms", "_kneighbors_of_rows")}
+kernels = {"_sq_norms": knn_numba._sq_norms, "_kneighbors_of": knn_cross_numba._kneighbors_of}
+loaded = {name: len(kernel.overloads) for name, kernel in kernels.items()}
 assert all(loaded.values()) and not knn_numba._kneighbors.overloads, loaded
 codes = np.random.default_rng(0).standard_normal((MEDIUM_N + 1, 8)).astype(np.float32)
 NeighborRows(codes, 5, "numba")(np.arange(100))
-assert {name: len(getattr(knn_numba, name).overloads) for name in loaded} == loaded
+assert {name: len(kernel.overloads) for name, kernel in kernels.items()} == loaded
 print("ok")
 """)
 
@@ -107,19 +108,20 @@ from deepsmote.kernels.knn import MEDIUM_N
 may_finish, finished = threading.Event(), threading.Event()
 preload._load_knn_numba = lambda: may_finish.wait() and finished.set()
 assert preload.preload_knn([MEDIUM_N + 1], [MEDIUM_N]) is not None
-from deepsmote.kernels import NeighborRows, knn_numba
+from deepsmote.kernels import NeighborRows, knn_cross_numba, knn_numba
 seen = []
-for name in ("kneighbors_gemm", "sq_norms", "kneighbors_of_rows"):
-    kernel = getattr(knn_numba, name)
+traced_kernels = [(knn_numba, "kneighbors_gemm"), (knn_numba, "sq_norms"), (knn_cross_numba, "kneighbors_of_padded")]
+for module, name in traced_kernels:
+    kernel = getattr(module, name)
     def traced(*args, kernel=kernel, name=name):
         seen.append((name, finished.is_set()))
         return kernel(*args)
-    setattr(knn_numba, name, traced)
+    setattr(module, name, traced)
 threading.Timer(0.2, may_finish.set).start()
 codes = np.random.default_rng(0).standard_normal((MEDIUM_N + 1, 8)).astype(np.float32)
 kneighbors(codes, 5)
 NeighborRows(codes, 5, "numba")(np.arange(10))
-assert {name for name, _ in seen} == {"kneighbors_gemm", "sq_norms", "kneighbors_of_rows"}, seen
+assert {name for name, _ in seen} == {"kneighbors_gemm", "sq_norms", "kneighbors_of_padded"}, seen
 assert all(finished_first for _, finished_first in seen), seen
 print("ok")
 """)

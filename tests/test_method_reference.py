@@ -18,7 +18,7 @@ import naive
 import numpy as np
 import pytest
 from deepsmote.data import fmnist_mini
-from deepsmote.kernels import NeighborRows, knn, knn_numba
+from deepsmote.kernels import NeighborRows, knn, knn_cross_numba, knn_numba
 from deepsmote.kernels.interpolate import SMALL_SIZE
 from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 from deepsmote.runtime import DeepSMOTE, read_dataset
@@ -133,9 +133,11 @@ def api_synthetic(
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_api_matches_the_reference(data, reference, threads, knn_path, monkeypatch):
     taken = []
-    module, name = (knn_numba, "kneighbors_gemm") if knn_path == "numba" else (knn, "_kneighbors_numpy_gemm")
+    # Sent above MEDIUM_N, the class takes numba's rows kernel (args: padded codes, n, ...).
+    module, name = (knn_cross_numba, "kneighbors_of_padded") if knn_path == "numba" else (knn, "_kneighbors_numpy_gemm")
     kernel = getattr(module, name)
-    monkeypatch.setattr(module, name, lambda *args: taken.append(len(args[0])) or kernel(*args))
+    size = (lambda args: args[1]) if knn_path == "numba" else (lambda args: len(args[0]))
+    monkeypatch.setattr(module, name, lambda *args: taken.append(size(args)) or kernel(*args))
     if knn_path == "numba":
         monkeypatch.setattr(knn, "MEDIUM_N", SMALL_N)
     _, synthetic = api_synthetic(data, NEW, SHARD_SIZE, threads)
@@ -215,8 +217,7 @@ def test_cli_drawing_few_bases_matches_the_reference_and_resumes_to_the_same_byt
 
 
 # A job that draws 7,200 bases from class 0's 1,200 codes, sent above MEDIUM_N, takes the numba
-# rows: the first shard's are found before it is decoded, and the whole search only once a
-# quarter of the rows were asked for.
+# rows: the first shard's are found before it is decoded, each row once, never the whole search.
 MANY = {0: 7_200, 9: 26}
 
 
@@ -230,24 +231,26 @@ def test_api_on_the_numba_rows_searches_the_first_shards_rows_alone_and_matches_
 ):
     monkeypatch.setattr(knn, "MEDIUM_N", SMALL_N)
     calls, kernels = [], {}
-    for name in ("kneighbors_gemm", "kneighbors_of_rows"):
-        kernel = kernels[name] = getattr(knn_numba, name)
+    for module, name in ((knn_numba, "kneighbors_gemm"), (knn_cross_numba, "kneighbors_of_padded")):
+        kernel = kernels[name] = getattr(module, name)
 
         def traced(*args, kernel=kernel, name=name):
-            calls.append((name, len(args[3]) if name == "kneighbors_of_rows" else len(args[0])))
+            calls.append((name, len(args[3]) if name == "kneighbors_of_padded" else len(args[0])))
             return kernel(*args)
 
-        monkeypatch.setattr(knn_numba, name, traced)
+        monkeypatch.setattr(module, name, traced)
     sampler, synthetic = api_synthetic(data, MANY, FEW_SHARD_SIZE, threads=2)
     for c in MANY:
         assert synthetic[c].tobytes() == reference_many[c].tobytes(), f"class {c}"
     n = int(np.sum(data[1] == 0))
-    # What the Ray engine ships: the whole table, the same bytes, so no actor searches again.
+    assert calls[0][0] == "kneighbors_of_padded" and calls[0][1] <= FEW_SHARD_SIZE, calls[:3]
+    assert {name for name, _ in calls} == {"kneighbors_of_padded"}, "the job ran the whole search"
+    found = sum(rows for _, rows in calls)
     latents = sampler.synthesizer_.latents[0]
+    assert isinstance(latents.neighbors, NeighborRows)
+    assert found == np.count_nonzero((latents.neighbors.table >= 0).all(axis=1)) <= n
+    # What the Ray engine ships: the table of one whole search, the same bytes as the rows.
     shipped = sampler.synthesizer_.with_whole_search().latents[0]
-    assert isinstance(latents.neighbors, NeighborRows) and isinstance(shipped.neighbors, np.ndarray)
+    assert calls[-1] == ("kneighbors_gemm", n) and isinstance(shipped.neighbors, np.ndarray)
     whole, _ = kernels["kneighbors_gemm"](latents.codes, K)
-    assert shipped.neighbors.tobytes() == latents.neighbors(np.arange(n)).tobytes() == whole.tobytes()
-    assert calls[0][0] == "kneighbors_of_rows" and calls[0][1] <= FEW_SHARD_SIZE, calls[:3]
-    assert [call for call in calls if call[0] == "kneighbors_gemm"] == [("kneighbors_gemm", n)], calls
-    assert sum(rows for name, rows in calls if name == "kneighbors_of_rows") <= n // 4
+    assert shipped.neighbors.tobytes() == whole.tobytes()

@@ -320,8 +320,8 @@ class RayEngine:
             if synthesizer.threads is not None
             else synthesizer.with_threads(max(1, int(self.cpus_per_worker)))
         )
-        # A class that numba searches row by row would be searched by every actor, each reaching
-        # the whole search once a quarter of its rows were asked for: the driver searches it once.
+        # A class that numba searches row by row would be searched by every actor, each finding
+        # the rows of its own shards: the driver searches it once, whole, for all of them.
         shipped = shipped.with_whole_search()
         workers, cpus = self.workers, self.cpus_per_worker
         # A local Ray gets room for every worker asked for, even beyond the cores.
