@@ -89,6 +89,8 @@ class NeighborRows:
 
     Attributes
     ----------
+    kernel : {'numpy', 'numba'}
+        The arithmetic the rows are found in.
     n_neighbors : int
         k_eff, neighbours per row.
     table : np.ndarray

@@ -272,3 +272,13 @@ def test_garbage_onnx_is_a_clear_error(bundle):
     (bundle / "encoder.onnx").write_bytes(b"\xff\xff\xff")
     rehash(bundle)
     one_line_error("not a valid ONNX file", load_bundle, bundle)
+
+
+def test_models_opened_without_the_encoder_decode_the_same_bytes_and_refuse_to_encode(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    codes = np.random.default_rng(3).standard_normal((20, bundle.latent_dim)).astype(np.float32)
+    decoder_only = open_models(bundle, "cpu", encoder=False)
+    assert decoder_only.encoder is None
+    assert decoder_only.decode(codes).tobytes() == open_models(bundle, "cpu").decode(codes).tobytes()
+    with pytest.raises(ValueError, match=r"the encoder session was not opened \(open_models\(\.\.\., encoder=True\)\)"):
+        decoder_only.encode(np.zeros((1, *bundle.image_shape), dtype=np.float32))
