@@ -14,11 +14,10 @@ of two arithmetics:
   float32 rounding. A job whose classes all take it never imports numba.
 - ``kernel="numba"``, for a class above `knn.MEDIUM_N` codes that draws more: the numba kernel of
   `kneighbors_of` (`knn_cross_numba`), whose dot products are the whole search's own compiled
-  function, so each row is the
-  bytes of `kneighbors`' row (tested). Every row found costs ~1.5x its share of the whole search,
-  which computes each pair once for both rows (all 4,400 rows of 4,400 codes at d = 300: 0.128 s
-  against 0.082 s), with no stall mid-job and no second kernel to compile. `whole` gives the
-  table by the whole search, for a caller that ships it to copies (Ray's driver).
+  function, so each row is the bytes of `kneighbors`' row (tested). Each row is found once, at
+  ~1.5x its share of the whole search, which computes each pair once for both rows (all 4,400
+  rows of 4,400 codes at d = 300: 0.128 s against 0.082 s). `whole` gives the table by the whole
+  search, for a caller that ships it to copies (Ray's driver).
 
 Either way a row's neighbours are the same bytes whichever shard, worker or thread finds them
 first; which arithmetic a class takes depends only on n and the job's draw count.

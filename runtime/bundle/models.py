@@ -277,10 +277,10 @@ def open_models(
         with ThreadPoolExecutor(len(graphs), thread_name_prefix="deepsmote-session") as pool:
             futures = [pool.submit(create_session, graph, provider, session_threads) for graph in graphs]
             # In the graphs' order, so the encoder's error is the one reported where several fail.
-            sessions = [future.result()[0] for future in futures]
-        if not encoder:
-            sessions.insert(0, None)
-        encoder_session, decoder, gate = sessions[0], sessions[1], sessions[2] if classifier else None
+            sessions = iter([future.result()[0] for future in futures])
+        encoder_session = next(sessions) if encoder else None
+        decoder = next(sessions)
+        gate = next(sessions) if classifier else None
     else:
         # In turn: the decoder's graph depends on where the encoder's session really runs.
         encoder_session, used = create_session(bundle.encoder_bytes, provider, session_threads)
