@@ -43,7 +43,7 @@ class ImageLayout:
     @property
     def scale(self) -> float:
         """Pixel value that maps to 1.0 in the model."""
-        return 255.0 if self.dtype.kind in "ui" else 1.0
+        return 255.0 if self.takes_pixels else 1.0
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """X (n, *shape) to float32 (n, C, H, W) in [-1, 1]."""
@@ -54,15 +54,23 @@ class ImageLayout:
                 f"X values must lie in [0, {self.scale:g}] for dtype {self.dtype}, got [{lo:g}, {hi:g}]"
             )
         nhwc = x.reshape(len(x), height, width, channels)
-        if self.dtype.kind in "ui":
+        if self.takes_pixels:
             # The same arithmetic as the CLI, so both give the same bytes.
             return to_model(nhwc.astype(np.uint8))
         return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(2.0) - np.float32(1.0)
 
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether the caller's dtype holds 0..255 pixels, which `from_pixels` fills."""
+        return self.dtype.kind in "ui"
+
     def from_model(self, x: np.ndarray) -> np.ndarray:
         """float32 (n, C, H, W) in [-1, 1] back to the caller's shape and dtype."""
-        if self.dtype.kind in "ui":
-            out = from_model(x, grayscale_2d=False).astype(self.dtype)
-        else:
-            out = ((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(0.5)).transpose(0, 2, 3, 1).astype(self.dtype)
+        if self.takes_pixels:
+            return self.from_pixels(from_model(x, grayscale_2d=False))
+        out = ((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(0.5)).transpose(0, 2, 3, 1).astype(self.dtype)
         return np.ascontiguousarray(out.reshape(len(x), *self.shape))
+
+    def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (n, H, W, C) pixels in the caller's shape and integer dtype (`takes_pixels`)."""
+        return np.ascontiguousarray(pixels.astype(self.dtype, copy=False).reshape(len(pixels), *self.shape))

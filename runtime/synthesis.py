@@ -484,8 +484,13 @@ class Synthesizer:
             step = max(self.batch_size or 1, DECODE_SLICE_BYTES // (4 * int(np.prod(self.layout.image_shape))))
             for start in range(0, made, step):
                 end = min(start + step, made)
-                decoded = self.models().decode(codes[start:end], batch_size=self.batch_size)
-                out[start:end] = self.layout.from_model(decoded)
+                if self.layout.takes_pixels:
+                    # uint8 from the decoder's device where a pixel session is open (a GPU).
+                    pixels = self.models().decode_pixels(codes[start:end], batch_size=self.batch_size)
+                    out[start:end] = self.layout.from_pixels(pixels)
+                else:
+                    decoded = self.models().decode(codes[start:end], batch_size=self.batch_size)
+                    out[start:end] = self.layout.from_model(decoded)
         if shard.repeats:
             out[made:] = self.originals_of(shard.class_index, self.repeats(shard))
         return out

@@ -60,6 +60,7 @@ def test_wheel_maps_the_top_level_folders_onto_deepsmote(tmp_path):
         "evaluation/protocol.py",
         "data/__init__.py",
         "data/fmnist-mini/train-images-idx3-ubyte.gz",
+        "runtime/bundle/pixels.onnx",
     ):
         assert f"deepsmote/{module}" in names, module
     assert not [n for n in names if n.startswith("deepsmote/training/evaluation/")], "evaluation is its own package"
@@ -74,7 +75,8 @@ def test_wheel_maps_the_top_level_folders_onto_deepsmote(tmp_path):
     probe = (
         "import deepsmote.runtime, deepsmote.kernels, deepsmote.data, deepsmote.evaluation, sys;"
         "print(deepsmote.runtime.__file__); print(deepsmote.data.fmnist_mini().exists());"
-        "print(deepsmote.evaluation.__file__)"
+        "print(deepsmote.evaluation.__file__);"
+        "from deepsmote.runtime.bundle.pixel_session import pixel_graph; print(len(pixel_graph()) > 0)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -84,6 +86,6 @@ def test_wheel_maps_the_top_level_folders_onto_deepsmote(tmp_path):
         check=True,
         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
     )
-    location, exists, evaluation = result.stdout.split()
-    assert location.startswith(str(target)) and exists == "True"
+    location, exists, evaluation, pixel_graph = result.stdout.split()
+    assert location.startswith(str(target)) and exists == "True" and pixel_graph == "True"
     assert evaluation.startswith(str(target)), evaluation

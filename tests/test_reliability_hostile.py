@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import pytest
 from deepsmote.runtime import readers
-from deepsmote.runtime.bundle import CPU_DECODER_FILE, MANIFEST_NAME, load_bundle, open_models, sha256_file
+from deepsmote.runtime.bundle import CPU_DECODER_FILE, MANIFEST_NAME, load_bundle, models, open_models, sha256_file
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.outdir import JOB_FILE, OutputDir
 from deepsmote.runtime.plan import ShardPlan
@@ -121,8 +121,13 @@ def generate(bundle: Path, out: Path, capsys, *extra) -> tuple[int, str, str]:
 # --- 2. graphs that lie at run time ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pixel_session", [False, True], ids=["numpy pixels", "pixel session"])
 @pytest.mark.parametrize("kind", LIES)
-def test_a_graph_that_lies_at_run_time_is_a_one_line_error_naming_it(bundle, tmp_path, capsys, kind):
+def test_a_graph_that_lies_at_run_time_is_a_one_line_error_naming_it(
+    bundle, tmp_path, capsys, monkeypatch, kind, pixel_session
+):
+    # With the pixel session (a GPU's default) the decoder's output is checked where it lies.
+    monkeypatch.setattr(models, "_converts_in_session", lambda used: pixel_session)
     name, model = lying_graph(kind)
     replace_graph(bundle, name, model)
     load_bundle(bundle)  # the declared signature passes: only running it shows the lie
@@ -132,11 +137,12 @@ def test_a_graph_that_lies_at_run_time_is_a_one_line_error_naming_it(bundle, tmp
     assert not (tmp_path / "out").exists(), "nothing partial is left"
 
 
-def test_run_time_checks_name_the_shape(bundle):
+@pytest.mark.parametrize("pixel_session", [False, True])
+def test_run_time_checks_name_the_shape(bundle, pixel_session):
     replace_graph(bundle, *lying_graph("batch of one"))
-    models = open_models(load_bundle(bundle), "cpu", threads=1)
+    opened = open_models(load_bundle(bundle), "cpu", threads=1, pixels=pixel_session)
     with pytest.raises(DeepSMOTEError, match=r"returned float32 \(1, 1, 28, 28\) for a batch of 5, expected"):
-        models.decode(np.zeros((5, 16), dtype=np.float32))
+        opened.decode_pixels(np.zeros((5, 16), dtype=np.float32))
 
 
 # --- 1 and 8. counts ------------------------------------------------------------------------------

@@ -54,3 +54,16 @@ def test_cuda_decodes_like_the_cpu(tiny_bundle, codes, precision):
     first, second, batched = gpu.decode(codes), gpu.decode(codes), gpu.decode(codes, batch_size=7)
     assert first.tobytes() == second.tobytes() == batched.tobytes()
     assert np.abs(first - cpu).max() < (1e-4 if precision == "fp32" else 2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime's CUDAExecutionProvider")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_converts_pixels_on_the_device_with_the_bytes_of_numpy(tiny_bundle, codes, precision):
+    from deepsmote.runtime.pixels import from_model
+
+    gpu = open_models(load_bundle(tiny_bundle), "cuda", precision=precision)
+    assert gpu.pixels is not None, "the pixel session is the default on CUDA"
+    expected = from_model(gpu.decode(codes), grayscale_2d=False)
+    for batch_size in (None, 7):
+        assert gpu.decode_pixels(codes, batch_size).tobytes() == expected.tobytes()

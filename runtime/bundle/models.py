@@ -20,6 +20,10 @@ decoded 1.3-1.4x the images/s of 32 codes (32 had been ~10% faster than 256 on a
 images take fewer codes per call (:func:`default_decode_batch`). A call too small to keep every
 thread busy is split evenly.
 
+Where a pixel session is open (on CUDA by default), `Models.decode_pixels` converts the decoded
+images to uint8 inside onnxruntime, on the decoder's device (:mod:`.pixel_session`); elsewhere
+numpy converts them. The bytes are the same either way.
+
 Encoding runs in calls of :func:`default_encode_batch` images, a size set by the provider and the
 image size alone, so that the codes never depend on a caller's batch size or thread count. On the
 CPU large images take fewer per call: each concurrent call holds its float32 input and the
@@ -32,6 +36,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeepSMOTEError
+from ..pixels import from_model
 from .loading import Bundle
 from .manifest import (
     CLASSIFIER_FILE,
@@ -46,9 +52,11 @@ from .manifest import (
     CPU_DECODER_FILE,
     DECODER_FILE,
     DECODER_INPUT,
+    DECODER_OUTPUT,
     ENCODER_FILE,
     ENCODER_INPUT,
 )
+from .pixel_session import DEVICES, FINITE_CHECK, PIXEL_GRAPH_FILE, PIXEL_INPUT, PIXEL_OUTPUT, pixel_graph
 from .precision import decoder_graph
 from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
 
@@ -56,6 +64,8 @@ from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session
 CPU_DECODE_BATCH = 16
 CPU_DECODE_VALUES = 1 << 17
 GPU_DECODE_BATCH = 256
+# The end of the message when the package's own pixel graph fails: not the bundle's fault.
+REINSTALL = "the deepsmote install is broken: pip install --force-reinstall deepsmote"
 # Images per onnxruntime encoder call; on the CPU at most CPU_ENCODE_VALUES pixel values per call.
 ENCODE_BATCH = 256
 CPU_ENCODE_VALUES = 1 << 20
@@ -79,6 +89,9 @@ class Models:
         The bundle file the decoder session runs, for messages.
     classifier : onnxruntime.InferenceSession or None
         The bundle's quality-gate classifier, when opened (``open_models(..., classifier=True)``).
+    pixels : onnxruntime.InferenceSession or None
+        The session of ``pixels.onnx`` that `decode_pixels` runs on the decoder's output where it
+        lies, when opened (``open_models(..., pixels=True)``, the default on CUDA).
     pool : ThreadPoolExecutor or None
         Runs batches concurrently when ``workers > 1``; None runs them in turn.
     """
@@ -90,6 +103,7 @@ class Models:
     workers: int = 1
     decoder_file: str = DECODER_FILE
     classifier: Any = None
+    pixels: Any = None
     pool: ThreadPoolExecutor | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,11 +150,52 @@ class Models:
         np.ndarray
             float32, shape (N, C, H, W), values in [-1, 1].
         """
-        # Fewer codes than one call per thread: spread them over all threads (the bytes do not
-        # depend on the batch size, a tested property of every decoder we export).
-        default = default_decode_batch(self.provider, self.bundle.image_shape)
-        batch = max(1, min(batch_size or default, -(-len(z) // self.workers)))
+        batch = self._decode_batch(len(z), batch_size)
         return self._run(self.decoder, self.decoder_file, DECODER_INPUT, z, batch, self.bundle.image_shape)
+
+    def decode_pixels(self, z: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """uint8 images of codes: the bytes of ``from_model(decode(z), grayscale_2d=False)``.
+
+        Parameters
+        ----------
+        z : np.ndarray
+            float32, shape (N, Z).
+        batch_size : int, optional
+            Codes per onnxruntime call, as in :meth:`decode`.
+
+        Returns
+        -------
+        np.ndarray
+            uint8, shape (N, H, W, C).
+        """
+        if self.pixels is None:
+            return from_model(self.decode(z, batch_size=batch_size), grayscale_2d=False)
+        channels, height, width = self.bundle.image_shape
+        out = np.empty((len(z), height, width, channels), dtype=np.uint8)
+        where = f"{self.bundle.path}/{self.decoder_file}"
+        device = DEVICES[self.provider]
+        batch = self._decode_batch(len(z), batch_size)
+
+        def run_batch(start: int) -> None:
+            chunk = np.ascontiguousarray(z[start : start + batch], dtype=np.float32)
+            decoded = self.decoder.io_binding()
+            decoded.bind_cpu_input(DECODER_INPUT, chunk)
+            decoded.bind_output(DECODER_OUTPUT, device)
+            _reported(where, self.decoder.run_with_iobinding, decoded)
+            image = decoded.get_outputs()[0]
+            _check_output(where, len(chunk), self.bundle.image_shape, image.data_type(), tuple(image.shape()))
+            converted = self.pixels.io_binding()
+            converted.bind_ortvalue_input(PIXEL_INPUT, image)
+            converted.bind_output(PIXEL_OUTPUT, "cpu")
+            converted.bind_output(FINITE_CHECK, "cpu")
+            _reported(f"deepsmote's {PIXEL_GRAPH_FILE}", self.pixels.run_with_iobinding, converted, fix=REINSTALL)
+            pixels, check = converted.copy_outputs_to_cpu()
+            if not np.isfinite(check):
+                raise DeepSMOTEError(f"{where}: returned NaN or inf for a batch of {len(chunk)}; the bundle is broken")
+            out[start : start + len(chunk)] = pixels
+
+        self._each_batch(len(z), batch, run_batch)
+        return out
 
     def classify(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         """Class probabilities of images, from the bundle's classifier.
@@ -162,6 +217,23 @@ class Models:
         shape = (len(self.bundle.classes),)
         return self._run(self.classifier, CLASSIFIER_FILE, CLASSIFIER_INPUT, x, batch_size, shape)
 
+    def _decode_batch(self, n: int, batch_size: int | None) -> int:
+        """Codes per decoder call for ``n`` codes: ``batch_size`` or the provider's default, and
+        fewer than one call per thread spread over all threads (the bytes do not depend on the
+        batch size, a tested property of every decoder we export)."""
+        default = default_decode_batch(self.provider, self.bundle.image_shape)
+        return max(1, min(batch_size or default, -(-n // self.workers)))
+
+    def _each_batch(self, n: int, batch_size: int, run_batch: Callable[[int], None]) -> None:
+        """``run_batch(start)`` for the start of every batch of ``n`` items, on the pool where there is one."""
+        starts = range(0, n, batch_size)
+        if self.pool is None or len(starts) == 1:
+            for start in starts:
+                run_batch(start)
+        else:
+            # list() re-raises the first error of any batch.
+            list(self.pool.map(run_batch, starts))
+
     def _run(
         self, session: Any, graph: str, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]
     ) -> np.ndarray:
@@ -170,33 +242,41 @@ class Models:
 
         def run_batch(start: int) -> None:
             chunk = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
-            try:
-                result = session.run(None, {name: chunk})[0]
-            except Exception as exc:  # onnxruntime's run-time errors share no base class but Exception
-                reason = " ".join(str(exc).split())[:300]
+            result = _reported(where, session.run, None, {name: chunk})[0]
+            if not isinstance(result, np.ndarray):
                 raise DeepSMOTEError(
-                    f"{where}: onnxruntime failed running the graph ({reason}); the bundle is broken"
-                ) from None
-            # Exact shape, no broadcasting: a graph that ignores the batch must not fill it.
-            expected = (len(chunk), *item_shape)
-            if not isinstance(result, np.ndarray) or result.shape != expected or result.dtype != np.float32:
-                found = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
-                raise DeepSMOTEError(
-                    f"{where}: returned {found} for a batch of {len(chunk)}, expected float32 {expected}; "
-                    "the bundle does not meet the contract"
+                    f"{where}: returned {type(result).__name__} for a batch of {len(chunk)}, "
+                    f"expected float32 {(len(chunk), *item_shape)}; the bundle does not meet the contract"
                 )
+            _check_output(where, len(chunk), item_shape, str(result.dtype), result.shape)
             if not np.isfinite(result).all():
                 raise DeepSMOTEError(f"{where}: returned NaN or inf for a batch of {len(chunk)}; the bundle is broken")
             out[start : start + len(chunk)] = result
 
-        starts = range(0, x.shape[0], batch_size)
-        if self.pool is None or len(starts) == 1:
-            for start in starts:
-                run_batch(start)
-        else:
-            # list() re-raises the first error of any batch.
-            list(self.pool.map(run_batch, starts))
+        self._each_batch(x.shape[0], batch_size, run_batch)
         return out
+
+
+def _reported(where: str, run: Callable[..., Any], *args: Any, fix: str = "the bundle is broken") -> Any:
+    """``run(*args)``, an onnxruntime failure turned into a one-line :class:`DeepSMOTEError` naming
+    ``where`` and ending in ``fix``."""
+    try:
+        return run(*args)
+    except Exception as exc:  # onnxruntime's run-time errors share no base class but Exception
+        reason = " ".join(str(exc).split())[:300]
+        raise DeepSMOTEError(f"{where}: onnxruntime failed running the graph ({reason}); {fix}") from None
+
+
+def _check_output(where: str, batch: int, item_shape: tuple[int, ...], dtype: str, shape: tuple[int, ...]) -> None:
+    """Refuse an output that is not float32 of exactly (batch, *item_shape): no broadcasting, so a
+    graph that ignores the batch must not fill it. ``dtype`` is numpy's or onnxruntime's name."""
+    expected = (batch, *item_shape)
+    if tuple(shape) != expected or dtype not in ("float32", "tensor(float)"):
+        found = f"{'float32' if dtype == 'tensor(float)' else dtype} {tuple(shape)}"
+        raise DeepSMOTEError(
+            f"{where}: returned {found} for a batch of {batch}, expected float32 {expected}; "
+            "the bundle does not meet the contract"
+        )
 
 
 def default_decode_batch(provider: str, image_shape: tuple[int, ...] | None = None) -> int:
@@ -235,6 +315,7 @@ def open_models(
     *,
     encoder: bool = True,
     classifier: bool = False,
+    pixels: bool | None = None,
 ) -> Models:
     """Build and check the sessions of ``bundle``.
 
@@ -253,6 +334,11 @@ def open_models(
         the start-up work beside it. On a GPU it is always opened: it decides the provider.
     classifier : bool
         Also open ``classifier.onnx`` (the quality gate); the bundle must have one.
+    pixels : bool, optional
+        Open the pixel session, with which `Models.decode_pixels` converts to uint8 on the
+        decoder's device (the same bytes as numpy's conversion); default: on CUDA, where it saves
+        the host three quarters of the bytes and the conversion, not on the CPU, where numpy's
+        conversion is a small part of decoding and the batches already fill every core.
 
     Raises
     ------
@@ -274,6 +360,8 @@ def open_models(
         graphs = [bundle.encoder_bytes] if encoder else []
         graphs += [_decoder_bytes(bundle, cpu_graph, precision)]
         graphs += [bundle.classifier_bytes] if classifier else []
+        converts = _converts_in_session(used) if pixels is None else pixels
+        graphs += [pixel_graph()] if converts else []
         with ThreadPoolExecutor(len(graphs), thread_name_prefix="deepsmote-session") as pool:
             futures = [pool.submit(create_session, graph, provider, session_threads) for graph in graphs]
             # In the graphs' order, so the encoder's error is the one reported where several fail.
@@ -281,6 +369,7 @@ def open_models(
         encoder_session = next(sessions) if encoder else None
         decoder = next(sessions)
         gate = next(sessions) if classifier else None
+        pixel_session = next(sessions) if converts else None
     else:
         # In turn: the decoder's graph depends on where the encoder's session really runs.
         encoder_session, used = create_session(bundle.encoder_bytes, provider, session_threads)
@@ -288,8 +377,15 @@ def open_models(
         options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
         decoder, _ = create_session(_decoder_bytes(bundle, cpu_graph, precision), provider, session_threads, options)
         gate = create_session(bundle.classifier_bytes, provider, session_threads)[0] if classifier else None
+        converts = _converts_in_session(used) if pixels is None else pixels
+        pixel_session = create_session(pixel_graph(), provider, session_threads)[0] if converts else None
     decoder_file = CPU_DECODER_FILE if cpu_graph else DECODER_FILE
-    return Models(bundle, encoder_session, decoder, used, workers, decoder_file, gate)
+    return Models(bundle, encoder_session, decoder, used, workers, decoder_file, gate, pixel_session)
+
+
+def _converts_in_session(used: str) -> bool:
+    """Whether `open_models` opens the pixel session by default on provider ``used``: on CUDA."""
+    return used != CPU_PROVIDER
 
 
 def _runs_cpu_graph(bundle: Bundle, used: str, precision: str) -> bool:
