@@ -134,7 +134,8 @@ class DeepSMOTE:
     shard_size : int, default 1000
         Samples drawn from one seed; part of what fixes the output bytes.
     precision : {'fp32', 'fp16'}, default 'fp32'
-        Decoder arithmetic; fp16 is for GPUs and needs the ``onnx`` package.
+        Decoder arithmetic; fp16 is for GPUs (a bundle exported before 0.9.0 also needs the
+        ``onnx`` package).
     sampler : {'smote', 'borderline', 'adasyn'}, default 'smote'
         Which codes serve as SMOTE bases: all of a class (``'smote'``), those in danger
         (Borderline-SMOTE-1) or those weighted by their share of other classes' neighbours (ADASYN),

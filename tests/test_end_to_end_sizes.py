@@ -109,8 +109,8 @@ def test_train_generate_grid_at_family_sizes(case, tmp_path, capsys):
     assert manifest["image_shape"] == [channels, height, width]
     config = manifest["training"]["config"]
     assert (config["arch"], config["loss"], config["penalty"]) == ("resize-conv", "l1+ssim", "reference")
-    # The phase arrangement that the CPU runs, beside the plain decoder that GPUs run.
-    assert sorted(manifest["files"]) == ["decoder.onnx", "decoder_cpu.onnx", "encoder.onnx"]
+    # The phase arrangement that the CPU runs, beside the plain decoder that GPUs run, in fp32 and fp16.
+    assert sorted(manifest["files"]) == ["decoder.onnx", "decoder_cpu.onnx", "decoder_fp16.onnx", "encoder.onnx"]
     assert manifest["export"]["max_abs_diff"] <= 1e-4
 
     code, out, err = run_main(["inspect", bundle], capsys)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from deepsmote.runtime.bundle import CPU_DECODER_FILE, MANIFEST_NAME, load_bundle, sha256_file
+from deepsmote.runtime.bundle import CPU_DECODER_FILE, FP16_DECODER_FILE, MANIFEST_NAME, load_bundle, sha256_file
 from deepsmote.runtime.bundle.graphs import MalformedModel, external_data_locations
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import read_dataset
@@ -44,9 +44,10 @@ def full_bundle(tiny_bundle, tmp_path) -> Path:
 def bundle(full_bundle) -> Path:
     """The two graphs the contract requires, as a bundle made elsewhere has them: the runtime
     then runs decoder.onnx on the CPU too, so a defect in it shows there."""
-    (full_bundle / CPU_DECODER_FILE).unlink()
     manifest = manifest_of(full_bundle)
-    del manifest["files"][CPU_DECODER_FILE]
+    for name in (CPU_DECODER_FILE, FP16_DECODER_FILE):
+        (full_bundle / name).unlink()
+        del manifest["files"][name]
     set_manifest(full_bundle, manifest)
     return full_bundle
 
@@ -94,24 +95,27 @@ def test_wrong_output_name(bundle):
     one_line("decoder.onnx: expected one output named 'image', found \\['pixels'\\]", load_bundle, bundle)
 
 
-def test_a_defect_in_the_cpu_decoder_is_named(full_bundle):
+@pytest.mark.parametrize("name", [CPU_DECODER_FILE, FP16_DECODER_FILE])
+def test_a_defect_in_an_optional_decoder_is_named(full_bundle, name):
     shape = ["N", *manifest_of(full_bundle)["image_shape"]]
     model = graph([float_info("latent", ["N", 16])], [float_info("pixels", shape)], [])
     model.graph.node.append(helper.make_node("Identity", ["latent"], ["pixels"]))
-    replace_graph(full_bundle, CPU_DECODER_FILE, model)
-    one_line("decoder_cpu.onnx: expected one output named 'image', found \\['pixels'\\]", load_bundle, full_bundle)
+    replace_graph(full_bundle, name, model)
+    one_line(f"{name}: expected one output named 'image', found \\['pixels'\\]", load_bundle, full_bundle)
 
 
-def test_a_tampered_cpu_decoder_fails_its_hash(full_bundle):
-    data = bytearray((full_bundle / CPU_DECODER_FILE).read_bytes())
+@pytest.mark.parametrize("name", [CPU_DECODER_FILE, FP16_DECODER_FILE])
+def test_a_tampered_optional_decoder_fails_its_hash(full_bundle, name):
+    data = bytearray((full_bundle / name).read_bytes())
     data[-10] ^= 0xFF
-    (full_bundle / CPU_DECODER_FILE).write_bytes(bytes(data))
-    one_line("decoder_cpu.onnx: sha256 does not match", load_bundle, full_bundle)
+    (full_bundle / name).write_bytes(bytes(data))
+    one_line(f"{name}: sha256 does not match", load_bundle, full_bundle)
 
 
-def test_a_cpu_decoder_listed_but_missing_is_refused(full_bundle):
-    (full_bundle / CPU_DECODER_FILE).unlink()
-    one_line("decoder_cpu.onnx: missing", load_bundle, full_bundle)
+@pytest.mark.parametrize("name", [CPU_DECODER_FILE, FP16_DECODER_FILE])
+def test_an_optional_decoder_listed_but_missing_is_refused(full_bundle, name):
+    (full_bundle / name).unlink()
+    one_line(f"{name}: missing", load_bundle, full_bundle)
 
 
 def test_two_outputs(bundle):

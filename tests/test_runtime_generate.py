@@ -40,7 +40,7 @@ def test_npz_output_reads_back_as_data_and_balances(npz_run):
 def test_summary_records_the_run(npz_run, tiny_bundle):
     summary = json.loads((npz_run / "summary.json").read_text())
     # The fingerprint is sha256 over the graphs' own sha256s, computed here from the files.
-    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx")
+    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx", "decoder_fp16.onnx")
     file_hashes = "".join(hashlib.sha256((tiny_bundle / g).read_bytes()).hexdigest() for g in graphs)
     assert summary["bundle"]["fingerprint"] == hashlib.sha256(file_hashes.encode()).hexdigest()
     assert summary["bundle"]["fingerprint"] == json.loads((npz_run / JOB_FILE).read_text())["bundle"]

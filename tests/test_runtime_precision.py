@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnxruntime
 import pytest
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.bundle import decoder_graph, load_bundle, open_models
+from deepsmote.runtime.bundle import FP16_DECODER_FILE, MANIFEST_NAME, decoder_graph, load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
 
 HAS_CUDA = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
@@ -36,6 +42,52 @@ def test_fp16_sampling_is_deterministic(tiny_bundle, fmnist_mini):
         for b in (7, 256)
     ]
     assert runs[0].tobytes() == runs[1].tobytes()
+
+
+def without_fp16_graph(tiny_bundle: Path, tmp_path: Path) -> Path:
+    """The tiny bundle as exported before 0.9.0: no decoder_fp16.onnx."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny_bundle, old)
+    (old / FP16_DECODER_FILE).unlink()
+    manifest = json.loads((old / MANIFEST_NAME).read_text())
+    del manifest["files"][FP16_DECODER_FILE]
+    (old / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return old
+
+
+def test_fp16_runs_the_bundles_fp16_graph_with_the_bytes_of_the_conversion_at_run_time(tiny_bundle, codes, tmp_path):
+    shipped = open_models(load_bundle(tiny_bundle), "cpu", precision="fp16")
+    converted = open_models(load_bundle(without_fp16_graph(tiny_bundle, tmp_path)), "cpu", precision="fp16")
+    assert (shipped.decoder_file, converted.decoder_file) == (FP16_DECODER_FILE, "decoder.onnx")
+    assert shipped.decode(codes).tobytes() == converted.decode(codes).tobytes()
+
+
+def test_a_fp16_job_from_a_bundle_with_its_fp16_graph_needs_no_onnx(tiny_bundle, fmnist_mini, tmp_path):
+    # onnx's import and the conversion took 1.2-2.8 s at paper size on every open_models.
+    script = (
+        "import sys\n"
+        "from deepsmote.runtime.bundle import load_bundle, open_models\n"
+        "import numpy as np\n"
+        "models = open_models(load_bundle(sys.argv[1]), 'cpu', precision='fp16')\n"
+        "models.decode(np.zeros((2, 16), np.float32))\n"
+        "print(models.decoder_file, 'onnx' in sys.modules)\n"
+    )
+    for bundle, expected in (
+        (tiny_bundle, "decoder_fp16.onnx False"),
+        (without_fp16_graph(tiny_bundle, tmp_path), "decoder.onnx True"),
+    ):
+        run = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == expected
+
+
+def test_fp16_without_onnx_runs_a_new_bundle_and_names_the_fix_for_an_old_one(tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    assert open_models(load_bundle(tiny_bundle), "cpu", precision="fp16").decoder_file == FP16_DECODER_FILE
+    old = load_bundle(without_fp16_graph(tiny_bundle, tmp_path))
+    with pytest.raises(
+        DeepSMOTEError, match=r"^`precision` fp16 with a bundle exported before 0\.9\.0 .*export the bundle again$"
+    ):
+        open_models(old, "cpu", precision="fp16")
 
 
 def test_unknown_precision(tiny_bundle):

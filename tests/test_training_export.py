@@ -18,6 +18,7 @@ from deepsmote.runtime.bundle import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     create_session,
+    decoder_graph,
     load_bundle,
     open_models,
     sha256_file,
@@ -77,10 +78,22 @@ def test_manifest(tiny_bundle, checkpoint):
     assert export["exporter"] == "torch.onnx.export(dynamo=True)"
     assert export["torch_version"] == torch.__version__
     assert 0 <= export["max_abs_diff"] <= 1e-4
-    assert len(export["checks"]) == 8 and {c["batch"] for c in export["checks"]} == {1, 64}
-    assert {c["graph"] for c in export["checks"]} == {"encoder.onnx", "decoder.onnx", "decoder_cpu.onnx"}
-    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx")
+    assert len(export["checks"]) == 11 and {c["batch"] for c in export["checks"]} == {1, 64}
+    graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx", "decoder_fp16.onnx")
+    assert {c["graph"] for c in export["checks"]} == set(graphs)
+    for check in export["checks"]:
+        # float16's own tolerance; every float32 graph within 1e-4 of torch.
+        assert check["tolerance"] == (1e-2 if check["graph"] == "decoder_fp16.onnx" else 1e-4)
+        assert 0 <= check["max_abs_diff"] <= check["tolerance"]
     assert manifest["files"] == {name: sha256_file(tiny_bundle / name) for name in graphs}
+
+
+def test_the_fp16_decoder_is_the_runtimes_conversion_of_the_decoder(tiny_bundle):
+    # The graph a bundle without one would get at run time, so both give the same bytes.
+    decoder = (tiny_bundle / "decoder.onnx").read_bytes()
+    assert (tiny_bundle / "decoder_fp16.onnx").read_bytes() == decoder_graph(decoder, "fp16")
+    weights = onnx.load(str(tiny_bundle / "decoder_fp16.onnx")).graph.initializer
+    assert weights and {w.data_type for w in weights} <= {onnx.TensorProto.FLOAT16, onnx.TensorProto.INT64}
 
 
 @pytest.mark.parametrize(
@@ -89,6 +102,7 @@ def test_manifest(tiny_bundle, checkpoint):
         ("encoder.onnx", "image", "latent"),
         ("decoder.onnx", "latent", "image"),
         ("decoder_cpu.onnx", "latent", "image"),
+        ("decoder_fp16.onnx", "latent", "image"),
     ],
 )
 def test_graphs_are_self_contained_inference_graphs(tiny_bundle, name, first, last):
@@ -139,6 +153,7 @@ def test_a_failed_verification_lists_every_output_and_keeps_the_old_bundle(
     tiny_bundle, checkpoint, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
+    monkeypatch.setattr(export_module, "FP16_TOLERANCE", -1.0)
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
     with pytest.raises(DeepSMOTEError) as error:
@@ -146,7 +161,7 @@ def test_a_failed_verification_lists_every_output_and_keeps_the_old_bundle(
     message = str(error.value)
     assert "\n" not in message
     assert message.count("encoder.onnx on") == 2 and message.count("decoder.onnx on") == 3
-    assert message.count("decoder_cpu.onnx on") == 3
+    assert message.count("decoder_cpu.onnx on") == 3 and message.count("decoder_fp16.onnx on") == 3
     assert "no bundle was written" in message
     # No temporary directory left, and the old bundle untouched.
     assert siblings(out) == ["bundle"]

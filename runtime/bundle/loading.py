@@ -1,11 +1,12 @@
 """Loading a bundle: every check that makes it safe to run, done once, giving a verified :class:`Bundle`.
 
 A bundle is a directory with ``encoder.onnx``, ``decoder.onnx`` and ``deepsmote.json``, and
-optionally ``decoder_cpu.onnx`` and ``classifier.onnx`` (``docs/design.md`` §2). The runtime treats it as untrusted:
-the manifest is type-checked, each ONNX file must match its sha256, graphs with external-data
-references are refused (onnxruntime would resolve them against the working directory), each
-graph's input and output names, element types and shapes must be those the manifest implies
-with a dynamic batch axis, and the graphs reach onnxruntime as bytes.
+optionally ``decoder_cpu.onnx``, ``decoder_fp16.onnx`` and ``classifier.onnx`` (``docs/design.md``
+§2). The runtime treats it as untrusted: the manifest is type-checked, each ONNX file must match
+its sha256, graphs with external-data references are refused (onnxruntime would resolve them
+against the working directory), each graph's input and output names, element types and shapes
+must be those the manifest implies with a dynamic batch axis, and the graphs reach onnxruntime as
+bytes.
 
 Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
@@ -33,6 +34,7 @@ from .manifest import (
     ENCODER_FILE,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
+    FP16_DECODER_FILE,
     MANIFEST_NAME,
     Manifest,
 )
@@ -54,6 +56,9 @@ class Bundle:
         The ONNX graphs whose sha256 matched the manifest.
     cpu_decoder_bytes : bytes or None
         ``decoder_cpu.onnx`` when the bundle has one, checked the same way.
+    fp16_decoder_bytes : bytes or None
+        ``decoder_fp16.onnx`` (written by export since 0.9.0) when the bundle has one, checked the
+        same way.
     classifier_bytes : bytes or None
         ``classifier.onnx`` (the quality gate) when the bundle has one, checked the same way.
     """
@@ -63,6 +68,7 @@ class Bundle:
     encoder_bytes: bytes = field(repr=False)
     decoder_bytes: bytes = field(repr=False)
     cpu_decoder_bytes: bytes | None = field(default=None, repr=False)
+    fp16_decoder_bytes: bytes | None = field(default=None, repr=False)
     classifier_bytes: bytes | None = field(default=None, repr=False)
 
     @property
@@ -187,6 +193,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         ENCODER_FILE: ((ENCODER_INPUT, image), (ENCODER_OUTPUT, latent)),
         DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
         CPU_DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
+        FP16_DECODER_FILE: ((DECODER_INPUT, latent), (DECODER_OUTPUT, image)),
         CLASSIFIER_FILE: ((CLASSIFIER_INPUT, image), (CLASSIFIER_OUTPUT, ("N", len(manifest.classes)))),
     }
     for name in manifest.graph_files:
@@ -224,6 +231,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         graphs[ENCODER_FILE],
         graphs[DECODER_FILE],
         graphs.get(CPU_DECODER_FILE),
+        graphs.get(FP16_DECODER_FILE),
         graphs.get(CLASSIFIER_FILE),
     )
 

@@ -28,6 +28,7 @@ __all__ = [
     "ENCODER_INPUT",
     "ENCODER_OUTPUT",
     "FORMAT_VERSION",
+    "FP16_DECODER_FILE",
     "MANIFEST_NAME",
     "ClassifierRecord",
     "ExportRecord",
@@ -41,10 +42,13 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 # The same decoder arranged to run faster on onnxruntime's CPU provider; optional.
 CPU_DECODER_FILE = "decoder_cpu.onnx"
+# The decoder with float16 weights and arithmetic (float32 input and output), which fp16 runs on a
+# GPU; optional: made at run time from decoder.onnx where a bundle has none.
+FP16_DECODER_FILE = "decoder_fp16.onnx"
 # The quality gate's classifier (``generate --filter``); optional.
 CLASSIFIER_FILE = "classifier.onnx"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
-OPTIONAL_FILES = (CPU_DECODER_FILE, CLASSIFIER_FILE)
+OPTIONAL_FILES = (CPU_DECODER_FILE, FP16_DECODER_FILE, CLASSIFIER_FILE)
 ENCODER_INPUT, ENCODER_OUTPUT = "image", "latent"
 DECODER_INPUT, DECODER_OUTPUT = "latent", "image"
 CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "image", "probabilities"

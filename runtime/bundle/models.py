@@ -55,6 +55,7 @@ from .manifest import (
     DECODER_OUTPUT,
     ENCODER_FILE,
     ENCODER_INPUT,
+    FP16_DECODER_FILE,
 )
 from .pixel_session import DEVICES, FINITE_CHECK, PIXEL_GRAPH_FILE, PIXEL_INPUT, PIXEL_OUTPUT, pixel_graph
 from .precision import decoder_graph
@@ -356,9 +357,9 @@ def open_models(
         # and the sessions are built at once: onnxruntime releases the GIL while it optimizes a
         # graph (0.09 s each at paper size on a 2-core EPYC), as it does in a run.
         used = CPU_PROVIDER
-        cpu_graph = _runs_cpu_graph(bundle, used, precision)
+        decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
         graphs = [bundle.encoder_bytes] if encoder else []
-        graphs += [_decoder_bytes(bundle, cpu_graph, precision)]
+        graphs += [decoder_bytes]
         graphs += [bundle.classifier_bytes] if classifier else []
         converts = _converts_in_session(used) if pixels is None else pixels
         graphs += [pixel_graph()] if converts else []
@@ -373,13 +374,12 @@ def open_models(
     else:
         # In turn: the decoder's graph depends on where the encoder's session really runs.
         encoder_session, used = create_session(bundle.encoder_bytes, provider, session_threads)
-        cpu_graph = _runs_cpu_graph(bundle, used, precision)
+        decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
         options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
-        decoder, _ = create_session(_decoder_bytes(bundle, cpu_graph, precision), provider, session_threads, options)
+        decoder, _ = create_session(decoder_bytes, provider, session_threads, options)
         gate = create_session(bundle.classifier_bytes, provider, session_threads)[0] if classifier else None
         converts = _converts_in_session(used) if pixels is None else pixels
         pixel_session = create_session(pixel_graph(), provider, session_threads)[0] if converts else None
-    decoder_file = CPU_DECODER_FILE if cpu_graph else DECODER_FILE
     return Models(bundle, encoder_session, decoder, used, workers, decoder_file, gate, pixel_session)
 
 
@@ -388,12 +388,16 @@ def _converts_in_session(used: str) -> bool:
     return used != CPU_PROVIDER
 
 
-def _runs_cpu_graph(bundle: Bundle, used: str, precision: str) -> bool:
-    """Whether the decoder session runs ``decoder_cpu.onnx``: fp32 on the CPU, where the bundle has one."""
-    # The CPU arrangement uses Col2Im, which onnxruntime runs on the CPU only.
-    return used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None
+def _decoder_to_run(bundle: Bundle, used: str, precision: str) -> tuple[str, bytes]:
+    """The decoder's file (named in errors) and the graph to build its session of, on provider ``used``.
 
-
-def _decoder_bytes(bundle: Bundle, cpu_graph: bool, precision: str) -> bytes:
-    """The decoder graph to build a session of, in ``precision``: ``decoder_cpu.onnx``'s where ``cpu_graph``."""
-    return decoder_graph(bundle.cpu_decoder_bytes if cpu_graph else bundle.decoder_bytes, precision)
+    fp32 on the CPU runs ``decoder_cpu.onnx`` where the bundle has one: it uses Col2Im, which
+    onnxruntime runs on the CPU only. fp16 runs the bundle's ``decoder_fp16.onnx``, or
+    ``decoder.onnx`` converted now for a bundle exported before 0.9.0 (which needs the onnx
+    package, whose import and the conversion cost 1.2-2.8 s at paper size).
+    """
+    if precision == "fp16" and bundle.fp16_decoder_bytes is not None:
+        return FP16_DECODER_FILE, bundle.fp16_decoder_bytes
+    if used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None:
+        return CPU_DECODER_FILE, bundle.cpu_decoder_bytes
+    return DECODER_FILE, decoder_graph(bundle.decoder_bytes, precision)

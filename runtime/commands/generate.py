@@ -71,7 +71,7 @@ from .options import resize_options, sampler_option
     default="fp32",
     show_default=True,
     type=click.Choice(PRECISIONS),
-    help="Decoder arithmetic; fp16 is for GPUs (needs the onnx package).",
+    help="Decoder arithmetic; fp16 is for GPUs (a bundle exported before 0.9.0 also needs the onnx package).",
 )
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
