@@ -1,14 +1,29 @@
-"""Helpers shared by the CLI tests."""
+"""Helpers shared by the tests: bundles without optional graphs, and running the CLI."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from deepsmote.runtime.bundle import MANIFEST_NAME
 from deepsmote.runtime.cli import main
+
+
+def without_graphs(bundle: Path, copy: Path, *names: str) -> Path:
+    """A copy of ``bundle`` at ``copy`` without the optional graphs ``names``, as a bundle exported
+    without them has it (an older export, or one made elsewhere)."""
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    for name in names:
+        (copy / name).unlink()
+        del manifest["files"][name]
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return copy
 
 
 def tree_digest(root: Path) -> dict[str, str]:

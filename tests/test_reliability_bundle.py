@@ -18,6 +18,7 @@ from deepsmote.runtime.bundle import CPU_DECODER_FILE, FP16_DECODER_FILE, MANIFE
 from deepsmote.runtime.bundle.graphs import MalformedModel, external_data_locations
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import read_dataset
+from helpers import without_graphs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -41,15 +42,10 @@ def full_bundle(tiny_bundle, tmp_path) -> Path:
 
 
 @pytest.fixture
-def bundle(full_bundle) -> Path:
+def bundle(tiny_bundle, tmp_path) -> Path:
     """The two graphs the contract requires, as a bundle made elsewhere has them: the runtime
     then runs decoder.onnx on the CPU too, so a defect in it shows there."""
-    manifest = manifest_of(full_bundle)
-    for name in (CPU_DECODER_FILE, FP16_DECODER_FILE):
-        (full_bundle / name).unlink()
-        del manifest["files"][name]
-    set_manifest(full_bundle, manifest)
-    return full_bundle
+    return without_graphs(tiny_bundle, tmp_path / "bundle", CPU_DECODER_FILE, FP16_DECODER_FILE)
 
 
 def manifest_of(bundle: Path) -> dict:

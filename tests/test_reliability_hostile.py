@@ -28,7 +28,7 @@ from deepsmote.runtime.outdir import JOB_FILE, OutputDir
 from deepsmote.runtime.plan import ShardPlan
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.runtime.strategy import MAX_CLASS_COUNT, new_sample_counts, parse_strategy
-from helpers import run_main
+from helpers import run_main, without_graphs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -49,13 +49,7 @@ def error_line(err: str) -> str:
 @pytest.fixture
 def bundle(tiny_bundle, tmp_path) -> Path:
     """The tiny bundle without decoder_cpu.onnx, so decoder.onnx is what runs on the CPU."""
-    copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
-    (copy / CPU_DECODER_FILE).unlink()
-    manifest = json.loads((copy / MANIFEST_NAME).read_text())
-    del manifest["files"][CPU_DECODER_FILE]
-    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
-    return copy
+    return without_graphs(tiny_bundle, tmp_path / "bundle", CPU_DECODER_FILE)
 
 
 def replace_graph(bundle: Path, name: str, model: onnx.ModelProto) -> None:

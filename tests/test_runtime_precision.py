@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +10,9 @@ import numpy as np
 import onnxruntime
 import pytest
 from deepsmote.runtime import DeepSMOTE
-from deepsmote.runtime.bundle import FP16_DECODER_FILE, MANIFEST_NAME, decoder_graph, load_bundle, open_models
+from deepsmote.runtime.bundle import FP16_DECODER_FILE, decoder_graph, load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
+from helpers import without_graphs
 
 HAS_CUDA = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
@@ -46,13 +45,7 @@ def test_fp16_sampling_is_deterministic(tiny_bundle, fmnist_mini):
 
 def without_fp16_graph(tiny_bundle: Path, tmp_path: Path) -> Path:
     """The tiny bundle as exported before 0.9.0: no decoder_fp16.onnx."""
-    old = tmp_path / "old"
-    shutil.copytree(tiny_bundle, old)
-    (old / FP16_DECODER_FILE).unlink()
-    manifest = json.loads((old / MANIFEST_NAME).read_text())
-    del manifest["files"][FP16_DECODER_FILE]
-    (old / MANIFEST_NAME).write_text(json.dumps(manifest))
-    return old
+    return without_graphs(tiny_bundle, tmp_path / "old", FP16_DECODER_FILE)
 
 
 def test_fp16_runs_the_bundles_fp16_graph_with_the_bytes_of_the_conversion_at_run_time(tiny_bundle, codes, tmp_path):
