@@ -9,7 +9,8 @@ run as the runtime runs it: sessions from ``open_models(precision="fp32")``, who
 are ``CUDA_DETERMINISTIC`` of ``deepsmote.runtime.bundle.session`` (cuDNN's DEFAULT algorithms,
 no TF32), against fp16 with ``CUDA_FAST``; the settings are read back from each decoder session
 and printed. End to end: the public ``DeepSMOTE`` API from uint8 images in memory to uint8
-synthetic images in memory, its fit (sessions, fp16 conversion, encoding, k-NN) timed apart from
+synthetic images in memory, its fit (sessions, encoding, k-NN; the fp16 conversion too for a bundle
+exported before 0.9.0, which has no ``decoder_fp16.onnx``) timed apart from
 the generation (draws, interpolation, decoding, pixels), whose rate is compared with the
 decoder's uint8 rate at the same batch. fp16 vs fp32: the largest difference of decoded pixels.
 Targets: >= 100,000 images/s at paper size in fp16 on one H100 (issue #5); generation end to end
