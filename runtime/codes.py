@@ -233,7 +233,7 @@ def encode_dataset(
     LatentCache
         The cache, read back.
     """
-    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, lazy=True)
     check_image_shape(data.image_shape, loaded.image_shape)
     models = open_models(loaded, provider, threads)
     codes, fingerprint = encode_stream(models, data, np.ones(len(data.classes), dtype=bool))

@@ -21,7 +21,14 @@ from deepsmote.kernels import preload_knn
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .bundle import default_decode_batch, import_onnxruntime, load_bundle, open_models, resolve_provider
+from .bundle import (
+    CLASSIFIER_FILE,
+    default_decode_batch,
+    import_onnxruntime,
+    load_bundle,
+    open_models,
+    resolve_provider,
+)
 from .codes import LatentCache, codes_of
 from .console import LineProgress
 from .engines import ENGINES, make_engine
@@ -283,8 +290,10 @@ def generate_dataset(
     # the bundle is read and its sessions are built, which release the GIL.
     encoded = encoded_classes(new, synthetic, sampler)
     preload_knn(counts[encoded], draw_counts(synthetic, threshold, max_draw_ratio)[encoded])
-    loaded = load_bundle(bundle)
-    if threshold is not None and loaded.classifier_bytes is None:
+    # Each graph is read and checked where its session is built: a job never reads the graphs
+    # it does not run (on the CPU, decoder.onnx and decoder_fp16.onnx; from CODES, the encoder).
+    loaded = load_bundle(bundle, lazy=True)
+    if threshold is not None and not loaded.has_graph(CLASSIFIER_FILE):
         raise DeepSMOTEError(
             f"`filter_threshold` needs a classifier in the bundle and {loaded.path} has none; add one with "
             "'deepsmote add-classifier BUNDLE DATA' (or train with 'deepsmote train --classifier')"

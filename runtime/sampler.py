@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from deepsmote.kernels import preload_knn
 
-from .bundle import Bundle, Models, load_bundle, open_models
+from .bundle import CLASSIFIER_FILE, Bundle, Models, load_bundle, open_models
 from .codes import LatentCache, codes_of
 from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
@@ -294,7 +294,7 @@ class DeepSMOTE:
             raise InvalidInputError("X is empty")
         if len(np.unique(y)) < 2:
             raise InvalidInputError("y holds one class; oversampling needs at least two classes")
-        self.bundle_: Bundle = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
+        self.bundle_: Bundle = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle, lazy=True)
         self.layout_ = ImageLayout.of(X, self.bundle_.image_shape)
         self.classes_, labels = np.unique(y, return_inverse=True)
         labels = labels.ravel()
@@ -333,7 +333,7 @@ class DeepSMOTE:
     def _open_models(self) -> Models:
         """The bundle's sessions, with the classifier when the gate is on (refused without one)."""
         gate = self.filter_threshold is not None
-        if gate and self.bundle_.classifier_bytes is None:
+        if gate and not self.bundle_.has_graph(CLASSIFIER_FILE):
             raise InvalidInputError(
                 f"`filter_threshold` needs a classifier in the bundle and {self.bundle_.path} has none; add one with "
                 "deepsmote.training.add_classifier (or 'deepsmote add-classifier BUNDLE DATA')"
@@ -345,7 +345,7 @@ class DeepSMOTE:
     def _fit_streamed(self, data: ImageSource | LatentCache, y: Any) -> DeepSMOTE:
         if y is not None:
             raise InvalidInputError("y must be omitted when X is DATA or CODES: their labels are used")
-        self.bundle_ = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle)
+        self.bundle_ = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle, lazy=True)
         if isinstance(data, LatentCache):
             data.check_bundle(self.bundle_)
         check_image_shape(data.image_shape, self.bundle_.image_shape)

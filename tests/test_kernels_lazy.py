@@ -161,7 +161,7 @@ def test_a_job_starts_the_preload_before_it_reads_the_bundle(monkeypatch: pytest
     events: list[object] = []
     monkeypatch.setattr(job, "preload_knn", lambda sizes, draws: events.append(size_and_draws(sizes, draws)))
     read_bundle = job.load_bundle
-    monkeypatch.setattr(job, "load_bundle", lambda path: events.append("bundle read") or read_bundle(path))
+    monkeypatch.setattr(job, "load_bundle", lambda path, **kw: events.append("bundle read") or read_bundle(path, **kw))
     data = open_dataset(fmnist_mini())
     generate_dataset(GOLDEN_BUNDLE, data, tmp_path / "out", sampling_strategy={"0": 402, "1": 202}, progress=False)
     counts = data.class_counts()

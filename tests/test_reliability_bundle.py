@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from deepsmote.data import fmnist_mini
 from deepsmote.runtime.bundle import CPU_DECODER_FILE, FP16_DECODER_FILE, MANIFEST_NAME, load_bundle, sha256_file
 from deepsmote.runtime.bundle.graphs import MalformedModel, external_data_locations
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import read_dataset
-from helpers import without_graphs
+from helpers import run_main, without_graphs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -106,6 +107,24 @@ def test_a_tampered_optional_decoder_fails_its_hash(full_bundle, name):
     data[-10] ^= 0xFF
     (full_bundle / name).write_bytes(bytes(data))
     one_line(f"{name}: sha256 does not match", load_bundle, full_bundle)
+
+
+def test_generate_reads_only_the_graphs_it_runs_and_refuses_a_bad_one_it_runs(full_bundle, tmp_path, capsys):
+    # On the CPU a job runs decoder_cpu.onnx and the encoder: a corrupt fp16 decoder is never read,
+    # a corrupt CPU decoder is refused in one line before OUT is made.
+    for name in (FP16_DECODER_FILE, CPU_DECODER_FILE):
+        data = bytearray((full_bundle / name).read_bytes())
+        data[-10] ^= 0xFF
+        (full_bundle / name).write_bytes(bytes(data))
+        out = tmp_path / f"out-{name}"
+        args = ["generate", full_bundle, fmnist_mini(), "--out", out, "--strategy", '{"9": 10}', "--quiet"]
+        code, _, err = run_main(args, capsys)
+        if name == FP16_DECODER_FILE:
+            assert code == 0, err
+            assert len(list(out.rglob("*.png"))) == 6
+        else:
+            assert code != 0 and f"{name}: sha256 does not match" in err and len(err.strip().splitlines()) == 1, err
+            assert not out.exists()
 
 
 @pytest.mark.parametrize("name", [CPU_DECODER_FILE, FP16_DECODER_FILE])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import pickle
 import shutil
 import threading
 import time
@@ -89,11 +89,10 @@ def test_the_cpu_sessions_are_built_at_once(bundle, monkeypatch):
         return create_session(*args, **kwargs)
 
     monkeypatch.setattr(models, "create_session", create_when_all_started)
-    with_classifier = dataclasses.replace(loaded, classifier_bytes=loaded.decoder_bytes)
-    opened = open_models(with_classifier, "cpu", classifier=True)
+    opened = open_models(loaded, "cpu", pixels=True)
     assert opened.decoder_file == "decoder_cpu.onnx"
     assert opened.decode(codes).tobytes() == reference.tobytes()
-    assert opened.classifier is not None and opened.encoder is not None
+    assert opened.pixels is not None and opened.encoder is not None
 
 
 def test_the_encoders_error_is_reported_where_several_graphs_fail(bundle, monkeypatch):
@@ -135,6 +134,67 @@ def test_the_graphs_are_read_at_once(bundle, monkeypatch):
     loaded = load_bundle(bundle)
     assert loaded.decoder_bytes == (bundle / "decoder.onnx").read_bytes()
     assert loaded.encoder_bytes == (bundle / "encoder.onnx").read_bytes()
+
+
+def reads_of(monkeypatch) -> list[str]:
+    """The names of the graph files `load_bundle` and `Bundle.graph` read from now on, in order."""
+    from deepsmote.runtime.bundle import loading
+
+    read: list[str] = []
+    read_and_hash = loading._read_and_hash
+
+    def recorded(file):
+        read.append(file.name)
+        return read_and_hash(file)
+
+    monkeypatch.setattr(loading, "_read_and_hash", recorded)
+    return read
+
+
+def test_a_lazy_bundle_reads_each_graph_once_where_it_is_used(bundle, monkeypatch):
+    codes = np.zeros((3, 16), dtype=np.float32)
+    eager = load_bundle(bundle)
+    reference = open_models(eager, "cpu", encoder=False).decode(codes)
+    read = reads_of(monkeypatch)
+    lazy = load_bundle(bundle, lazy=True)
+    assert read == []
+    assert lazy.fingerprint == eager.fingerprint
+    assert open_models(lazy, "cpu", encoder=False).decode(codes).tobytes() == reference.tobytes()
+    assert read == ["decoder_cpu.onnx"]
+    open_models(lazy, "cpu")
+    assert read == ["decoder_cpu.onnx", "encoder.onnx"]
+    assert lazy.cpu_decoder_bytes == (bundle / "decoder_cpu.onnx").read_bytes()
+    assert read == ["decoder_cpu.onnx", "encoder.onnx"]
+
+
+def test_a_lazy_bundle_checks_each_graph_where_it_is_used(bundle):
+    # A corrupt graph the job does not run is never read; one it runs is refused as load_bundle refuses it.
+    for name in ("decoder.onnx", "encoder.onnx"):
+        data = bytearray((bundle / name).read_bytes())
+        data[-10] ^= 0xFF
+        (bundle / name).write_bytes(bytes(data))
+    lazy = load_bundle(bundle, lazy=True)
+    open_models(lazy, "cpu", encoder=False).decode(np.zeros((2, 16), dtype=np.float32))
+    message = one_line_error("sha256 does not match", open_models, lazy, "cpu")
+    assert message.startswith(f"{bundle / 'encoder.onnx'}:"), message
+    one_line_error("sha256 does not match", load_bundle, bundle)
+    one_line_error(f"{bundle} has no classifier.onnx", lazy.graph, "classifier.onnx")
+    assert lazy.classifier_bytes is None and not lazy.has_graph("classifier.onnx")
+
+
+def test_a_lazy_bundle_still_refuses_a_missing_graph_file_at_once(bundle):
+    (bundle / "decoder.onnx").unlink()
+    one_line_error("decoder.onnx: missing", lambda: load_bundle(bundle, lazy=True))
+
+
+def test_a_pickled_bundle_carries_every_graph_checked(bundle, tmp_path):
+    lazy = load_bundle(bundle, lazy=True)
+    shipped = pickle.dumps(lazy)
+    graphs = {name: (bundle / name).read_bytes() for name in read_manifest(bundle).graph_files}
+    shutil.rmtree(bundle)  # a copy elsewhere never reads the directory
+    copy = pickle.loads(shipped)
+    assert {name: copy.graph(name) for name in graphs} == graphs
+    assert copy.manifest == lazy.manifest
 
 
 def test_the_first_bad_graph_in_the_manifests_order_is_reported(bundle):

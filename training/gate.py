@@ -251,7 +251,7 @@ def add_classifier(
             f"DATA has images of shape {list(data.image_shape)} (C, H, W), the bundle {list(loaded.image_shape)}; "
             "use `resize` or the data the bundle was trained on"
         )
-    if loaded.classifier_bytes is not None and not overwrite:
+    if loaded.has_graph(CLASSIFIER_FILE) and not overwrite:
         raise DeepSMOTEError(f"{path} already has a {CLASSIFIER_FILE}; pass `overwrite` to replace it")
     model, accuracy = train_gate(data, config)
     staging = _beside(path, "tmp")

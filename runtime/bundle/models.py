@@ -350,21 +350,22 @@ def open_models(
     on_cpu = resolve_provider(provider) == CPU_PROVIDER
     workers = (threads or os.cpu_count() or 1) if on_cpu else 1
     session_threads = 1 if on_cpu else threads
-    if classifier and bundle.classifier_bytes is None:
+    if classifier and not bundle.has_graph(CLASSIFIER_FILE):
         raise DeepSMOTEError(f"{bundle.path} has no {CLASSIFIER_FILE}")
     if on_cpu:
         # The CPU provider cannot fall back, so every graph is known before a session is built,
-        # and the sessions are built at once: onnxruntime releases the GIL while it optimizes a
-        # graph (0.09 s each at paper size on a 2-core EPYC), as it does in a run.
+        # and the sessions are built at once, each graph read and checked on its session's thread
+        # (a lazy bundle's): hashing and onnxruntime's optimization of a graph (0.09 s each at
+        # paper size on a 2-core EPYC) release the GIL, as a run does.
         used = CPU_PROVIDER
         decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
-        graphs = [bundle.encoder_bytes] if encoder else []
+        graphs: list[Callable[[], bytes]] = [lambda: bundle.encoder_bytes] if encoder else []
         graphs += [decoder_bytes]
-        graphs += [bundle.classifier_bytes] if classifier else []
+        graphs += [lambda: bundle.graph(CLASSIFIER_FILE)] if classifier else []
         converts = _converts_in_session(used) if pixels is None else pixels
-        graphs += [pixel_graph()] if converts else []
+        graphs += [pixel_graph] if converts else []
         with ThreadPoolExecutor(len(graphs), thread_name_prefix="deepsmote-session") as pool:
-            futures = [pool.submit(create_session, graph, provider, session_threads) for graph in graphs]
+            futures = [pool.submit(lambda g=graph: create_session(g(), provider, session_threads)) for graph in graphs]
             # In the graphs' order, so the encoder's error is the one reported where several fail.
             sessions = iter([future.result()[0] for future in futures])
         encoder_session = next(sessions) if encoder else None
@@ -376,8 +377,8 @@ def open_models(
         encoder_session, used = create_session(bundle.encoder_bytes, provider, session_threads)
         decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
         options = CUDA_FAST if precision == "fp16" else CUDA_DETERMINISTIC
-        decoder, _ = create_session(decoder_bytes, provider, session_threads, options)
-        gate = create_session(bundle.classifier_bytes, provider, session_threads)[0] if classifier else None
+        decoder, _ = create_session(decoder_bytes(), provider, session_threads, options)
+        gate = create_session(bundle.graph(CLASSIFIER_FILE), provider, session_threads)[0] if classifier else None
         converts = _converts_in_session(used) if pixels is None else pixels
         pixel_session = create_session(pixel_graph(), provider, session_threads)[0] if converts else None
     return Models(bundle, encoder_session, decoder, used, workers, decoder_file, gate, pixel_session)
@@ -388,16 +389,17 @@ def _converts_in_session(used: str) -> bool:
     return used != CPU_PROVIDER
 
 
-def _decoder_to_run(bundle: Bundle, used: str, precision: str) -> tuple[str, bytes]:
-    """The decoder's file (named in errors) and the graph to build its session of, on provider ``used``.
+def _decoder_to_run(bundle: Bundle, used: str, precision: str) -> tuple[str, Callable[[], bytes]]:
+    """The decoder's file (named in errors) and what gives the graph to build its session of, on
+    provider ``used`` (a lazy bundle reads and checks it when that is called).
 
     fp32 on the CPU runs ``decoder_cpu.onnx`` where the bundle has one: it uses Col2Im, which
     onnxruntime runs on the CPU only. fp16 runs the bundle's ``decoder_fp16.onnx``, or
     ``decoder.onnx`` converted now for a bundle exported before 0.9.0 (which needs the onnx
     package, whose import and the conversion cost 1.2-2.8 s at paper size).
     """
-    if precision == "fp16" and bundle.fp16_decoder_bytes is not None:
-        return FP16_DECODER_FILE, bundle.fp16_decoder_bytes
-    if used == CPU_PROVIDER and precision == "fp32" and bundle.cpu_decoder_bytes is not None:
-        return CPU_DECODER_FILE, bundle.cpu_decoder_bytes
-    return DECODER_FILE, decoder_graph(bundle.decoder_bytes, precision)
+    if precision == "fp16" and bundle.has_graph(FP16_DECODER_FILE):
+        return FP16_DECODER_FILE, lambda: bundle.graph(FP16_DECODER_FILE)
+    if used == CPU_PROVIDER and precision == "fp32" and bundle.has_graph(CPU_DECODER_FILE):
+        return CPU_DECODER_FILE, lambda: bundle.graph(CPU_DECODER_FILE)
+    return DECODER_FILE, lambda: decoder_graph(bundle.decoder_bytes, precision)
