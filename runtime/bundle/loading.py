@@ -51,7 +51,7 @@ class Bundle:
     matched against the manifest's sha256 and scanned (no external data; the input and output
     names, types and shapes the manifest implies) by :func:`load_bundle`, or, for a bundle loaded
     with ``lazy=True``, the first time they are asked for: a job on the CPU then never reads the
-    decoders it does not run (55-72 of a paper-size bundle's 113 MB, 0.05-0.09 s of a core).
+    graphs it does not run (61-73 of a paper-size bundle's 113 MB, 0.07-0.08 s of a core on a 2-core EPYC).
 
     Attributes
     ----------
