@@ -26,6 +26,13 @@ def without_graphs(bundle: Path, copy: Path, *names: str) -> Path:
     return copy
 
 
+def flip_a_byte(file: Path, offset: int = -10) -> None:
+    """Invert the byte of ``file`` at ``offset``, as a corrupted copy has it (its sha256 then differs)."""
+    data = bytearray(file.read_bytes())
+    data[offset] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every output file, ignoring the job's bookkeeping and timing summary."""
     return {

@@ -19,7 +19,7 @@ from deepsmote.runtime.bundle import CPU_DECODER_FILE, FP16_DECODER_FILE, MANIFE
 from deepsmote.runtime.bundle.graphs import MalformedModel, external_data_locations
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.readers import read_dataset
-from helpers import run_main, without_graphs
+from helpers import flip_a_byte, run_main, without_graphs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -103,9 +103,7 @@ def test_a_defect_in_an_optional_decoder_is_named(full_bundle, name):
 
 @pytest.mark.parametrize("name", [CPU_DECODER_FILE, FP16_DECODER_FILE])
 def test_a_tampered_optional_decoder_fails_its_hash(full_bundle, name):
-    data = bytearray((full_bundle / name).read_bytes())
-    data[-10] ^= 0xFF
-    (full_bundle / name).write_bytes(bytes(data))
+    flip_a_byte(full_bundle / name)
     one_line(f"{name}: sha256 does not match", load_bundle, full_bundle)
 
 
@@ -113,9 +111,7 @@ def test_generate_reads_only_the_graphs_it_runs_and_refuses_a_bad_one_it_runs(fu
     # On the CPU a job runs decoder_cpu.onnx and the encoder: a corrupt fp16 decoder is never read,
     # a corrupt CPU decoder is refused in one line before OUT is made.
     for name in (FP16_DECODER_FILE, CPU_DECODER_FILE):
-        data = bytearray((full_bundle / name).read_bytes())
-        data[-10] ^= 0xFF
-        (full_bundle / name).write_bytes(bytes(data))
+        flip_a_byte(full_bundle / name)
         out = tmp_path / f"out-{name}"
         args = ["generate", full_bundle, fmnist_mini(), "--out", out, "--strategy", '{"9": 10}', "--quiet"]
         code, _, err = run_main(args, capsys)

@@ -22,6 +22,7 @@ from deepsmote.runtime.bundle import (
     sha256_file,
 )
 from deepsmote.runtime.errors import DeepSMOTEError
+from helpers import flip_a_byte
 from onnx import TensorProto, helper
 
 
@@ -170,9 +171,7 @@ def test_a_lazy_bundle_reads_each_graph_once_where_it_is_used(bundle, monkeypatc
 def test_a_lazy_bundle_checks_each_graph_where_it_is_used(bundle):
     # A corrupt graph the job does not run is never read; one it runs is refused as load_bundle refuses it.
     for name in ("decoder.onnx", "encoder.onnx"):
-        data = bytearray((bundle / name).read_bytes())
-        data[-10] ^= 0xFF
-        (bundle / name).write_bytes(bytes(data))
+        flip_a_byte(bundle / name)
     lazy = load_bundle(bundle, lazy=True)
     open_models(lazy, "cpu", encoder=False).decode(np.zeros((2, 16), dtype=np.float32))
     message = one_line_error("sha256 does not match", open_models, lazy, "cpu")
@@ -187,7 +186,7 @@ def test_a_lazy_bundle_still_refuses_a_missing_graph_file_at_once(bundle):
     one_line_error("decoder.onnx: missing", lambda: load_bundle(bundle, lazy=True))
 
 
-def test_a_pickled_bundle_carries_every_graph_checked(bundle, tmp_path):
+def test_a_pickled_bundle_carries_every_graph_checked(bundle):
     lazy = load_bundle(bundle, lazy=True)
     shipped = pickle.dumps(lazy)
     graphs = {name: (bundle / name).read_bytes() for name in read_manifest(bundle).graph_files}
@@ -201,17 +200,13 @@ def test_the_first_bad_graph_in_the_manifests_order_is_reported(bundle):
     files = read_manifest(bundle).graph_files
     assert len(files) >= 2
     for name in files:
-        data = bytearray((bundle / name).read_bytes())
-        data[-1] ^= 0xFF
-        (bundle / name).write_bytes(bytes(data))
+        flip_a_byte(bundle / name, -1)
     message = one_line_error("sha256 does not match", load_bundle, bundle)
     assert message.startswith(f"{bundle / files[0]}:"), message
 
 
 def test_tampered_onnx_fails_hash(bundle):
-    data = bytearray((bundle / "decoder.onnx").read_bytes())
-    data[-10] ^= 0xFF
-    (bundle / "decoder.onnx").write_bytes(bytes(data))
+    flip_a_byte(bundle / "decoder.onnx")
     one_line_error("sha256 does not match", load_bundle, bundle)
 
 
