@@ -50,7 +50,7 @@ from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
 from deepsmote.training import loss as loss_module
 from deepsmote.training.model import ModelConfig, build_models
-from deepsmote.training.precision import cpu_has_bf16
+from deepsmote.training.precision import cpu_has_amx, cpu_has_bf16
 from deepsmote.training.trainer import TrainConfig, load_checkpoint, train
 from gemm_ceiling import gemm_ceiling
 from torch import nn
@@ -171,7 +171,8 @@ def main() -> None:
     print(
         f"{len(data.images)} images (counts {counts.tolist()}), --arch {args.arch} width {args.width} "
         f"latent {args.latent_dim}, torch {torch.__version__} on {args.threads} threads, device {args.device}; "
-        f"CPU bf16 instructions: {'yes' if cpu_has_bf16() else 'no'}"
+        f"CPU bf16 instructions: {'yes' if cpu_has_bf16() else 'no'}, AMX: {'yes' if cpu_has_amx() else 'no'}"
+        + (" (bf16 keeps the encoder in float32 there)" if cpu_has_amx() else "")
     )
     print(
         f"useful FLOPs per epoch {flops / 1e9:.1f} G = {flops / len(data.images) / 1e9:.3f} GFLOP/image: "

@@ -127,6 +127,30 @@ def test_bf16_trains_resumes_and_is_recorded_in_the_manifest(small, tmp_path):
     assert json.loads((tmp_path / "bundle" / "deepsmote.json").read_text())["training"]["config"]["precision"] == "bf16"
 
 
+@pytest.mark.parametrize(("amx", "encoder_dtype"), [(False, torch.bfloat16), (True, torch.float32)])
+def test_bf16_autocasts_the_encoder_except_on_amx_cpus(monkeypatch, amx, encoder_dtype):
+    monkeypatch.setattr(precision_module, "cpu_has_amx", lambda: amx)
+    encoder, decoder = build_models(ModelConfig((1, 28, 28), width=8, latent_dim=16, arch="paper"))
+    cpu = torch.device("cpu")
+    encode, decode = precision_module.in_training_precision(encoder, decoder, "bf16", cpu)
+    codes = encode(torch.rand(4, 1, 28, 28))
+    assert codes.dtype == encoder_dtype
+    # The decoder computes in bfloat16 (its last product, then tanh) whatever its input.
+    assert decode(codes.float()).dtype == torch.bfloat16
+    assert precision_module.in_training_precision(encoder, decoder, "fp32", cpu) == (encoder, decoder)
+
+
+@needs_bf16
+def test_the_amx_rule_reaches_the_trainer(small, tmp_path, monkeypatch):
+    # The encoder in bfloat16 (no AMX) rounds otherwise than in float32 (AMX): other weights.
+    encoders = []
+    for amx in (False, True):
+        monkeypatch.setattr(precision_module, "cpu_has_amx", lambda amx=amx: amx)
+        run = train(small, replace(TINY, precision="bf16"), tmp_path / f"amx-{amx}")
+        encoders.append(load_checkpoint(run.last)["encoder"])
+    assert not torch.equal(encoders[0]["fc.weight"], encoders[1]["fc.weight"])
+
+
 @needs_bf16
 def test_cli_trains_in_bf16(fmnist_mini, tmp_path, capsys):
     tiny = ["--epochs", "1", "--width", "8", "--latent-dim", "16", "--arch", "paper", "--device", "cpu"]

@@ -32,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 Penalty = Literal["reference", "paper", "none"]
@@ -155,7 +154,7 @@ def cyclic_shift(n: int) -> torch.Tensor:
 
 
 def shift_penalty(
-    encoder: nn.Module,
+    encoder: Callable[[torch.Tensor], torch.Tensor],
     decoder: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     members: list[np.ndarray],
@@ -168,11 +167,11 @@ def shift_penalty(
 
     Parameters
     ----------
-    encoder, decoder : nn.Module
-        In whatever mode the caller set; the reference runs both in train mode here, so the
-        encoder's BatchNorm statistics also see this class batch. ``decoder`` may be any function
-        of the codes, such as the decoder under autocast
-        (:func:`deepsmote.training.precision.in_precision`).
+    encoder, decoder : callable
+        The models, in whatever mode the caller set (the reference runs both in train mode here,
+        so the encoder's BatchNorm statistics also see this class batch), or functions calling
+        them, such as the models under autocast
+        (:func:`deepsmote.training.precision.in_training_precision`).
     images : torch.Tensor
         float32, shape (N, C, H, W): the whole training set, not the current batch.
     members : list of np.ndarray
@@ -202,7 +201,7 @@ def shift_penalty(
 
 
 def deepsmote_loss(
-    encoder: nn.Module,
+    encoder: Callable[[torch.Tensor], torch.Tensor],
     decoder: Callable[[torch.Tensor], torch.Tensor],
     batch: torch.Tensor,
     penalty: Penalty,

@@ -1,17 +1,17 @@
 """Training precision (`--precision`): float32, or mixed precision with bfloat16 or float16.
 
 ``fp32`` runs every operation in float32; it is the default, and the one whose runs are the same
-bytes for the same seed and resume bit for bit on the CPU. ``bf16`` and ``fp16`` run the decoder
-under ``torch.autocast``: its convolutions and matrix products take 16-bit inputs and accumulate
-in float32; the weights, the optimizer's state, BatchNorm and the loss stay float32
-(:func:`deepsmote.training.loss.distance` computes in float32 whatever its inputs). The encoder
-stays float32: it does under a tenth of the work (27 of 353 MFLOP per image at paper size,
-width 64), and on the Xeon of the README oneDNN's bfloat16 weight gradients of its small strided
-maps (7x7 → 3x3 → 1x1) took 20-30 times as long as float32's, so that autocasting both models made
-a step slower than fp32 (0.77x CPU time) where the decoder alone made it faster (1.26x). On a
-2-core AVX-512 EPYC (``avx512_bf16``, no AMX), channels-last (the trainer's CPU layout), the
-decoder alone made a paper-size step 1.69x as fast as fp32 and both models 1.78x: the encoder
-stays float32 for the machine where it would cost 20 times more.
+bytes for the same seed and resume bit for bit on the CPU. ``bf16`` and ``fp16`` run the encoder
+and the decoder under ``torch.autocast``: their convolutions and matrix products take 16-bit inputs
+and accumulate in float32; the weights, the optimizer's state, BatchNorm and the loss stay float32
+(:func:`deepsmote.training.loss.distance` computes in float32 whatever its inputs). One exception:
+on a CPU with AMX the encoder stays float32. On the Xeon of the README (AMX) oneDNN's bfloat16
+weight gradients of the encoder's small strided maps (7x7 → 3x3 → 1x1) took 20-30 times as long
+as float32's (AMX ``brgconv_bwd_w``), so that autocasting both models made a step slower than fp32
+(0.77x CPU time) where the decoder alone made it faster (1.26x). Without AMX there is no such
+kernel: on a 2-core AVX-512 EPYC Zen 5 (``avx512_bf16``, no AMX), channels-last, the encoder's
+forward and backward at batch 100 took 35 ms in bfloat16 against 54 ms in float32, and a
+paper-size step with both models in bfloat16 ran 1.11x as fast as with the decoder alone.
 ``fp16``'s narrow exponent needs the loss scaled (``torch.amp.GradScaler``); bfloat16 has
 float32's exponent and needs no scaling.
 
@@ -37,6 +37,12 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU has bfloat16 instructions that torch's oneDNN kernels use (AVX512_BF16, AMX)."""
     supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(torch.backends.mkldnn.is_available() and supported is not None and supported())
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, where oneDNN's bfloat16 encoder gradients are slow (module docstring)."""
+    supported = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(supported is not None and supported())
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -74,6 +80,22 @@ def in_precision(module: Callable[[torch.Tensor], torch.Tensor], precision: str,
             return module(x)
 
     return run
+
+
+def in_training_precision(
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    decoder: Callable[[torch.Tensor], torch.Tensor],
+    precision: str,
+    device: torch.device,
+) -> tuple[Callable, Callable]:
+    """The encoder and the decoder as training runs them in ``precision``.
+
+    Both under autocast for bf16 and fp16, except the encoder on a CPU with AMX, which stays
+    float32 (module docstring); both themselves for fp32.
+    """
+    keep_encoder = device.type == "cpu" and cpu_has_amx()
+    encode = encoder if keep_encoder else in_precision(encoder, precision, device)
+    return encode, in_precision(decoder, precision, device)
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:

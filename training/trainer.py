@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .loss import LOSSES, PENALTIES, Loss, Penalty, class_members, deepsmote_loss
 from .model import ARCHITECTURES, ModelConfig, build_models
-from .precision import PRECISIONS, Precision, check_precision, grad_scaler, in_precision
+from .precision import PRECISIONS, Precision, check_precision, grad_scaler, in_training_precision
 
 # Where to train: the same choices as the runtime's --provider.
 Device = Provider
@@ -249,7 +249,7 @@ def train(
     # per-tensor loop on the CPU (where the loop is torch's default); fused=True rounds otherwise.
     encoder_optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, foreach=True)
     decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr, foreach=True)
-    decode = in_precision(decoder, config.precision, device)
+    encode, decode = in_training_precision(encoder, decoder, config.precision, device)
     scaler = grad_scaler(config.precision, device)
     if previous is not None:
         encoder_optimizer.load_state_dict(previous["encoder_optimizer"])
@@ -289,7 +289,7 @@ def train(
                 encoder_optimizer.zero_grad()
                 decoder_optimizer.zero_grad()
                 terms = deepsmote_loss(
-                    encoder,
+                    encode,
                     decode,
                     batch,
                     config.penalty,
