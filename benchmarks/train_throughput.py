@@ -168,11 +168,12 @@ def main() -> None:
     counts = data.class_counts()
     model = ModelConfig(data.image_shape, args.width, args.latent_dim, args.arch)
     flops, parts = epoch_flops(model, counts, 100)
+    amx = cpu_has_amx()
     print(
         f"{len(data.images)} images (counts {counts.tolist()}), --arch {args.arch} width {args.width} "
         f"latent {args.latent_dim}, torch {torch.__version__} on {args.threads} threads, device {args.device}; "
-        f"CPU bf16 instructions: {'yes' if cpu_has_bf16() else 'no'}, AMX: {'yes' if cpu_has_amx() else 'no'}"
-        + (" (bf16 keeps the encoder in float32 there)" if cpu_has_amx() else "")
+        f"CPU bf16 instructions: {'yes' if cpu_has_bf16() else 'no'}, AMX: {'yes' if amx else 'no'}"
+        + (" (bf16 keeps the encoder in float32 there)" if amx else "")
     )
     print(
         f"useful FLOPs per epoch {flops / 1e9:.1f} G = {flops / len(data.images) / 1e9:.3f} GFLOP/image: "
