@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 from _common import median_time, paper_bundle
-from deepsmote.runtime.bundle import CPU_DECODE_BATCH, load_bundle, open_models
+from deepsmote.runtime.bundle import CPU_DECODE_BATCH, CPU_DECODER_FILE, load_bundle, open_models
 from deepsmote.training.model import ModelConfig, build_models
 from gemm_ceiling import gemm_ceiling
 from torch import nn
@@ -56,7 +56,10 @@ def main() -> None:
     bundle = load_bundle(paper_bundle(args.width, args.latent_dim))
     models = open_models(bundle, "cpu", args.threads)
     # Baseline in the same run: the plain decoder.onnx at the previous default of 256 per call.
-    plain = open_models(replace(bundle, cpu_decoder_bytes=None), "cpu", args.threads)
+    without_cpu_decoder = {name: digest for name, digest in bundle.manifest.files.items() if name != CPU_DECODER_FILE}
+    plain = open_models(
+        replace(bundle, manifest=replace(bundle.manifest, files=without_cpu_decoder)), "cpu", args.threads
+    )
     encoder, decoder = build_models(ModelConfig(bundle.image_shape, args.width, args.latent_dim))
     rng = np.random.default_rng(0)
     n = args.images
