@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,8 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime.readers import LabelledImages, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache"
+# Bundles made once and reused; DEEPSMOTE_BENCHMARK_CACHE puts them elsewhere (the tests do).
+CACHE = Path(os.environ.get("DEEPSMOTE_BENCHMARK_CACHE", ROOT / "benchmarks" / ".cache"))
 FMNIST = ROOT.parent / "shared" / "datasets" / "fashion-mnist" / "train-images-idx3-ubyte.gz"
 PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
 # Part of the cached bundle's name: change it when the exported graphs change, so that benchmarks

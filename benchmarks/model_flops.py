@@ -48,6 +48,7 @@ def flops_per_image(module: nn.Module, example: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ceiling-size", type=int, default=4096, help="the GEMM ceiling's square size")
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=300)
@@ -79,7 +80,7 @@ def main() -> None:
     share: dict[str, list[float]] = {name: [] for name in cases}
     for run in range(1, args.runs + 1):
         # Each run's ceiling is measured right before its models, as this machine's speed drifts.
-        ceiling = gemm_ceiling(args.threads)
+        ceiling = gemm_ceiling(args.threads, args.ceiling_size)
         ceilings.append(ceiling.rate)
         print(f"run {run}: {ceiling.describe()}")
         for name, (flops, call) in cases.items():

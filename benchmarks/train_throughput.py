@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ceiling-size", type=int, default=4096, help="the GEMM ceiling's square size")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precisions", default=None, help="comma-separated; default fp32 and bf16 where it runs")
     args = parser.parse_args()
@@ -191,7 +192,7 @@ def main() -> None:
             "convolutions are counted as written, while training computes them as phase convolutions with "
             "16/36 of those multiply-adds plus a border (training/phase.py), so the useful rate may pass the ceiling"
         )
-    ceiling = gemm_ceiling(args.threads) if device.type == "cpu" else None
+    ceiling = gemm_ceiling(args.threads, args.ceiling_size) if device.type == "cpu" else None
     if ceiling is not None:
         print(ceiling.describe())
 
