@@ -127,7 +127,7 @@ class DeepSMOTE:
     provider : {'auto', 'cpu', 'cuda'}, default 'auto'
         onnxruntime execution provider.
     batch_size : int or None, default None
-        Codes decoded per onnxruntime call; None takes the provider's default (32 on the CPU, fewer
+        Codes decoded per onnxruntime call; None takes the provider's default (16 on the CPU, fewer
         for images above 64x64x1; 256 on a GPU).
     n_threads : int or None, default None
         Threads for onnxruntime and the numba kernels; all cores when None.

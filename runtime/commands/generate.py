@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..bundle import PRECISIONS, PROVIDERS, load_bundle, read_manifest
+from ..bundle import CPU_DECODE_BATCH, GPU_DECODE_BATCH, PRECISIONS, PROVIDERS, load_bundle, read_manifest
 from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
 from ..errors import DeepSMOTEError
@@ -55,8 +55,8 @@ from .options import resize_options, sampler_option
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
-    help="Codes decoded per onnxruntime call (default: 32 on the CPU, fewer above 64x64x1; 256 on a GPU); does not "
-    "change the output.",
+    help=f"Codes decoded per onnxruntime call (default: {CPU_DECODE_BATCH} on the CPU, fewer above 64x64x1; "
+    f"{GPU_DECODE_BATCH} on a GPU); does not change the output.",
 )
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads (default: all cores).")
 @click.option(
