@@ -27,7 +27,9 @@ draws (+-15% at 19 steps), and the two loops draw from different generators: the
 assumes the expected draw, and each epoch's useful FLOPs are counted from the images its penalty
 really took (counted in the authors' loop, and in `deepsmote train` through the cyclic shift its
 penalty builds). The ratio against the authors' loop is the median of the per-round ratios of
-useful FLOP/s, the same work per second; the ratio of seconds per epoch is printed beside it. The
+useful FLOP/s, the same work per second; the ratio of seconds per epoch is printed beside it.
+The authors' loop's FLOPs are always those of the paper's model, which it trains; with ``--arch
+resize-conv`` the two loops train different models, so only the seconds compare their epochs. The
 ceiling is `gemm_ceiling.py`'s float32 GEMM on the same threads (measured before the epochs; bf16
 cases are quoted against that float32 ceiling too). Medians over the rounds.
 """
@@ -184,8 +186,9 @@ def main() -> None:
         f"{parts['per penalty image'] / 1e6:.1f} MFLOP (encoder forward, decoder forward + backward less its "
         f"first input gradient) x {parts['penalty images per step']:.1f} images x {parts['steps']} steps"
     )
+    # The authors' loop trains the paper's model whatever --arch is: its work is counted as such.
+    authors_flops, authors_parts = epoch_flops(replace(model, arch="paper"), counts, 100)
     if args.arch != "paper":
-        authors_flops, _ = epoch_flops(replace(model, arch="paper"), counts, 100)
         print(
             f"note: the authors' loop trains the paper's model ({authors_flops / len(data.images) / 1e9:.3f} "
             "GFLOP/image), so its images/s ratio compares two models; and the decoder's upsampling 3x3 "
@@ -223,7 +226,8 @@ def main() -> None:
             report = []
             for name, case in cases.items():
                 took, epoch_loss, penalty_images = case.epoch()
-                work = len(data.images) * parts["per batch image"] + penalty_images * parts["per penalty image"]
+                counted = authors_parts if isinstance(case, AuthorsCase) else parts
+                work = len(data.images) * counted["per batch image"] + penalty_images * counted["per penalty image"]
                 seconds[name].append(took)
                 rates[name].append(work / took / 1e9)
                 losses[name].append(epoch_loss)
