@@ -1,6 +1,6 @@
 """Encoder and decoder GFLOP/s in onnxruntime vs the machine's float32 GEMM ceiling, same run.
 
-    python benchmarks/model_flops.py [--threads 2] [--images 1024] [--runs 5]
+    python benchmarks/model_flops.py [--threads 2] [--images 1024] [--runs 5] [--ceiling-size 4096]
 
 FLOPs are counted from the torch model (2 x multiply-adds of every Conv, ConvTranspose and
 Linear). The ceiling is the fastest 4096^3 float32 GEMM of numpy, onnxruntime and torch on the

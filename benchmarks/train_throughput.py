@@ -2,7 +2,7 @@
 loop and the float32 GEMM ceiling, same run, same images.
 
     python benchmarks/train_throughput.py [--arch paper|resize-conv] [--images 1900] [--rounds 3]
-        [--precisions fp32,bf16] [--threads 2] [--device cpu|cuda]
+        [--precisions fp32,bf16] [--threads 2] [--device cpu|cuda] [--ceiling-size 4096]
 
 Images: the paper's 100:1 Fashion-MNIST training set (9,000 images; the embedded 900-image subset
 where ../shared/datasets is missing), of which ``--images`` are kept in the set's class
