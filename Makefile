@@ -5,9 +5,12 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 EXTRAS ?= cpu,train,test,eval,ray
 BIN := $(VENV)/bin
+# `--provider openvino` needs onnxruntime-openvino, which replaces onnxruntime: its own environment.
+OV_VENV ?= .venv-openvino
+OV_BIN := $(OV_VENV)/bin
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint venv clean browser
+.PHONY: demo test test-openvino lint venv clean browser
 
 venv: $(STAMP)
 
@@ -36,5 +39,18 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# The OpenVINO provider's tests, in an environment with onnxruntime-openvino in place of
+# onnxruntime (no torch: they use the committed golden bundle).
+test-openvino: $(OV_VENV)/.installed
+
+$(OV_VENV)/.installed: pyproject.toml
+	test -x $(OV_BIN)/python || $(PYTHON) -m venv $(OV_VENV)
+	$(OV_BIN)/python -m pip install -q --upgrade pip
+	$(OV_BIN)/python -m pip install -q -e '.[openvino,test]'
+	touch $@
+
+test-openvino:
+	$(OV_BIN)/python -m pytest -q -p no:cacheprovider tests/test_runtime_openvino.py
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-output
+	rm -rf $(VENV) $(OV_VENV) build dist *.egg-info demo-output

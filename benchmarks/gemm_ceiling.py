@@ -81,7 +81,7 @@ def require_threadpoolctl() -> None:
         )
 
 
-def gemm_ceiling(threads: int, size: int = 4096, repeats: int = 5) -> GemmCeiling:
+def gemm_ceiling(threads: int, size: int = 4096, repeats: int = 5, python: str = sys.executable) -> GemmCeiling:
     """The float32 GEMM ceiling on ``threads`` threads, measured in a subprocess.
 
     The subprocess runs this script with the calling process's environment less `OPENBLAS_PINS`,
@@ -97,6 +97,9 @@ def gemm_ceiling(threads: int, size: int = 4096, repeats: int = 5) -> GemmCeilin
         Square products of this size.
     repeats : int
         Timed products per library, in turn with the others; the median is kept.
+    python : str
+        The interpreter of the subprocess: another environment's, where this one's libraries
+        cannot measure it (onnxruntime-openvino 1.24.1's CPU provider crashed on a 4096^3 MatMul).
 
     Returns
     -------
@@ -104,7 +107,7 @@ def gemm_ceiling(threads: int, size: int = 4096, repeats: int = 5) -> GemmCeilin
     """
     require_threadpoolctl()
     env = {name: value for name, value in os.environ.items() if name not in OPENBLAS_PINS}
-    command = [sys.executable, __file__, "--worker", f"--threads={threads}", f"--size={size}", f"--repeats={repeats}"]
+    command = [python, __file__, "--worker", f"--threads={threads}", f"--size={size}", f"--repeats={repeats}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the GEMM ceiling subprocess failed:\n{done.stderr}")
@@ -151,7 +154,8 @@ def onnxruntime_product(a: np.ndarray, b: np.ndarray, threads: int) -> Callable[
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
         [numpy_helper.from_array(b, "w")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    # IR version 9 (opset 18's): a newer onnx package writes one that an older onnxruntime refuses.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -207,8 +211,10 @@ def main() -> None:
         }
         with threadpool_limits(limits=args.threads, user_api="blas"):
             result: dict[str, object] = {**rates(products, args.size, args.repeats), "blas": blas_kernels()}
-        print(json.dumps(result))
-        return
+        print(json.dumps(result), flush=True)
+        # Out without the interpreter's teardown: torch beside onnxruntime-openvino's libraries
+        # crashed there (exit 139) after the figures were printed.
+        os._exit(0)
     ceiling = gemm_ceiling(args.threads, args.size, args.repeats)
     print(ceiling.describe())
     pins = ", ".join(f"{name}={os.environ[name]}" for name in OPENBLAS_PINS if name in os.environ) or "neither set"

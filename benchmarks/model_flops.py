@@ -1,24 +1,28 @@
 """Encoder and decoder GFLOP/s in onnxruntime vs the machine's float32 GEMM ceiling, same run.
 
     python benchmarks/model_flops.py [--threads 2] [--images 1024] [--runs 5] [--ceiling-size 4096]
+        [--provider cpu|openvino] [--ceiling-python PYTHON]
 
 FLOPs are counted from the torch model (2 x multiply-adds of every Conv, ConvTranspose and
 Linear). The ceiling is the fastest 4096^3 float32 GEMM of numpy, onnxruntime and torch on the
 same ``--threads``, with numpy's BLAS on the kernels of this CPU (`gemm_ceiling.gemm_ceiling`).
 The share of onnxruntime's own 4096^3 MatMul, whose kernels run the models' products, is printed too.
-Target (issue #5): decoder >= 85% of the GEMM rate in fp32. The runtime's CPU decoder
-(``decoder_cpu.onnx``) is timed beside the plain ``decoder.onnx``.
+Target (issues #5, #16): decoder >= 85% of the GEMM rate in fp32. The runtime's decoder on
+``--provider`` (``decoder_cpu.onnx`` on onnxruntime's CPU provider; ``decoder.onnx`` on OpenVINO's,
+which needs onnxruntime-openvino, and torch beside it for the FLOP count) is timed beside the plain
+``decoder.onnx`` on onnxruntime's CPU provider at 256 codes per call.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 
 import numpy as np
 import torch
 from _common import median_time, paper_bundle
-from deepsmote.runtime.bundle import CPU_DECODE_BATCH, CPU_DECODER_FILE, load_bundle, open_models
+from deepsmote.runtime.bundle import CPU_DECODER_FILE, CPU_PROVIDER, default_decode_batch, load_bundle, open_models
 from deepsmote.training.model import ModelConfig, build_models
 from gemm_ceiling import gemm_ceiling
 from torch import nn
@@ -49,13 +53,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ceiling-size", type=int, default=4096, help="the GEMM ceiling's square size")
+    parser.add_argument(
+        "--provider", choices=("cpu", "openvino"), default="cpu", help="where the runtime's encoder and decoder run"
+    )
+    parser.add_argument(
+        "--ceiling-python", default=sys.executable, help="the interpreter measuring the ceiling (default: this one)"
+    )
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=300)
     parser.add_argument("--runs", type=int, default=1, help="ceiling-then-models runs; medians printed")
     args = parser.parse_args()
     bundle = load_bundle(paper_bundle(args.width, args.latent_dim))
-    models = open_models(bundle, "cpu", args.threads)
+    models = open_models(bundle, args.provider, args.threads)
     # Baseline in the same run: the plain decoder.onnx at the previous default of 256 per call.
     without_cpu_decoder = {name: digest for name, digest in bundle.manifest.files.items() if name != CPU_DECODER_FILE}
     plain = open_models(
@@ -66,21 +76,28 @@ def main() -> None:
     n = args.images
     images = rng.uniform(-1, 1, (n, *bundle.image_shape)).astype(np.float32)
     codes = rng.standard_normal((n, bundle.latent_dim), dtype=np.float32)
+    shape = bundle.image_shape
     torch.set_num_threads(args.threads)
-    print(f"onnxruntime: {args.threads} single-threaded sessions running batches concurrently")
+    if models.provider == CPU_PROVIDER:
+        print(f"onnxruntime: {args.threads} single-threaded sessions running batches concurrently")
+    else:
+        print(f"{models.provider}: one session on {args.threads} threads, its calls in turn")
     encode_flops = flops_per_image(encoder, torch.from_numpy(images))
     decode_flops = flops_per_image(decoder, torch.from_numpy(codes))
     cases = {
         f"encoder, batches of {models.encode_batch}": (encode_flops, lambda: models.encode(images)),
-        f"decoder_cpu.onnx, batches of {CPU_DECODE_BATCH}": (decode_flops, lambda: models.decode(codes)),
-        "decoder.onnx, batches of 256": (decode_flops, lambda: plain.decode(codes, 256)),
+        f"{models.decoder_file} on {models.provider}, batches of {default_decode_batch(models.provider, shape)}": (
+            decode_flops,
+            lambda: models.decode(codes),
+        ),
+        f"decoder.onnx on {CPU_PROVIDER}, batches of 256": (decode_flops, lambda: plain.decode(codes, 256)),
     }
     ceilings: list[float] = []
     speed: dict[str, list[float]] = {name: [] for name in cases}
     share: dict[str, list[float]] = {name: [] for name in cases}
     for run in range(1, args.runs + 1):
         # Each run's ceiling is measured right before its models, as this machine's speed drifts.
-        ceiling = gemm_ceiling(args.threads, args.ceiling_size)
+        ceiling = gemm_ceiling(args.threads, args.ceiling_size, python=args.ceiling_python)
         ceilings.append(ceiling.rate)
         print(f"run {run}: {ceiling.describe()}")
         for name, (flops, call) in cases.items():
@@ -105,7 +122,7 @@ def main() -> None:
             )
         cpu, plain_name = list(cases)[1:]
         ratios = np.array(speed[cpu]) / np.array(speed[plain_name])
-        print(f"  decoder_cpu.onnx / decoder.onnx: median of per-run ratios {np.median(ratios):.2f}x")
+        print(f"  the runtime's decoder / decoder.onnx on the CPU: median of per-run ratios {np.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

@@ -124,8 +124,8 @@ class DeepSMOTE:
     random_state : int, numpy RandomState or Generator, or None, default None
         Seed; the same seed gives the same bytes whatever ``batch_size`` or thread count. A
         RandomState or Generator gives one seed per ``fit`` (one draw from it).
-    provider : {'auto', 'cpu', 'cuda'}, default 'auto'
-        onnxruntime execution provider.
+    provider : {'auto', 'cpu', 'cuda', 'openvino'}, default 'auto'
+        onnxruntime execution provider (``openvino`` needs onnxruntime-openvino, ``deepsmote[openvino]``).
     batch_size : int or None, default None
         Codes decoded per onnxruntime call; None takes the provider's default (16 on the CPU, fewer
         for images above 64x64x1; 256 on a GPU).

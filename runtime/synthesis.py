@@ -20,7 +20,7 @@ import numpy as np
 from deepsmote.kernels import NeighborRows, interpolate, kneighbors, row_kernel
 from deepsmote.kernels import set_num_threads as set_kernel_threads
 
-from .bundle import Bundle, Models, open_models
+from .bundle import Bundle, Models, open_models, provider_option
 from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, gate_shard
 from .latent_samplers import base_weights, check_sampler
@@ -544,7 +544,7 @@ class Synthesizer:
         if not self._models:
             # A copy in another process runs on the provider the job was fitted on, never a
             # silent fallback that could change the bytes.
-            provider = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+            provider = provider_option(self.provider)
             gate = self.filter_threshold is not None
             models = open_models(self.bundle, provider, self.threads, self.precision, encoder=False, classifier=gate)
             self._models.append(models)

@@ -34,9 +34,10 @@ def test_model_flops_times_both_cpu_decoders(tmp_path):
         tmp_path,
     )
     assert "float32 GEMM ceiling 512^3 on 2 threads" in out
-    for case in ("encoder, batches of", "decoder_cpu.onnx, batches of 16", "decoder.onnx, batches of 256"):
+    cases = ("encoder, batches of", "decoder_cpu.onnx on CPUExecutionProvider, batches of 16")
+    for case in (*cases, "decoder.onnx on CPUExecutionProvider, batches of 256"):
         assert out.count(case) == 3, out  # each run's line and the medians' line
-    assert "decoder_cpu.onnx / decoder.onnx: median of per-run ratios" in out
+    assert "the runtime's decoder / decoder.onnx on the CPU: median of per-run ratios" in out
     assert (tmp_path / "bundle-w4-z8-export5" / "decoder_cpu.onnx").is_file()
 
 

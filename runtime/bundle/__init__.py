@@ -36,7 +36,16 @@ from .models import (
     open_models,
 )
 from .precision import PRECISIONS, decoder_graph
-from .session import CPU_PROVIDER, PROVIDERS, Provider, create_session, import_onnxruntime, resolve_provider
+from .session import (
+    CPU_PROVIDER,
+    OPENVINO_PROVIDER,
+    PROVIDERS,
+    Provider,
+    create_session,
+    import_onnxruntime,
+    provider_option,
+    resolve_provider,
+)
 
 __all__ = [
     "CLASSIFIER_FILE",
@@ -56,6 +65,7 @@ __all__ = [
     "FP16_DECODER_FILE",
     "GPU_DECODE_BATCH",
     "MANIFEST_NAME",
+    "OPENVINO_PROVIDER",
     "PRECISIONS",
     "PROVIDERS",
     "Bundle",
@@ -75,6 +85,7 @@ __all__ = [
     "import_onnxruntime",
     "load_bundle",
     "open_models",
+    "provider_option",
     "read_manifest",
     "resolve_provider",
     "sha256_bytes",

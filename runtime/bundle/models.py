@@ -59,12 +59,18 @@ from .manifest import (
 )
 from .pixel_session import DEVICES, FINITE_CHECK, PIXEL_GRAPH_FILE, PIXEL_INPUT, PIXEL_OUTPUT, pixel_graph
 from .precision import decoder_graph
-from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, create_session, resolve_provider
+from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, OPENVINO_PROVIDER, create_session, resolve_provider
 
 # Codes per onnxruntime decoder call when the caller does not choose.
 CPU_DECODE_BATCH = 16
 CPU_DECODE_VALUES = 1 << 17
 GPU_DECODE_BATCH = 256
+# OpenVINO runs one session's calls in turn on every thread, so a call is larger: the paper
+# decoder gave 807 / 835 / 854 images/s at 16 / 64 / 256 codes on a 2-core Xeon.
+OPENVINO_DECODE_BATCH = 256
+OPENVINO_DECODE_VALUES = 1 << 18
+# The providers that run on the host's CPU cores and memory.
+HOST_PROVIDERS = (CPU_PROVIDER, OPENVINO_PROVIDER)
 # The end of the message when the package's own pixel graph fails: not the bundle's fault.
 REINSTALL = "the deepsmote install is broken: pip install --force-reinstall deepsmote"
 # Images per onnxruntime encoder call; on the CPU at most CPU_ENCODE_VALUES pixel values per call.
@@ -289,9 +295,11 @@ def default_decode_batch(provider: str, image_shape: tuple[int, ...] | None = No
     about 200 MB), and smaller calls measured as fast or faster at 128x128x3
     (``benchmarks/generator_throughput.py``).
     """
+    values = int(np.prod(image_shape)) if image_shape is not None else 1
+    if provider == OPENVINO_PROVIDER:
+        return max(1, min(OPENVINO_DECODE_BATCH, OPENVINO_DECODE_VALUES // values))
     if provider != CPU_PROVIDER:
         return GPU_DECODE_BATCH
-    values = int(np.prod(image_shape)) if image_shape is not None else 1
     return max(1, min(CPU_DECODE_BATCH, CPU_DECODE_VALUES // values))
 
 
@@ -303,7 +311,7 @@ def default_encode_batch(provider: str, image_shape: tuple[int, ...]) -> int:
     128x128x3). The codes of an exported encoder do not depend on its call size (tested), so
     bundles encoded before this cap give the same codes.
     """
-    if provider != CPU_PROVIDER:
+    if provider not in HOST_PROVIDERS:
         return ENCODE_BATCH
     return max(1, min(ENCODE_BATCH, CPU_ENCODE_VALUES // int(np.prod(image_shape))))
 
@@ -323,9 +331,10 @@ def open_models(
     Parameters
     ----------
     bundle : Bundle
-    provider : {'auto', 'cpu', 'cuda'}
+    provider : {'auto', 'cpu', 'cuda', 'openvino'}
     threads : int, optional
-        CPU threads running batches concurrently; all cores when None.
+        CPU threads running batches concurrently (``openvino``: the threads of its one session,
+        whose calls run in turn); all cores when None.
     precision : {'fp32', 'fp16'}
         Arithmetic of the decoder (see :mod:`deepsmote.runtime.precision`). In fp32 on the CPU
         the bundle's ``decoder_cpu.onnx`` runs when it has one.
@@ -347,17 +356,22 @@ def open_models(
         If the provider is missing or onnxruntime cannot load a graph. The graphs' names and
         shapes were checked by :func:`load_bundle`.
     """
-    on_cpu = resolve_provider(provider) == CPU_PROVIDER
-    workers = (threads or os.cpu_count() or 1) if on_cpu else 1
-    session_threads = 1 if on_cpu else threads
+    resolved = resolve_provider(provider)
+    on_cpu = resolved in HOST_PROVIDERS
+    # onnxruntime's CPU provider: one single-threaded run per thread at once; OpenVINO runs a
+    # session's calls in turn (two at once on one thread each gave half the images/s of one call
+    # on two), so one call at a time on every thread.
+    workers = (threads or os.cpu_count() or 1) if resolved == CPU_PROVIDER else 1
+    session_threads = 1 if resolved == CPU_PROVIDER else threads
     if classifier and not bundle.has_graph(CLASSIFIER_FILE):
         raise DeepSMOTEError(f"{bundle.path} has no {CLASSIFIER_FILE}")
     if on_cpu:
-        # The CPU provider cannot fall back, so every graph is known before a session is built,
+        # A host provider does not fall back (OpenVINO's fallback is an error in create_session),
+        # so every graph is known before a session is built,
         # and the sessions are built at once, each graph read and checked on its session's thread
         # (a lazy bundle's): hashing and onnxruntime's optimization of a graph (0.09 s each at
         # paper size on a 2-core EPYC) release the GIL, as a run does.
-        used = CPU_PROVIDER
+        used = resolved
         decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
         graphs: list[Callable[[], bytes]] = [lambda: bundle.encoder_bytes] if encoder else []
         graphs += [decoder_bytes]
@@ -386,7 +400,7 @@ def open_models(
 
 def _converts_in_session(used: str) -> bool:
     """Whether `open_models` opens the pixel session by default on provider ``used``: on CUDA."""
-    return used != CPU_PROVIDER
+    return used not in HOST_PROVIDERS
 
 
 def _decoder_to_run(bundle: Bundle, used: str, precision: str) -> tuple[str, Callable[[], bytes]]:

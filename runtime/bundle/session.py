@@ -1,8 +1,10 @@
 """The one place that builds onnxruntime sessions.
 
-``provider`` is ``auto`` (CUDA when onnxruntime-gpu can run it, else CPU), ``cpu`` or
-``cuda``. A provider that is asked for and missing is an error that lists the available ones,
-and the provider a session really runs on is read back, so a silent CUDA fallback is caught.
+``provider`` is ``auto`` (CUDA when onnxruntime-gpu can run it, else CPU), ``cpu``, ``cuda``
+or ``openvino`` (the OpenVINO execution provider of the onnxruntime-openvino package, on the CPU:
+one session on every thread, float32). A provider that is asked for and missing is an error that
+lists the available ones, and the provider a session really runs on is read back, so a silent
+fallback is caught.
 
 Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
@@ -10,15 +12,21 @@ Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Literal
 
 from ..errors import DeepSMOTEError
 
-Provider = Literal["auto", "cpu", "cuda"]
-PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda")
+Provider = Literal["auto", "cpu", "cuda", "openvino"]
+PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda", "openvino")
 CPU_PROVIDER = "CPUExecutionProvider"
-_ORT_NAMES = {"cpu": CPU_PROVIDER, "cuda": "CUDAExecutionProvider"}
+OPENVINO_PROVIDER = "OpenVINOExecutionProvider"
+_ORT_NAMES = {"cpu": CPU_PROVIDER, "cuda": "CUDAExecutionProvider", "openvino": OPENVINO_PROVIDER}
 _INSTALL_HINT = "install one of: pip install 'deepsmote[cpu]'  or  pip install 'deepsmote[gpu]'"
+_MISSING_HINTS = {
+    "cuda": " (install deepsmote[gpu], i.e. onnxruntime-gpu, and a CUDA driver)",
+    "openvino": " (install deepsmote[openvino], i.e. onnxruntime-openvino, in place of deepsmote[cpu])",
+}
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,11 @@ def import_onnxruntime() -> Any:
     except ImportError:
         raise DeepSMOTEError(f"onnxruntime is not installed; {_INSTALL_HINT}") from None
     return onnxruntime
+
+
+def provider_option(used: str) -> str:
+    """The ``provider`` option that asks for the onnxruntime provider ``used`` (``cpu`` for any other)."""
+    return next((option for option, name in _ORT_NAMES.items() if name == used), "cpu")
 
 
 def resolve_provider(provider: str) -> str:
@@ -48,7 +61,7 @@ def resolve_provider(provider: str) -> str:
         return _ORT_NAMES["cuda"] if _ORT_NAMES["cuda"] in available else _ORT_NAMES["cpu"]
     wanted = _ORT_NAMES[provider]
     if wanted not in available:
-        hint = " (install deepsmote[gpu], i.e. onnxruntime-gpu, and a CUDA driver)" if provider == "cuda" else ""
+        hint = _MISSING_HINTS.get(provider, "")
         raise DeepSMOTEError(f"Provider {wanted} is not available{hint}. Available providers: {available}")
     return wanted
 
@@ -71,10 +84,10 @@ def create_session(
     ----------
     model : bytes
         The ONNX graph. Loading from bytes means no external-data file can be resolved.
-    provider : {'auto', 'cpu', 'cuda'}
+    provider : {'auto', 'cpu', 'cuda', 'openvino'}
         Where to run.
     threads : int, optional
-        Intra-op threads; onnxruntime's default (all cores) when None.
+        Intra-op threads (OpenVINO's threads for ``openvino``); all cores when None.
     cuda_options : dict, optional
         CUDA provider options; :data:`CUDA_DETERMINISTIC` when None.
 
@@ -99,6 +112,12 @@ def create_session(
         # it; measured as fast, and the arithmetic does not depend on where tensors live.
         options.enable_cpu_mem_arena = False
         providers: list[Any] = [wanted]
+    elif wanted == OPENVINO_PROVIDER:
+        # float32 on the CPU device: OpenVINO's default CPU precision hint may run products in
+        # bfloat16 where the CPU has it, which would not be the graph's arithmetic.
+        options.enable_cpu_mem_arena = False
+        ov_options = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(threads or os.cpu_count() or 1)}
+        providers = [(wanted, ov_options), CPU_PROVIDER]
     else:
         if hasattr(ort, "preload_dlls"):
             # CUDA and cuDNN often come as pip packages (nvidia-*), which the provider finds
@@ -112,8 +131,10 @@ def create_session(
         raise DeepSMOTEError(f"onnxruntime cannot load the graph: {str(exc).splitlines()[0]}") from None
     used = session.get_providers()[0]
     if used != wanted:
-        if provider == "cuda":
-            raise DeepSMOTEError(f"asked for {wanted} but onnxruntime fell back to {used}; check the CUDA install")
+        if provider in ("cuda", "openvino"):
+            raise DeepSMOTEError(
+                f"asked for {wanted} but onnxruntime fell back to {used}; check the {provider} install"
+            )
         log.warning("onnxruntime fell back from %s to %s", wanted, used)
     log.info("onnxruntime session on %s", used)
     return session, used
