@@ -41,6 +41,19 @@ def test_each_provider_name_maps_back_to_its_option():
     assert provider_option(CPU_PROVIDER) == "cpu"
 
 
+@pytest.mark.parametrize(
+    ("available", "chosen"),
+    [
+        (["CUDAExecutionProvider", OPENVINO_PROVIDER, CPU_PROVIDER], "CUDAExecutionProvider"),
+        ([OPENVINO_PROVIDER, CPU_PROVIDER], OPENVINO_PROVIDER),
+        ([CPU_PROVIDER], CPU_PROVIDER),
+    ],
+)
+def test_auto_takes_cuda_then_openvino_then_the_cpu(monkeypatch, available, chosen):
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
+    assert resolve_provider("auto") == chosen
+
+
 def test_a_missing_openvino_provider_is_one_line_naming_the_install(monkeypatch):
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CPU_PROVIDER])
     with pytest.raises(
