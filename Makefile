@@ -39,17 +39,19 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# The OpenVINO provider's tests, in an environment with onnxruntime-openvino in place of
+# The OpenVINO provider's tests (Ray's too), in an environment with onnxruntime-openvino in place of
 # onnxruntime (no torch: they use the committed golden bundle).
-test-openvino: $(OV_VENV)/.installed
+OV_EXTRAS ?= openvino,test,ray
+OV_STAMP := $(OV_VENV)/.installed-$(shell printf '%s' '$(OV_EXTRAS)' | cksum | cut -d' ' -f1)
 
-$(OV_VENV)/.installed: pyproject.toml
+$(OV_STAMP): pyproject.toml
 	test -x $(OV_BIN)/python || $(PYTHON) -m venv $(OV_VENV)
 	$(OV_BIN)/python -m pip install -q --upgrade pip
-	$(OV_BIN)/python -m pip install -q -e '.[openvino,test]'
+	$(OV_BIN)/python -m pip install -q -e '.[$(OV_EXTRAS)]'
+	rm -f $(OV_VENV)/.installed*
 	touch $@
 
-test-openvino:
+test-openvino: $(OV_STAMP)
 	$(OV_BIN)/python -m pytest -q -p no:cacheprovider tests/test_runtime_openvino.py
 
 clean:

@@ -128,3 +128,17 @@ def test_generate_on_openvino_end_to_end_resumes_only_on_openvino(tmp_path, caps
     assert len(back.labels) == 300 - 4 and set(back.labels.tolist()) == {back.classes.index("9")}
     code, _, err = run_main([*args, "--provider", "cpu"], capsys)
     assert code != 0 and "differs in: provider" in err
+
+
+@needs_openvino
+def test_ray_on_openvino_writes_the_local_bytes(tmp_path, capsys):
+    pytest.importorskip("ray", reason="needs ray (make test-openvino installs it)")
+    args = [GOLDEN_BUNDLE, fmnist_mini(), "--strategy", "minority", "--format", "npz", "--shard-size", "100"]
+    args += ["--provider", "openvino", "--quiet"]
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    assert run_main(["generate", *args, "--out", local], capsys)[0] == 0
+    code, _, err = run_main(["generate", *args, "--out", distributed, "--engine", "ray", "--workers", "2"], capsys)
+    assert code == 0, err
+    for shard in sorted(local.glob("*.npz")):
+        assert shard.read_bytes() == (distributed / shard.name).read_bytes()
+    assert len(list(local.glob("*.npz"))) == 4
