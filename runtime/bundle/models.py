@@ -367,10 +367,10 @@ def open_models(
         raise DeepSMOTEError(f"{bundle.path} has no {CLASSIFIER_FILE}")
     if on_cpu:
         # A host provider does not fall back (OpenVINO's fallback is an error in create_session),
-        # so every graph is known before a session is built,
-        # and the sessions are built at once, each graph read and checked on its session's thread
-        # (a lazy bundle's): hashing and onnxruntime's optimization of a graph (0.09 s each at
-        # paper size on a 2-core EPYC) release the GIL, as a run does.
+        # so every graph is known before a session is built, and the sessions are built at once,
+        # each graph read and checked on its session's thread (a lazy bundle's): hashing and
+        # onnxruntime's optimization of a graph (0.09 s each at paper size on a 2-core EPYC)
+        # release the GIL, as a run does.
         used = resolved
         decoder_file, decoder_bytes = _decoder_to_run(bundle, used, precision)
         graphs: list[Callable[[], bytes]] = [lambda: bundle.encoder_bytes] if encoder else []

@@ -108,16 +108,16 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    if wanted == CPU_PROVIDER:
+    if wanted in (CPU_PROVIDER, OPENVINO_PROVIDER):
         # No arena: onnxruntime's CPU arena keeps the peak of every call it has run (at 128x128x3,
         # calls of 256 images to the encoder held some 130 MB more each), where malloc returns
         # it; measured as fast, and the arithmetic does not depend on where tensors live.
         options.enable_cpu_mem_arena = False
+    if wanted == CPU_PROVIDER:
         providers: list[Any] = [wanted]
     elif wanted == OPENVINO_PROVIDER:
         # float32 on the CPU device: OpenVINO's default CPU precision hint may run products in
         # bfloat16 where the CPU has it, which would not be the graph's arithmetic.
-        options.enable_cpu_mem_arena = False
         ov_options = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(threads or os.cpu_count() or 1)}
         providers = [(wanted, ov_options), CPU_PROVIDER]
     else:
