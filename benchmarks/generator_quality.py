@@ -13,7 +13,8 @@ to every class c. The figures, per configuration:
   images, and the mean of the 2x2 corner pixels (the background), real vs synthetic.
 
 The reconstruction MSE of the last epoch is printed as well. A configuration may name a training
-precision (``resize-conv:l1+ssim:reference:bf16``) to compare mixed precision with fp32. Training
+precision (``resize-conv:l1+ssim:reference:bf16``) to compare mixed precision with fp32, and after it
+a ``conv`` algorithm (``paper:mse:reference:fp32:winograd``) to compare Winograd training. Training
 and export use torch; the synthetic images come from the runtime (``DeepSMOTE.fit_resample``).
 
     .venv/bin/python benchmarks/generator_quality.py --epochs 25 --width 16 --latent-dim 32
@@ -76,7 +77,9 @@ def black_and_corners(images: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--configs", default=DEFAULT_CONFIGS, help="Comma-separated arch:loss:penalty[:precision] (precision: fp32)."
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help="Comma-separated arch:loss:penalty[:precision[:conv]] (fp32, direct).",
     )
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--width", type=int, default=16)
@@ -117,7 +120,7 @@ def main() -> None:
     real_black, real_corner = black_and_corners(train_set.images)
     rows = []
     for spec in args.configs.split(","):
-        arch, loss, penalty, precision = [*spec.split(":"), "fp32"][:4]
+        arch, loss, penalty, precision, conv = [*spec.split(":"), "fp32", "direct"][:5]
         config = TrainConfig(
             epochs=args.epochs,
             width=args.width,
@@ -128,6 +131,7 @@ def main() -> None:
             seed=args.seed,
             device="cpu",
             precision=precision,  # type: ignore[arg-type]
+            conv=conv,  # type: ignore[arg-type]
         )
         work = args.work / spec.replace(":", "-").replace("+", "")
         shutil.rmtree(work, ignore_errors=True)

@@ -205,3 +205,38 @@ def weighted_draw(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
     cdf = cdf / cdf[-1]
     return np.array([int(np.argmax(v < cdf)) for v in u], dtype=np.int64)
+
+
+def winograd_input_tiles(x: np.ndarray, bt: np.ndarray, step: int, pad: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """``B^T d B`` of every tile of ``x`` (N, H, W, C) padded by ``pad``, in float64: (n*n, N*T*U, C).
+
+    Tile (image, t, u) is the n x n window at row ``t * step``, column ``u * step`` of the padded map.
+    """
+    n = bt.shape[0]
+    tiles_h, tiles_w = -(-out_hw[0] // step), -(-out_hw[1] // step)
+    rows, cols = (tiles_h - 1) * step + n, (tiles_w - 1) * step + n
+    padded = np.zeros((x.shape[0], max(rows, x.shape[1] + pad), max(cols, x.shape[2] + pad), x.shape[3]))
+    padded[:, pad : pad + x.shape[1], pad : pad + x.shape[2]] = x
+    out = []
+    for image in padded:
+        for t in range(tiles_h):
+            for u in range(tiles_w):
+                d = image[t * step : t * step + n, u * step : u * step + n]
+                out.append(np.einsum("pa,abc,sb->psc", bt.astype(np.float64), d, bt.astype(np.float64)))
+    return np.stack(out, axis=2).reshape(n * n, len(out), x.shape[3])
+
+
+def winograd_output_tiles(products: np.ndarray, at: np.ndarray, n_images: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """``A^T M A`` of every tile of ``products`` (n*n, N*T*U, K) laid out and cropped, float64 (N, Ho, Wo, K)."""
+    m, n = at.shape
+    tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
+    full = np.zeros((n_images, tiles_h * m, tiles_w * m, products.shape[2]))
+    tiles = products.astype(np.float64).reshape(n, n, n_images, tiles_h, tiles_w, -1)
+    for image in range(n_images):
+        for t in range(tiles_h):
+            for u in range(tiles_w):
+                block = np.einsum(
+                    "ip,psk,js->ijk", at.astype(np.float64), tiles[:, :, image, t, u], at.astype(np.float64)
+                )
+                full[image, t * m : (t + 1) * m, u * m : (u + 1) * m] = block
+    return full[:, : out_hw[0], : out_hw[1]]

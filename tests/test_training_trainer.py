@@ -62,6 +62,7 @@ def test_one_epoch_writes_the_run_directory(small, tmp_path):
         "seed": 0,
         "device": "cpu",
         "precision": "fp32",
+        "conv": "direct",
     }
     assert checkpoint["classes"] == list(small.classes)
     assert checkpoint["image_shape"] == [1, 28, 28]

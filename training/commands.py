@@ -24,6 +24,7 @@ from .model import ARCHITECTURES
 from .precision import PRECISIONS
 from .trainer import DEVICES, TrainConfig
 from .trainer import train as train_run
+from .winograd import CONV_ALGORITHMS
 
 _DEFAULTS = TrainConfig()
 _GATE = GateConfig()
@@ -54,6 +55,13 @@ _GATE = GateConfig()
     default=_DEFAULTS.precision,
     show_default=True,
     help="fp32, or mixed precision: bf16 (GPUs; CPUs with bf16 instructions), fp16 (GPUs).",
+)
+@click.option(
+    "--conv",
+    type=click.Choice(CONV_ALGORITHMS),
+    default=_DEFAULTS.conv,
+    show_default=True,
+    help="winograd: the 28x28 paper decoder's stride-1 transposed convs in fewer multiply-adds (CPU, fp32).",
 )
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoints and logs [default: BUNDLE.run].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
@@ -87,6 +95,7 @@ def train(
     seed: int,
     device: str,
     precision: str,
+    conv: str,
     run_dir: Path | None,
     resume: bool,
     overwrite: bool,
@@ -115,6 +124,7 @@ def train(
         seed=seed,
         device=device,  # type: ignore[arg-type]
         precision=precision,  # type: ignore[arg-type]
+        conv=conv,  # type: ignore[arg-type]
     )
     gate = GateConfig(steps=classifier_steps, seed=seed) if classifier else None
     size = parse_resize(resize, crop)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .loss import LOSSES, PENALTIES, Loss, Penalty, class_members, deepsmote_loss
 from .model import ARCHITECTURES, ModelConfig, build_models
 from .precision import PRECISIONS, Precision, check_precision, grad_scaler, in_training_precision
+from .winograd import CONV_ALGORITHMS, ConvAlgorithm, check_conv_algorithm, with_conv_algorithm
 
 # Where to train: the same choices as the runtime's --provider.
 Device = Provider
@@ -46,7 +47,7 @@ LOG_FILE, PLOT_FILE = "losses.jsonl", "losses.png"
 # Options a resumed run may change: train for longer, or continue on another device.
 _RESUMABLE_CHANGES = frozenset({"epochs", "device"})
 # What checkpoints written before these options existed were trained with.
-_LEGACY_CONFIG = {"arch": "paper", "res_blocks": 0, "loss": "mse", "precision": "fp32"}
+_LEGACY_CONFIG = {"arch": "paper", "res_blocks": 0, "loss": "mse", "precision": "fp32", "conv": "direct"}
 # Steps between refreshes of the progress bar's loss: reading a loss waits for the device.
 _BAR_LOSS_EVERY = 10
 
@@ -99,6 +100,10 @@ class TrainConfig:
     precision : {'fp32', 'bf16', 'fp16'}
         ``fp32``, or mixed precision: bfloat16 on GPUs and on CPUs with bfloat16 instructions,
         float16 on GPUs (:mod:`deepsmote.training.precision`).
+    conv : {'direct', 'winograd'}
+        How training computes the decoder's stride-1 transposed convolutions: torch's own, or
+        Winograd's F(5, 4) in fewer multiply-adds, float32 on the CPU, for the 28x28 ``paper``
+        decoder (:mod:`deepsmote.training.winograd`). The model and the bundle are the same either way.
     """
 
     epochs: int = 50
@@ -114,6 +119,7 @@ class TrainConfig:
     seed: int = 0
     device: Device = "auto"
     precision: Precision = "fp32"
+    conv: ConvAlgorithm = "direct"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "width", "latent_dim", "batch_size"):
@@ -139,6 +145,8 @@ class TrainConfig:
             raise DeepSMOTEError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise DeepSMOTEError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.conv not in CONV_ALGORITHMS:
+            raise DeepSMOTEError(f"`conv` must be one of {', '.join(CONV_ALGORITHMS)}, got {self.conv!r}")
         if not 0 <= self.seed < 2**63:
             raise DeepSMOTEError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
 
@@ -223,6 +231,7 @@ def train(
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     model_config = model_config_of(data.image_shape, asdict(config))
+    check_conv_algorithm(config.conv, model_config, config.precision, device)
     _check_class_sizes(data)
     fingerprint = data.fingerprint()
     previous = _previous_run(files, config, fingerprint, resume=resume, restart=restart)
@@ -249,7 +258,7 @@ def train(
     # per-tensor loop on the CPU (where the loop is torch's default); fused=True rounds otherwise.
     encoder_optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, foreach=True)
     decoder_optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr, foreach=True)
-    encode, decode = in_training_precision(encoder, decoder, config.precision, device)
+    encode, decode = in_training_precision(encoder, with_conv_algorithm(decoder, config.conv), config.precision, device)
     scaler = grad_scaler(config.precision, device)
     if previous is not None:
         encoder_optimizer.load_state_dict(previous["encoder_optimizer"])
