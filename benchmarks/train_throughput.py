@@ -2,7 +2,7 @@
 loop and the float32 GEMM ceiling, same run, same images.
 
     python benchmarks/train_throughput.py [--arch paper|resize-conv] [--images 1900] [--rounds 3]
-        [--precisions fp32,bf16] [--threads 2] [--device cpu|cuda] [--ceiling-size 4096]
+        [--precisions fp32,bf16] [--convs direct,winograd] [--threads 2] [--device cpu|cuda] [--ceiling-size 4096]
 
 Images: the paper's 100:1 Fashion-MNIST training set (9,000 images; the embedded 900-image subset
 where ../shared/datasets is missing), of which ``--images`` are kept in the set's class
@@ -13,8 +13,10 @@ a slow spell of the machine slows them all alike, after one untimed warm-up epoc
   numpy work and ``.item()`` reads), fp32;
 - `deepsmote train` with ``--arch``'s model at width 64, latent 300 (``--arch paper`` with the
   paper's MSE loss and reference penalty: the authors' computation; ``resize-conv`` with its
-  default loss), once per ``--precisions`` entry. Its epoch time is the trainer's own (the loop,
-  without writing checkpoints); each timed epoch is a ``--resume`` of the run by one epoch.
+  default loss), once per ``--precisions`` entry, and in fp32 once more per ``--convs`` entry
+  besides ``direct`` (``winograd``: `--conv winograd`, the paper's 28x28 model on the CPU). Its
+  epoch time is the trainer's own (the loop, without writing checkpoints); each timed epoch is a
+  ``--resume`` of the run by one epoch.
 
 Useful FLOPs are 2 x the multiply-adds of every Conv, ConvTranspose and Linear layer (BatchNorm,
 activations, the loss and Adam not counted), per epoch: for each image of a batch the forward
@@ -31,7 +33,8 @@ useful FLOP/s, the same work per second; the ratio of seconds per epoch is print
 The authors' loop's FLOPs are always those of the paper's model, which it trains; with ``--arch
 resize-conv`` the two loops train different models, so only the seconds compare their epochs. The
 ceiling is `gemm_ceiling.py`'s float32 GEMM on the same threads (measured before the epochs; bf16
-cases are quoted against that float32 ceiling too). Medians over the rounds.
+cases are quoted against that float32 ceiling too, and so are Winograd's, which computes the same
+layers in fewer multiply-adds: their useful rate may pass the ceiling). Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -156,6 +159,11 @@ def main() -> None:
     parser.add_argument("--ceiling-size", type=int, default=4096, help="the GEMM ceiling's square size")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precisions", default=None, help="comma-separated; default fp32 and bf16 where it runs")
+    parser.add_argument(
+        "--convs",
+        default=None,
+        help="comma-separated, for fp32; default direct, and winograd for --arch paper on the CPU",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     set_verbosity(QUIET)  # the trainer's per-epoch lines; this script prints its own
@@ -166,6 +174,8 @@ def main() -> None:
         precisions = ["fp32", "bf16", "fp16"]
     else:
         precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    winograd_runs = args.arch == "paper" and device.type == "cpu"
+    convs = args.convs.split(",") if args.convs else ["direct", "winograd"] if winograd_runs else ["direct"]
 
     data = proportional_subset(paper_train_set(), args.images)
     counts = data.class_counts()
@@ -204,7 +214,9 @@ def main() -> None:
         cases: dict[str, AuthorsCase | DeepSMOTECase] = {
             "authors' loop, fp32": AuthorsCase(data, args.width, args.latent_dim)
         }
-        for precision in precisions:
+        variants = [(precision, "direct") for precision in precisions]
+        variants += [("fp32", conv) for conv in convs if conv != "direct"]
+        for precision, conv in variants:
             config = TrainConfig(
                 width=args.width,
                 latent_dim=args.latent_dim,
@@ -213,8 +225,10 @@ def main() -> None:
                 penalty=penalty,
                 device=args.device,
                 precision=precision,  # type: ignore[arg-type]
+                conv=conv,  # type: ignore[arg-type]
             )
-            cases[f"deepsmote train, {precision}"] = DeepSMOTECase(data, config, Path(scratch) / precision)
+            name = f"deepsmote train, {precision}" + (f", {conv}" if conv != "direct" else "")
+            cases[name] = DeepSMOTECase(data, config, Path(scratch) / f"{precision}-{conv}")
         seconds: dict[str, list[float]] = {name: [] for name in cases}
         rates: dict[str, list[float]] = {name: [] for name in cases}
         losses: dict[str, list[float]] = {name: [] for name in cases}

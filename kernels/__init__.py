@@ -8,6 +8,9 @@ some codes among all codes (across classes);
 bad input. Small work runs in numpy and large work in numba kernels, which import numba only when
 they first run (see `set_num_threads` for their thread count); `preload_knn` starts that import
 early, in a background thread, for a job whose classes will need it.
+
+`deepsmote.kernels.winograd` holds the tile transforms of training's Winograd convolutions
+(`deepsmote train --conv winograd`); the runtime does not use them, so they are not imported here.
 """
 
 from .interpolate import interpolate

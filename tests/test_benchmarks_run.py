@@ -48,5 +48,9 @@ def test_train_throughput_compares_with_the_authors_loop(tmp_path, arch):
     assert "useful FLOPs per epoch" in out
     assert "round 1: authors' loop, fp32" in out
     summary = out[out.index("medians of 1 epochs:") :]
-    for case in ("authors' loop, fp32:", "deepsmote train, fp32:"):
+    cases = ["authors' loop, fp32:", "deepsmote train, fp32:"]
+    # The paper's model on the CPU is also trained with `--conv winograd` by default.
+    cases += ["deepsmote train, fp32, winograd:"] if arch == "paper" else []
+    assert ("winograd" in out) == (arch == "paper"), out
+    for case in cases:
         assert case in summary and "x the authors' loop in useful FLOP/s" in summary, out

@@ -58,6 +58,7 @@ def test_only_stride_one_unpadded_transposed_convs_apply():
     assert applies_to(torch.nn.ConvTranspose2d(4, 4, 4))
     assert not applies_to(torch.nn.ConvTranspose2d(4, 4, 4, stride=2))
     assert not applies_to(torch.nn.ConvTranspose2d(4, 4, 4, padding=1))
+    assert not applies_to(torch.nn.ConvTranspose2d(4, 4, 5))  # F(5, 5) would need a ninth point
     assert not applies_to(torch.nn.Conv2d(4, 4, 4))
     _, decoder = build_models(ModelConfig((1, 28, 28), 8, 16, "paper"))
     assert sum(applies_to(layer) for layer in decoder.modules()) == 2

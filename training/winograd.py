@@ -4,7 +4,7 @@ A transposed convolution of stride 1 and no padding is the full correlation of t
 flipped kernel, which Winograd's F(5, 4) computes in 8x8 tiles (:mod:`deepsmote.kernels.winograd`):
 64 matrix products of (tiles x input channels) by (input x output channels) in place of the
 direct form's 16 taps over every input pixel. For the paper's 28x28 decoder, whose first two
-transposed convolutions (7x7 → 10x10 and 10x10 → 13x13, 4x4 kernels) hold 94% of its
+transposed convolutions (7x7 → 10x10 and 10x10 → 13x13, 4x4 kernels) hold 95% of its
 multiply-adds, that is 3.1x and 2.8x fewer. The tile transforms run in numba on the CPU, the
 products in torch, and autograd takes the backward pass through both: the inputs' and the
 weights' gradients are Winograd products too.
@@ -39,7 +39,7 @@ ConvAlgorithm = Literal["direct", "winograd"]
 CONV_ALGORITHMS: tuple[str, ...] = ("direct", "winograd")
 # F(5, r): for r = 4 an 8x8 tile, the largest whose points (0, ±1, ±2, ±1/2, ∞) keep float32 near
 # the direct form; it covers the paper decoder's 10x10 output in 2x2 tiles with nothing wasted.
-OUTPUTS_PER_TILE = 5
+OUTPUTS_PER_TILE, MAX_TAPS = 5, 4
 
 
 class _InputTiles(torch.autograd.Function):
@@ -81,7 +81,8 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def applies_to(layer: nn.Module) -> bool:
-    """Whether ``layer`` is a transposed convolution this module computes: stride 1, no padding, square."""
+    """Whether ``layer`` is a transposed convolution this module computes: stride 1, no padding, a
+    square kernel of at most ``MAX_TAPS`` taps a side."""
     return (
         isinstance(layer, nn.ConvTranspose2d)
         and layer.stride == (1, 1)
@@ -89,7 +90,7 @@ def applies_to(layer: nn.Module) -> bool:
         and layer.output_padding == (0, 0)
         and layer.dilation == (1, 1)
         and layer.groups == 1
-        and layer.kernel_size[0] == layer.kernel_size[1]
+        and layer.kernel_size[0] == layer.kernel_size[1] <= MAX_TAPS
     )
 
 
@@ -101,7 +102,7 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     x : torch.Tensor
         float32 on the CPU, shape (N, C, H, W), any layout.
     weight : torch.Tensor
-        float32, shape (C, K, r, r).
+        float32, shape (C, K, r, r), r <= ``MAX_TAPS``.
     bias : torch.Tensor or None
         float32, shape (K,).
 
