@@ -17,6 +17,13 @@ import numpy as np
 __all__ = ["input_tiles", "input_tiles_adjoint", "output_tiles", "output_tiles_adjoint"]
 
 
+@nb.njit(inline="always", cache=True)
+def _axpy(dst: np.ndarray, coef: np.float32, src: np.ndarray) -> None:
+    """dst += coef * src over the channels: the one inner loop of every transform (vectorised)."""
+    for c in range(dst.shape[0]):
+        dst[c] += coef * src[c]
+
+
 @nb.njit(parallel=True, cache=True)
 def input_tiles(
     x: np.ndarray, bt: np.ndarray, step: int, pad: int, tiles_h: int, tiles_w: int, out: np.ndarray
@@ -40,19 +47,13 @@ def input_tiles(
                     if 0 <= w < width:
                         pixel = x[img, h, w]
                         for p in range(n):
-                            coef = bt[p, a]
-                            row = rows[p, b]
-                            for c in range(channels):
-                                row[c] += coef * pixel[c]
+                            _axpy(rows[p, b], bt[p, a], pixel)
         for p in range(n):
             for s in range(n):
                 dst = out[p * n + s, tile]
                 dst[:] = 0
                 for b in range(n):
-                    coef = bt[s, b]
-                    row = rows[p, b]
-                    for c in range(channels):
-                        dst[c] += coef * row[c]
+                    _axpy(dst, bt[s, b], rows[p, b])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -77,10 +78,7 @@ def input_tiles_adjoint(
                     for s in range(n):
                         src = grad_tiles[p * n + s, tile]
                         for b in range(n):
-                            coef = bt[s, b]
-                            row = rows[p, b]
-                            for c in range(channels):
-                                row[c] += coef * src[c]
+                            _axpy(rows[p, b], bt[s, b], src)
                 for a in range(n):
                     h = t * step + a - pad
                     if 0 <= h < height:
@@ -89,10 +87,7 @@ def input_tiles_adjoint(
                             if 0 <= w < width:
                                 pixel = out[img, h, w]
                                 for p in range(n):
-                                    coef = bt[p, a]
-                                    row = rows[p, b]
-                                    for c in range(channels):
-                                        pixel[c] += coef * row[c]
+                                    _axpy(pixel, bt[p, a], rows[p, b])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -112,10 +107,7 @@ def output_tiles(products: np.ndarray, at: np.ndarray, tiles_h: int, tiles_w: in
             for s in range(n):
                 src = products[p * n + s, tile]
                 for i in range(m):
-                    coef = at[i, p]
-                    row = rows[i, s]
-                    for c in range(channels):
-                        row[c] += coef * src[c]
+                    _axpy(rows[i, s], at[i, p], src)
         for i in range(m):
             h = t * m + i
             if h < out_h:
@@ -125,10 +117,7 @@ def output_tiles(products: np.ndarray, at: np.ndarray, tiles_h: int, tiles_w: in
                         dst = out[img, h, w]
                         dst[:] = 0
                         for s in range(n):
-                            coef = at[j, s]
-                            row = rows[i, s]
-                            for c in range(channels):
-                                dst[c] += coef * row[c]
+                            _axpy(dst, at[j, s], rows[i, s])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -147,16 +136,10 @@ def output_tiles_adjoint(grad: np.ndarray, at: np.ndarray, tiles_h: int, tiles_w
                     if w < out_w:
                         pixel = grad[img, h, w]
                         for s in range(n):
-                            coef = at[j, s]
-                            row = rows[i, s]
-                            for c in range(channels):
-                                row[c] += coef * pixel[c]
+                            _axpy(rows[i, s], at[j, s], pixel)
         for p in range(n):
             for s in range(n):
                 dst = out[p * n + s, tile]
                 dst[:] = 0
                 for i in range(m):
-                    coef = at[i, p]
-                    row = rows[i, s]
-                    for c in range(channels):
-                        dst[c] += coef * row[c]
+                    _axpy(dst, at[i, p], rows[i, s])
