@@ -118,8 +118,8 @@ def test_a_run_resumes_only_with_its_conv(small, tmp_path):
     [
         (ModelConfig((1, 28, 28), 8, 16, "resize-conv"), "fp32", "cpu", "only the 28x28 `arch` paper decoder"),
         (ModelConfig((3, 32, 32), 8, 16, "paper"), "fp32", "cpu", "only the 28x28 `arch` paper decoder"),
-        (ModelConfig((1, 28, 28), 8, 16, "paper"), "bf16", "cpu", "runs in fp32 on the CPU, not `precision` bf16"),
-        (ModelConfig((1, 28, 28), 8, 16, "paper"), "fp32", "cuda", "not `precision` fp32 on cuda"),
+        (ModelConfig((1, 28, 28), 8, 16, "paper"), "bf16", "cpu", "runs in fp32 on the CPU, not in bf16 on cpu"),
+        (ModelConfig((1, 28, 28), 8, 16, "paper"), "fp32", "cuda", "not in fp32 on cuda; use `device` cpu"),
     ],
 )
 def test_what_winograd_cannot_run_is_refused(model, precision, device, message):

@@ -138,8 +138,8 @@ def check_conv_algorithm(algorithm: str, model: ModelConfig, precision: str, dev
         return
     if device.type != "cpu" or precision != "fp32":
         raise DeepSMOTEError(
-            f"`conv` winograd runs in fp32 on the CPU, not `precision` {precision} on {device.type}; "
-            "use `conv` direct there"
+            f"`conv` winograd runs in fp32 on the CPU, not in {precision} on {device.type}; "
+            "use `device` cpu with `precision` fp32, or `conv` direct"
         )
     with torch.device("meta"):
         _, decoder = build_models(model)
