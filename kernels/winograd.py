@@ -48,6 +48,11 @@ class WinogradMatrices:
     bt: np.ndarray
 
     @property
+    def a(self) -> np.ndarray:
+        """A (n, m), C-contiguous: the output transform as the tile kernels take it."""
+        return np.ascontiguousarray(self.at.T)
+
+    @property
     def outputs(self) -> int:
         """m, the outputs per tile side."""
         return self.at.shape[0]
@@ -157,9 +162,9 @@ def input_transform(x: np.ndarray, matrices: WinogradMatrices, pad: int, out_hw:
     tiles_h, tiles_w = tile_counts(*out_hw, matrices.outputs)
     out = np.empty((matrices.tile**2, x.shape[0] * tiles_h * tiles_w, x.shape[3]), dtype=np.float32)
     apply_pending()
-    from .winograd_numba import input_tiles
+    from .winograd_numba import tiles
 
-    input_tiles(x, matrices.bt, matrices.outputs, pad, tiles_h, tiles_w, out)
+    tiles(x, matrices.bt, matrices.outputs, pad, tiles_h, tiles_w, out)
     return out
 
 
@@ -171,9 +176,9 @@ def input_transform_adjoint(
     _check_tiles("grad", grad, matrices.tile, x_shape[0] * tiles_h * tiles_w)
     out = np.empty(x_shape, dtype=np.float32)
     apply_pending()
-    from .winograd_numba import input_tiles_adjoint
+    from .winograd_numba import untiles
 
-    input_tiles_adjoint(grad, matrices.bt, matrices.outputs, pad, tiles_h, tiles_w, out)
+    untiles(grad, matrices.bt, matrices.outputs, pad, tiles_h, tiles_w, out)
     return out
 
 
@@ -196,9 +201,10 @@ def output_transform(
     _check_tiles("products", products, matrices.tile, n_images * tiles_h * tiles_w)
     out = np.empty((n_images, *out_hw, products.shape[2]), dtype=np.float32)
     apply_pending()
-    from .winograd_numba import output_tiles
+    from .winograd_numba import untiles
 
-    output_tiles(products, matrices.at, tiles_h, tiles_w, out)
+    # A^T M A placed in non-overlapping m x m windows: `untiles` with mat = A (n x m) at a stride of m.
+    untiles(products, matrices.a, matrices.outputs, 0, tiles_h, tiles_w, out)
     return out
 
 
@@ -208,7 +214,7 @@ def output_transform_adjoint(grad: np.ndarray, matrices: WinogradMatrices) -> np
     tiles_h, tiles_w = tile_counts(grad.shape[1], grad.shape[2], matrices.outputs)
     out = np.empty((matrices.tile**2, grad.shape[0] * tiles_h * tiles_w, grad.shape[3]), dtype=np.float32)
     apply_pending()
-    from .winograd_numba import output_tiles_adjoint
+    from .winograd_numba import tiles
 
-    output_tiles_adjoint(grad, matrices.at, tiles_h, tiles_w, out)
+    tiles(grad, matrices.a, matrices.outputs, 0, tiles_h, tiles_w, out)
     return out
