@@ -47,9 +47,9 @@ class WinogradMatrices:
     g: np.ndarray
     bt: np.ndarray
 
-    @property
+    @functools.cached_property
     def a(self) -> np.ndarray:
-        """A (n, m), C-contiguous: the output transform as the tile kernels take it."""
+        """A (n, m), C-contiguous: the output transform as the tile kernels take it (made once)."""
         return np.ascontiguousarray(self.at.T)
 
     @property

@@ -17,6 +17,7 @@ layers, their weights and the exported graphs are unchanged; only training calls
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -94,6 +95,13 @@ def applies_to(layer: nn.Module) -> bool:
     )
 
 
+@functools.cache
+def _kernel_transform(taps: int) -> torch.Tensor:
+    """G ⊗ G of F(5, ``taps``), float32 (n*n, taps*taps): made once, not on every call. Read-only."""
+    matrices = winograd_matrices(OUTPUTS_PER_TILE, taps)
+    return torch.from_numpy(np.kron(matrices.g, matrices.g))
+
+
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight, bias)`` (stride 1, no padding) by Winograd's F(5, r).
 
@@ -117,8 +125,9 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     out_hw = (height + taps - 1, width + taps - 1)
     tiles = _InputTiles.apply(x.permute(0, 2, 3, 1), matrices, taps - 1, out_hw)
     # G g G^T for every (input, output) channel pair of the flipped kernel, as one product.
-    kron_g = torch.from_numpy(np.kron(matrices.g, matrices.g))
-    kernels = (kron_g @ weight.flip(2, 3).reshape(-1, taps * taps).T).view(matrices.tile**2, channels, -1)
+    kernels = (_kernel_transform(taps) @ weight.flip(2, 3).reshape(-1, taps * taps).T).view(
+        matrices.tile**2, channels, -1
+    )
     output = _OutputTiles.apply(torch.bmm(tiles, kernels), matrices, n_images, out_hw).permute(0, 3, 1, 2)
     return output if bias is None else output + bias.view(1, -1, 1, 1)
 
