@@ -20,7 +20,7 @@ PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
 # Part of the cached bundle's name: change it when the exported graphs change, so that benchmarks
 # do not time a bundle exported by older code (2: the decoder of training/decoder_graph.py;
 # 3: --arch paper named, as train's default is now resize-conv; 5: decoder_fp16.onnx).
-EXPORT_TAG = "export5"
+EXPORT_TAG = "export6"
 
 
 def paper_train_set() -> LabelledImages:

@@ -14,6 +14,10 @@ applies ``B^T . B`` to each; `output_transform` applies ``A^T . A`` to each tile
 lays the ``m x m`` results out as a map. Both have adjoints for the backward pass. Maps are
 float32 (N, H, W, C), channels last; transformed tiles float32 (n * n, tiles, C). All four run in
 numba (imported on first use) and raise plain ``ValueError`` on bad input.
+
+`input_tiling` and `output_tiling` give the same transforms along one side of a map as one matrix
+each (the tiles' overlap, the padding and the crop included), so that a graph of plain matrix
+products computes them: the runtime's CPU decoder (``decoder_cpu.onnx``) of the 28x28 paper model.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from .threads import apply_pending
 
 __all__ = [
     "WinogradMatrices",
+    "input_tiling",
     "input_transform",
     "input_transform_adjoint",
+    "output_tiling",
     "output_transform",
     "output_transform_adjoint",
     "winograd_matrices",
@@ -123,6 +129,56 @@ def _exact_solve(rows: list[list[Fraction]], rhs: list[Fraction]) -> list[Fracti
 def tile_counts(out_h: int, out_w: int, outputs: int) -> tuple[int, int]:
     """Tiles along each side to cover an ``out_h x out_w`` output with ``outputs x outputs`` tiles."""
     return -(-out_h // outputs), -(-out_w // outputs)
+
+
+def input_tiling(side: int, matrices: WinogradMatrices, pad: int, out_side: int) -> np.ndarray:
+    """`input_transform` along one side of a map as one matrix: ``B^T`` of every tile, placed.
+
+    Parameters
+    ----------
+    side : int
+        The map's side (H or W), before padding.
+    matrices : WinogradMatrices
+    pad : int
+        Zero samples before the map, as `input_transform`'s.
+    out_side : int
+        The valid output's side the tiles cover, as `input_transform`'s ``out_hw``.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (n * T, side), T = ceil(out_side / m) tiles: row ``a * T + t`` is sample a of
+        tile t's ``B^T d``. For a map X (H, W), ``P_H X P_W^T`` holds `input_transform`'s tile
+        (a, b) of tile (t, u) at [a * T + t, b * U + u].
+    """
+    n, m = matrices.tile, matrices.outputs
+    tiles = tile_counts(out_side, out_side, m)[0]
+    out = np.zeros((n * tiles, side), dtype=np.float32)
+    for t in range(tiles):
+        for h in range(n):
+            # Sample h of tile t is padded position m t + h, map position m t + h - pad (zero outside).
+            x = m * t + h - pad
+            if 0 <= x < side:
+                out[t::tiles, x] = matrices.bt[:, h]
+    return out
+
+
+def output_tiling(matrices: WinogradMatrices, out_side: int) -> np.ndarray:
+    """`output_transform` along one side as one matrix: ``A^T`` of every tile, placed and cropped.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (out_side, n * T), T = ceil(out_side / m): for tiles of products M indexed
+        as `input_tiling`'s rows, ``Q_H M Q_W^T`` is `output_transform`'s map.
+    """
+    n, m = matrices.tile, matrices.outputs
+    tiles = tile_counts(out_side, out_side, m)[0]
+    out = np.zeros((out_side, n * tiles), dtype=np.float32)
+    for t in range(tiles):
+        for i in range(min(m, out_side - m * t)):
+            out[m * t + i, t::tiles] = matrices.at[i]
+    return out
 
 
 def _check_map(name: str, array: np.ndarray) -> None:

@@ -7,10 +7,13 @@ import numba
 import numpy as np
 import pytest
 from deepsmote.kernels.winograd import (
+    input_tiling,
     input_transform,
     input_transform_adjoint,
+    output_tiling,
     output_transform,
     output_transform_adjoint,
+    tile_counts,
     winograd_matrices,
 )
 
@@ -66,6 +69,28 @@ def test_output_transform_matches_numpy(shape):
     np.testing.assert_allclose(
         out, naive.winograd_output_tiles(products, f.at, x.shape[0], out_hw), rtol=1e-5, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_tilings_are_the_transforms_along_each_side_as_one_matrix(shape):
+    x, f, pad, out_hw = full_problem(shape)
+    n_images, height, width, channels = x.shape
+    (tiles_h, tiles_w), n = tile_counts(*out_hw, f.outputs), f.tile
+    rows, cols = input_tiling(height, f, pad, out_hw[0]), input_tiling(width, f, pad, out_hw[1])
+    assert rows.shape == (n * tiles_h, height) and cols.shape == (n * tiles_w, width) and rows.dtype == np.float32
+    tiles = np.einsum("ph,khwc,qw->kpqc", rows.astype(np.float64), x, cols.astype(np.float64))
+    # Row a * T + t is sample a of tile t: regroup to (a, b) by (image, t, u), the transforms' order.
+    tiles = tiles.reshape(n_images, n, tiles_h, n, tiles_w, channels).transpose(1, 3, 0, 2, 4, 5)
+    expected = naive.winograd_input_tiles(x, f.bt, f.outputs, pad, out_hw)
+    np.testing.assert_allclose(tiles.reshape(expected.shape), expected, rtol=1e-12, atol=1e-12)
+    products = np.random.default_rng(3).standard_normal(expected.shape)
+    out_rows, out_cols = output_tiling(f, out_hw[0]), output_tiling(f, out_hw[1])
+    assert out_rows.shape == (out_hw[0], n * tiles_h) and out_cols.shape == (out_hw[1], n * tiles_w)
+    grouped = products.reshape(n, n, n_images, tiles_h, tiles_w, -1).transpose(2, 0, 3, 1, 4, 5)
+    grouped = grouped.reshape(n_images, n * tiles_h, n * tiles_w, -1)
+    out = np.einsum("yp,kpqc,xq->kyxc", out_rows.astype(np.float64), grouped, out_cols.astype(np.float64))
+    expected_out = naive.winograd_output_tiles(products, f.at, n_images, out_hw)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

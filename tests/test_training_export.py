@@ -27,7 +27,7 @@ from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import read_dataset
 from deepsmote.training import export as export_module
-from deepsmote.training.decoder_graph import ExportDecoder
+from deepsmote.training.decoder_graph import cpu_decoder
 from deepsmote.training.export import export_bundle
 from deepsmote.training.model import ModelConfig, build_models
 from deepsmote.training.trainer import load_checkpoint, models_from_checkpoint
@@ -81,10 +81,14 @@ def test_manifest(tiny_bundle, checkpoint):
     assert len(export["checks"]) == 11 and {c["batch"] for c in export["checks"]} == {1, 64}
     graphs = ("encoder.onnx", "decoder.onnx", "decoder_cpu.onnx", "decoder_fp16.onnx")
     assert {c["graph"] for c in export["checks"]} == set(graphs)
+    own = {"decoder_fp16.onnx": 4 / 255, "decoder_cpu.onnx": 1 / 255}
     for check in export["checks"]:
-        # float16's own tolerance; every float32 graph within 1e-4 of torch.
-        assert check["tolerance"] == (4 / 255 if check["graph"] == "decoder_fp16.onnx" else 1e-4)
+        # float16's and Winograd's (the 28x28 paper model's CPU graph) own tolerances; every
+        # other graph within 1e-4 of torch, and the manifest's max_abs_diff is theirs.
+        assert check["tolerance"] == own.get(check["graph"], 1e-4)
         assert 0 <= check["max_abs_diff"] <= check["tolerance"]
+    bounded = [c["max_abs_diff"] for c in export["checks"] if c["graph"] not in own]
+    assert export["max_abs_diff"] == max(bounded)
     assert manifest["files"] == {name: sha256_file(tiny_bundle / name) for name in graphs}
 
 
@@ -154,6 +158,7 @@ def test_a_failed_verification_lists_every_output_and_keeps_the_old_bundle(
 ):
     monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
     monkeypatch.setattr(export_module, "FP16_TOLERANCE", -1.0)
+    monkeypatch.setattr(export_module, "WINOGRAD_TOLERANCE", -1.0)
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
     with pytest.raises(DeepSMOTEError) as error:
@@ -197,7 +202,8 @@ def test_exported_graphs_give_the_same_bytes_for_any_call_size(shape, arch, res_
             if isinstance(module, torch.nn.BatchNorm2d):  # statistics that are not the identity
                 module.running_mean.uniform_(-1, 1)
                 module.running_var.uniform_(0.5, 2)
-    decoder = ExportDecoder(decoder) if arch == "paper" else decoder
+    # The arrangement the runtime runs on the CPU: Winograd's for the 28x28 paper model.
+    decoder = cpu_decoder(decoder.eval())
     rng = np.random.default_rng(0)
     graphs = [
         (encoder, ENCODER_INPUT, ENCODER_OUTPUT, rng.uniform(-1, 1, (23, *shape)).astype(np.float32)),

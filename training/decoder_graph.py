@@ -1,5 +1,9 @@
 """The decoder arranged for onnxruntime's CPU provider: exported as ``decoder_cpu.onnx``.
 
+The 28x28 ``paper`` decoder is arranged as Winograd products since 0.12.0
+(:mod:`.winograd_graph`, about twice the images/s of the arrangement below on the 2-core EPYC
+Zen 3). The 32x32 one, whose transposed convolutions are strided, keeps ``ExportDecoder``:
+
 onnxruntime runs a ``ConvTranspose`` as one GEMM per image followed by a col2im. For the
 decoder's first transposed convolution at paper size that GEMM is 4,096 x 512 x 49 (output
 channels x kernel taps, input channels, input pixels): so few columns that the 8 MB of weights
@@ -30,10 +34,11 @@ from torch import nn
 
 from .model import Decoder, ResizeConvDecoder
 from .phase import phase_conv, phase_conv_per_phase, phase_kernels
+from .winograd_graph import WinogradDecoder
 
 
 class ExportDecoder(nn.Module):
-    """``decoder`` with its linear layer and first transposed convolution as MatMul + fold.
+    """``decoder`` with its linear layer and first transposed convolution as MatMul + fold (32x32 paper models).
 
     Parameters
     ----------
@@ -165,7 +170,11 @@ class PhaseDecoder(nn.Module):
 
 
 def cpu_decoder(decoder: nn.Module) -> nn.Module:
-    """The arrangement of ``decoder`` (eval mode) that onnxruntime's CPU provider runs fastest."""
+    """The arrangement of ``decoder`` (eval mode) that onnxruntime's CPU provider runs fastest: a
+    `WinogradDecoder` where it `fits` (the 28x28 paper model), an `ExportDecoder` for other paper
+    decoders, a `PhaseDecoder` for resize-conv's."""
+    if WinogradDecoder.fits(decoder):
+        return WinogradDecoder(decoder)
     if isinstance(decoder, Decoder):
         return ExportDecoder(decoder)
     if isinstance(decoder, ResizeConvDecoder):

@@ -13,8 +13,9 @@ every call must have exactly the expected shape and finite values, and a failure
 onnxruntime is a one-line :class:`DeepSMOTEError` naming the graph.
 
 Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the paper
-model's ``decoder_cpu.onnx`` makes a 784 KB column matrix per code (width 64) for its ``Col2Im``,
-and at 16 codes the calls running at once keep theirs in a 32 MiB L3. On a 2-core AVX-512 EPYC it
+model's ``decoder_cpu.onnx`` of bundles exported before 0.12.0 makes a 784 KB column matrix per
+code (width 64) for its ``Col2Im``, and at 16 codes the calls running at once keep theirs in a
+32 MiB L3. On a 2-core AVX-512 EPYC it
 decoded 1.3-1.4x the images/s of 32 codes (32 had been ~10% faster than 256 on a Xeon), and 8 to
 16 measured alike; the resize-conv graphs at 28x28 measured the same at 12, 16 and 32. Large
 images take fewer codes per call (:func:`default_decode_batch`). A call too small to keep every
@@ -407,10 +408,11 @@ def _decoder_to_run(bundle: Bundle, used: str, precision: str) -> tuple[str, Cal
     """The decoder's file (named in errors) and what gives the graph to build its session of, on
     provider ``used`` (a lazy bundle reads and checks it when that is called).
 
-    fp32 on the CPU runs ``decoder_cpu.onnx`` where the bundle has one: it uses Col2Im, which
-    onnxruntime runs on the CPU only. fp16 runs the bundle's ``decoder_fp16.onnx``, or
-    ``decoder.onnx`` converted now for a bundle exported before 0.9.0 (which needs the onnx
-    package, whose import and the conversion cost 1.2-2.8 s at paper size).
+    fp32 on the CPU runs ``decoder_cpu.onnx`` where the bundle has one: an arrangement for
+    onnxruntime's CPU kernels (Col2Im, which it runs on the CPU only, or Winograd products). fp16
+    runs the bundle's ``decoder_fp16.onnx``, or ``decoder.onnx`` converted now for a bundle exported
+    before 0.9.0 (which needs the onnx package, whose import and the conversion cost 1.2-2.8 s at
+    paper size).
     """
     if precision == "fp16" and bundle.has_graph(FP16_DECODER_FILE):
         return FP16_DECODER_FILE, lambda: bundle.graph(FP16_DECODER_FILE)
