@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 from deepsmote.runtime.bundle import DECODER_INPUT, DECODER_OUTPUT, create_session
-from deepsmote.training.decoder_graph import ExportDecoder, PhaseConv, PhaseDecoder, cpu_decoder
+from deepsmote.training.decoder_graph import ExportDecoder, PhaseConv, cpu_decoder
 from deepsmote.training.export import _export_graph as export_graph
 from deepsmote.training.model import ModelConfig, build_models
 from torch import nn
@@ -85,15 +85,20 @@ def test_phase_decoder_is_the_same_function_as_the_resize_conv_decoder(shape, re
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
-def test_later_changes_to_the_resize_conv_decoder_do_not_show():
-    decoder = trained_like_decoder((1, 16, 16), "resize-conv", 1)
-    exported = PhaseDecoder(decoder).eval()
+@pytest.mark.parametrize(("shape", "arch", "res_blocks"), [((1, 16, 16), "resize-conv", 1), ((1, 28, 28), "paper", 0)])
+def test_later_changes_to_the_decoder_do_not_show_in_its_arrangement(shape, arch, res_blocks):
+    # The phase graph and (28x28 paper) the Winograd graph copy every weight and statistic.
+    decoder = trained_like_decoder(shape, arch, res_blocks)
+    arranged = cpu_decoder(decoder).eval()
     z = torch.randn(3, 16)
     with torch.no_grad():
-        before = exported(z)
+        before = arranged(z)
         for parameter in decoder.parameters():
             parameter.add_(1.0)
-        torch.testing.assert_close(exported(z), before, rtol=0, atol=0)
+        for module in decoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.add_(1.0)
+        torch.testing.assert_close(arranged(z), before, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("shape", "res_blocks"), [((1, 48, 40), 1), ((3, 64, 64), 0)])
