@@ -1,8 +1,8 @@
 """The decoder arranged for onnxruntime's CPU provider: exported as ``decoder_cpu.onnx``.
 
 The 28x28 ``paper`` decoder is arranged as Winograd products since 0.12.0
-(:mod:`.winograd_graph`, about twice the images/s of the arrangement below on the 2-core EPYC
-Zen 3). The 32x32 one, whose transposed convolutions are strided, keeps ``ExportDecoder``:
+(:mod:`.winograd_graph`, faster than both the plain graph and the arrangement below on the
+2-core EPYC Zen 3). The 32x32 one, whose transposed convolutions are strided, keeps ``ExportDecoder``:
 
 onnxruntime runs a ``ConvTranspose`` as one GEMM per image followed by a col2im. For the
 decoder's first transposed convolution at paper size that GEMM is 4,096 x 512 x 49 (output

@@ -15,9 +15,9 @@ onnxruntime is a one-line :class:`DeepSMOTEError` naming the graph.
 Decoding on the CPU runs in calls of :data:`CPU_DECODE_BATCH` codes by default: the paper
 model's ``decoder_cpu.onnx`` of bundles exported before 0.12.0 makes a 784 KB column matrix per
 code (width 64) for its ``Col2Im``, and at 16 codes the calls running at once keep theirs in a
-32 MiB L3. On a 2-core AVX-512 EPYC it
-decoded 1.3-1.4x the images/s of 32 codes (32 had been ~10% faster than 256 on a Xeon), and 8 to
-16 measured alike; the resize-conv graphs at 28x28 measured the same at 12, 16 and 32. Large
+32 MiB L3. On a 2-core AVX-512 EPYC it decoded 1.3-1.4x the images/s of 32 codes (32 had been
+~10% faster than 256 on a Xeon), and 8 to 16 measured alike; the Winograd graph of 0.12.0 ran
+fastest at 16 too, on the EPYC Zen 3; the resize-conv graphs at 28x28 measured the same at 12, 16 and 32. Large
 images take fewer codes per call (:func:`default_decode_batch`). A call too small to keep every
 thread busy is split evenly.
 
