@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .folding import folded_batchnorm
 from .model import Decoder, ResizeConvDecoder
 from .phase import phase_conv, phase_conv_per_phase, phase_kernels
 from .winograd_graph import WinogradDecoder
@@ -117,8 +118,7 @@ class PhaseConv(nn.Module):
             weight = conv.weight.double()
             bias = conv.bias.double() if conv.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
             if norm is not None:
-                scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
-                bias = (bias - norm.running_mean.double()) * scale + norm.bias.double()
+                scale, bias = folded_batchnorm(bias, norm)
                 weight = weight * scale.view(-1, 1, 1, 1)
             kernels, phase_bias = phase_kernels(weight, bias)
         self.per_phase = len(weight) >= PER_PHASE_MIN_CHANNELS

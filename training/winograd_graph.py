@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from deepsmote.kernels.winograd import input_tiling, output_tiling, tile_counts, winograd_matrices
 from torch import nn
 
+from .folding import folded_batchnorm
 from .model import Decoder
 from .winograd import OUTPUTS_PER_TILE, applies_to
 
@@ -60,8 +61,7 @@ class WinogradConvTranspose(nn.Module):
         self.tile, self.tiles = matrices.tile, tile_counts(self.out_side, self.out_side, matrices.outputs)[0]
         self.c_in, self.c_out = c_in, c_out
         with torch.no_grad():
-            scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
-            bias = (conv.bias.double() - norm.running_mean.double()) * scale + norm.bias.double()
+            scale, bias = folded_batchnorm(conv.bias, norm)
             # The full correlation with the flipped kernel, scaled per output channel: G g G^T.
             flipped = conv.weight.double().flip(2, 3) * scale.view(1, c_out, 1, 1)
             g = torch.from_numpy(matrices.g).double()
