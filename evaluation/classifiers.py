@@ -43,6 +43,9 @@ from .metrics import scores
 Preset = Literal["cnn", "resnet18"]
 PRESETS: tuple[str, ...] = ("cnn", "resnet18")
 PREDICT_BATCH = 1000
+AUGMENTS: tuple[str, ...] = ("none", "crop")
+# The usual pad of random-crop augmentation for 28x28 and 32x32 images.
+CROP_PAD = 2
 
 
 class Classifier(nn.Module):
@@ -151,6 +154,10 @@ class ClassifierConfig:
         L2 penalty of Adam.
     eval_every : int
         Steps between two validation scorings (and after the last step).
+    augment : {'none', 'crop'}
+        ``crop``: every training batch padded by :data:`CROP_PAD` pixels of background and cropped
+        back to its size at a random offset per image (the standard augmentation of small-image
+        classifiers), for every method alike.
     """
 
     preset: Preset = "cnn"
@@ -160,8 +167,11 @@ class ClassifierConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     eval_every: int = 200
+    augment: str = "none"
 
     def __post_init__(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise DeepSMOTEError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         if self.preset not in PRESETS:
             raise DeepSMOTEError(f"classifier must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         for name in ("steps", "batch_size", "eval_every"):
@@ -195,14 +205,47 @@ class Deferred:
     from_step: int
 
 
-def log_prior(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """log of each class's share of ``labels``; float32, shape (n_classes,).
+def log_prior(labels: np.ndarray, n_classes: int, targets: np.ndarray | None = None) -> np.ndarray:
+    """log of each class's share of ``labels`` (or of the summed soft ``targets``, (N, K)); float32, shape (K,).
 
     A class without samples gets the log of half a sample's share rather than -inf, so its
     logit stays finite.
     """
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    if targets is None:
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    else:
+        counts = np.asarray(targets, dtype=np.float64).sum(axis=0)
     return np.log(np.maximum(counts, 0.5) / counts.sum()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One epoch's training set.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        uint8, shape (N, H, W) or (N, H, W, C).
+    labels : np.ndarray
+        int, shape (N,).
+    targets : np.ndarray or None
+        float32, shape (N, K), soft targets (rows summing to 1) to train on in place of the labels.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray | None = None
+
+
+def random_crops(x: torch.Tensor, generator: torch.Generator, pad: int = CROP_PAD) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) padded by ``pad`` pixels of -1 (background) and cropped back
+    to (H, W) at an offset drawn from ``generator``, per image."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
 @dataclass
@@ -238,6 +281,8 @@ def train_classifier(
     *,
     deferred: Deferred | None = None,
     balanced_softmax: bool = False,
+    targets: np.ndarray | None = None,
+    refresh: Callable[[int], TrainingSet] | None = None,
 ) -> TrainedClassifier:
     """Train ``config``'s network on (images, labels), selecting weights on the validation split.
 
@@ -259,7 +304,13 @@ def train_classifier(
     deferred : Deferred, optional
         A set that replaces (images, labels) from its step on; the batch order restarts on it.
     balanced_softmax : bool
-        Train on ``logits + log(prior)`` of the set in use (:func:`log_prior`).
+        Train on ``logits + log(prior)`` of the set in use (:func:`log_prior`; of the soft targets'
+        sums with ``targets``).
+    targets : np.ndarray, optional
+        float32, shape (N, K): soft targets; the loss is then the cross-entropy against them.
+    refresh : callable, optional
+        ``refresh(epoch)`` gives epoch ``epoch``'s set (epochs from 1; epoch 0 is the one given), so
+        each pass over the data sees fresh samples; called whenever a pass ends.
 
     Returns
     -------
@@ -270,30 +321,39 @@ def train_classifier(
     if deferred is not None and not 1 <= deferred.from_step <= config.steps:
         raise DeepSMOTEError(f"deferred.from_step must be in 1..{config.steps}, got {deferred.from_step}")
 
-    def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        prior = torch.from_numpy(log_prior(labels, n_classes)).to(device)
+    def tensors(data: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        prior = torch.from_numpy(log_prior(data.labels, n_classes, data.targets)).to(device)
+        if data.targets is None:
+            wanted = torch.from_numpy(np.asarray(data.labels, dtype=np.int64)).to(device)
+        else:
+            wanted = torch.from_numpy(np.asarray(data.targets, dtype=np.float32)).to(device)
         return (
-            torch.from_numpy(to_model(images)).to(device),
-            torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
+            torch.from_numpy(to_model(data.images)).to(device),
+            wanted,
             prior if balanced_softmax else torch.zeros_like(prior),
         )
 
-    x, y, adjustment = tensors(images, labels)
+    x, y, adjustment = tensors(TrainingSet(images, labels, targets))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_classifier(config.preset, x.shape[1], n_classes, config.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     order = torch.Generator().manual_seed(seed)
+    crops = torch.Generator().manual_seed(seed)
     batches: list[torch.Tensor] = []
     best = TrainedClassifier(model, 0, -1.0)
     best_state = None
     losses: list[float] = []
+    epoch = 0
     for step in range(1, config.steps + 1):
         if deferred is not None and step == deferred.from_step:
-            x, y, adjustment = tensors(deferred.images, deferred.labels)
+            x, y, adjustment = tensors(TrainingSet(deferred.images, deferred.labels))
             batches = []
         if not batches:
+            if refresh is not None and epoch > 0:
+                x, y, adjustment = tensors(refresh(epoch))
+            epoch += 1
             # Never more than the set holds, and never a batch of one, which BatchNorm cannot normalise.
             batch_size = max(2, min(config.batch_size, len(x)))
             permutation = torch.randperm(len(x), generator=order)
@@ -302,7 +362,12 @@ def train_classifier(
         index = batches.pop().to(device)
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x[index]) + adjustment, y[index])
+        batch = random_crops(x[index], crops) if config.augment == "crop" else x[index]
+        logits = model(batch) + adjustment
+        if y.dtype == torch.int64:
+            loss = F.cross_entropy(logits, y[index])
+        else:
+            loss = -(y[index] * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         loss.backward()
         optimizer.step()
         schedule.step()

@@ -50,10 +50,12 @@ from deepsmote.runtime.bundle import load_bundle, open_models
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import from_model, to_model
 from deepsmote.runtime.readers import LabelledImages
+from deepsmote.runtime.remix import RemixSettings
 from deepsmote.training.trainer import resolve_device
 
-from .classifiers import ClassifierConfig, Deferred, embed, predict, train_classifier
+from .classifiers import ClassifierConfig, Deferred, TrainingSet, embed, predict, train_classifier
 from .metrics import scores
+from .pixel_remix import pixel_remix
 from .quality import DEFAULT_K, compare
 
 
@@ -74,6 +76,11 @@ class Method:
         Train on the set as it is until :data:`DEFER_AT` of the steps, then on the oversampled set.
     balanced_softmax : bool
         Train with the balanced softmax loss (:mod:`deepsmote.evaluation.classifiers`).
+    per_epoch : bool
+        The oversampler's fresh draws every pass over the data (``DeepSMOTE.resample(epoch)``,
+        the stream's ``set_epoch``) instead of one fixed set.
+
+    An oversampler that makes soft targets (latent and pixel Remix) trains the classifier on them.
     """
 
     title: str
@@ -81,6 +88,7 @@ class Method:
     recipe: Mapping[str, Any] = field(default_factory=dict)
     deferred: bool = False
     balanced_softmax: bool = False
+    per_epoch: bool = False
 
 
 # M2m's threshold (Kim et al., CVPR 2020): a candidate is kept when the classifier trained on real
@@ -89,6 +97,9 @@ FILTER_THRESHOLD = 0.9
 SYNTHETIC_SHARE = 0.5
 # LDAM-DRW defers re-sampling to epoch 160 of 200; ntucllab/imbalanced-DL's DeepSMOTE does the same.
 DEFER_AT = 0.8
+# Latent Remix at Remix's published κ = 3, τ = 0.5 and base weights U[0.5, 1).
+REMIX: Mapping[str, Any] = {"sampler": "remix"}
+REMIX_NEAREST: Mapping[str, Any] = {"sampler": "remix", "remix_partner": "nearest-other"}
 
 METHODS: dict[str, Method] = {
     "none": Method("(a) no oversampling"),
@@ -106,7 +117,19 @@ METHODS: dict[str, Method] = {
     "deepsmote-borderline": Method("(d) DeepSMOTE, Borderline-SMOTE", "deepsmote", {"sampler": "borderline"}),
     "deepsmote-adasyn": Method("(d) DeepSMOTE, ADASYN", "deepsmote", {"sampler": "adasyn"}),
     "deepsmote-deferred": Method("(d) DeepSMOTE, deferred", "deepsmote", deferred=True),
+    "deepsmote-per-epoch": Method("(d) DeepSMOTE, fresh every epoch", "deepsmote", per_epoch=True),
+    "remix": Method("(g) latent Remix", "deepsmote", REMIX),
+    "remix-per-epoch": Method("(g) latent Remix, fresh every epoch", "deepsmote", REMIX, per_epoch=True),
+    "remix-nearest": Method("(g) latent Remix, nearest other-class partner", "deepsmote", REMIX_NEAREST),
+    "remix-nearest-per-epoch": Method(
+        "(g) latent Remix, nearest other-class partner, fresh every epoch", "deepsmote", REMIX_NEAREST, per_epoch=True
+    ),
+    "remix-balanced-softmax": Method("(g) latent Remix + balanced softmax", "deepsmote", REMIX, balanced_softmax=True),
+    "pixel-remix": Method("(h) pixel Remix", "pixel-remix"),
+    "pixel-remix-per-epoch": Method("(h) pixel Remix, fresh every epoch", "pixel-remix", per_epoch=True),
 }
+# The keys a method name may override after '@' besides its recipe's (see :func:`method_spec`).
+FLAGS = ("deferred", "balanced_softmax", "per_epoch")
 # What `deepsmote evaluate` runs by default: the paper's four and the classifier-side baselines.
 DEFAULT_METHODS: tuple[str, ...] = ("none", "random", "smote", "deepsmote", "balanced-softmax", "deferred")
 METRICS: tuple[str, ...] = ("acsa", "gm", "f1")
@@ -153,7 +176,7 @@ class ProtocolConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m.partition("@")[0] not in METHODS]
         if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
             raise DeepSMOTEError(
                 f"methods must be distinct names among {', '.join(METHODS)}, got {', '.join(self.methods) or 'none'}"
@@ -227,6 +250,89 @@ def effective_k(counts: np.ndarray, k_neighbors: int) -> int:
 # --- oversampling ----------------------------------------------------------------------------
 
 
+def _value(text: str) -> Any:
+    """A method override's value: an int, a float, or the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def method_spec(name: str) -> Method:
+    """The :class:`Method` a name stands for: a name of :data:`METHODS`, optionally followed by
+    ``@key=value+key=value`` overriding its recipe's keyword arguments (``remix_kappa=2``,
+    ``synthetic_share=0.5``) or its flags (:data:`FLAGS`, 0 or 1), for searches on validation.
+
+    Raises
+    ------
+    DeepSMOTEError
+        For an unknown method or a malformed override.
+    """
+    base, _, overrides = name.partition("@")
+    if base not in METHODS:
+        raise DeepSMOTEError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
+    spec = METHODS[base]
+    if not overrides:
+        return spec
+    recipe, flags = dict(spec.recipe), {}
+    for item in overrides.split("+"):
+        key, equals, text = item.partition("=")
+        if not equals or not key:
+            raise DeepSMOTEError(f"method {name!r}: each override is key=value, got {item!r}")
+        if key in FLAGS:
+            flags[key] = bool(_value(text))
+        else:
+            recipe[key] = _value(text)
+    return replace(spec, title=f"{spec.title} [{overrides}]", recipe=recipe, **flags)
+
+
+def training_sets(
+    method: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    k_neighbors: int,
+    bundle: str | os.PathLike | None = None,
+    threads: int | None = None,
+    sampling_strategy: str | dict[int, int] = "auto",
+) -> Callable[[int], TrainingSet]:
+    """``method``'s oversampler, fitted once: epoch -> that epoch's training set.
+
+    Epoch 0 is :func:`resample`'s set; a method with ``per_epoch`` asks for epochs 1, 2, ... as
+    its classifier trains (the other methods keep epoch 0). The parameters are :func:`resample`'s.
+    """
+    spec = method_spec(method)
+    if spec.oversampler is None:
+        return lambda epoch: TrainingSet(images, labels)
+    if spec.oversampler == "deepsmote":
+        from deepsmote.runtime import DeepSMOTE
+
+        if bundle is None:
+            raise DeepSMOTEError(f"the {method} method needs a bundle (--bundle)")
+        sampler = DeepSMOTE(
+            bundle,
+            sampling_strategy=sampling_strategy,
+            k_neighbors=k_neighbors,
+            random_state=seed,
+            n_threads=threads,
+            **spec.recipe,
+        ).fit(images, labels)
+        soft = spec.recipe.get("sampler") == "remix"
+
+        def deepsmote(epoch: int) -> TrainingSet:
+            X, y, targets = sampler.resample(epoch, return_targets=True)
+            return TrainingSet(X, y, targets if soft else None)
+
+        return deepsmote
+    if spec.oversampler == "pixel-remix":
+        settings = RemixSettings(**{k.removeprefix("remix_"): v for k, v in spec.recipe.items()})
+        return lambda epoch: TrainingSet(*pixel_remix(images, labels, seed, settings, epoch))
+    X, y = _imblearn_resample(spec.oversampler, images, labels, seed, k_neighbors, sampling_strategy)
+    return lambda epoch: TrainingSet(X, y)
+
+
 def resample(
     method: str,
     images: np.ndarray,
@@ -245,7 +351,7 @@ def resample(
     Parameters
     ----------
     method : str
-        A name of :data:`METHODS`.
+        A name of :data:`METHODS` (with overrides, :func:`method_spec`).
     images : np.ndarray
         uint8, shape (N, H, W) or (N, H, W, C).
     labels : np.ndarray
@@ -260,29 +366,18 @@ def resample(
     sampling_strategy : str or dict
         imbalanced-learn's meaning; the protocol uses ``'auto'``.
     """
-    if method not in METHODS:
-        raise DeepSMOTEError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    spec = METHODS[method]
-    if spec.oversampler is None:
-        return images, labels
-    if spec.oversampler == "deepsmote":
-        from deepsmote.runtime import DeepSMOTE
+    data = training_sets(method, images, labels, seed, k_neighbors, bundle, threads, sampling_strategy)(0)
+    return data.images, data.labels
 
-        if bundle is None:
-            raise DeepSMOTEError(f"the {method} method needs a bundle (--bundle)")
-        sampler = DeepSMOTE(
-            bundle,
-            sampling_strategy=sampling_strategy,
-            k_neighbors=k_neighbors,
-            random_state=seed,
-            n_threads=threads,
-            **spec.recipe,
-        )
-        return sampler.fit_resample(images, labels)
+
+def _imblearn_resample(
+    oversampler: str, images: np.ndarray, labels: np.ndarray, seed: int, k_neighbors: int, sampling_strategy: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """imbalanced-learn's ``RandomOverSampler`` or pixel ``SMOTE`` on flattened images."""
     from imblearn.over_sampling import SMOTE, RandomOverSampler
 
     flat = images.reshape(len(images), -1)
-    if spec.oversampler == "random":
+    if oversampler == "random":
         X, y = RandomOverSampler(sampling_strategy=sampling_strategy, random_state=seed).fit_resample(flat, labels)
         return X.reshape(-1, *images.shape[1:]), y
     # Interpolating uint8 would wrap around; SMOTE runs on floats and the result is rounded.
@@ -292,7 +387,7 @@ def resample(
 
 
 def _uses(methods: Sequence[str], oversamplers: set[str]) -> bool:
-    return any(METHODS[m].oversampler in oversamplers for m in methods)
+    return any(method_spec(m).oversampler in oversamplers for m in methods)
 
 
 # --- the protocol ----------------------------------------------------------------------------
@@ -443,16 +538,17 @@ def _one_run(task: _Task, method: str, seed: int, device: torch.device, log: Log
     config, fit, val = task.config, task.fit, task.val
     n_classes = len(fit.classes)
     began = time.perf_counter()
-    images, y = resample(
-        method, fit.images, fit.labels, seed, task.k or config.k_neighbors, task.bundle, config.threads
-    )
+    spec = method_spec(method)
+    k = task.k or config.k_neighbors
+    sets = training_sets(method, fit.images, fit.labels, seed, k, task.bundle, config.threads)
+    first = sets(0)
+    images, y = first.images, first.labels
     resampled = time.perf_counter()
     log(f"[{method} seed {seed}] {len(images)} training images ({resampled - began:.1f} s to resample)")
 
     def progress(step: int, loss: float, val_acsa: float) -> None:
         log(f"[{method} seed {seed}] step {step}: train loss {loss:.4f}, validation ACSA {val_acsa:.4f}")
 
-    spec = METHODS[method]
     deferred = None
     if spec.deferred:
         steps = config.classifier.steps
@@ -470,6 +566,8 @@ def _one_run(task: _Task, method: str, seed: int, device: torch.device, log: Log
         progress,
         deferred=deferred,
         balanced_softmax=spec.balanced_softmax,
+        targets=None if spec.deferred else first.targets,
+        refresh=sets if spec.per_epoch else None,
     )
     trained_at = time.perf_counter()
     run: dict[str, Any] = {
@@ -559,13 +657,13 @@ def results_markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {METHODS[m].title} | {_pct(e['acsa'])} | {_pct(e['gm'])} | {_pct(e['f1'])} |"
+            f"| {method_spec(m).title} | {_pct(e['acsa'])} | {_pct(e['gm'])} | {_pct(e['f1'])} |"
             for m, e in methods.items()
         ]
         lines += ["", f"Per-class recall on the {name} test set (mean over seeds, %)", ""]
         lines += ["| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
         lines += [
-            f"| {METHODS[m].title} | " + " | ".join(f"{100 * r[0]:.1f}" for r in e["recall"]) + " |"
+            f"| {method_spec(m).title} | " + " | ".join(f"{100 * r[0]:.1f}" for r in e["recall"]) + " |"
             for m, e in methods.items()
         ]
         lines.append("")
@@ -576,7 +674,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {METHODS[m].title} | {_pct(e['acsa'])} | {', '.join(map(str, e['best_step']))} | "
+        f"| {method_spec(m).title} | {_pct(e['acsa'])} | {', '.join(map(str, e['best_step']))} | "
         f"{e['train_seconds'][0]:.0f} |"
         for m, e in summary["selection"].items()
     ]

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from .bundle import (
 from .codes import LatentCache, codes_of
 from .console import LineProgress
 from .engines import ENGINES, make_engine
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
@@ -40,6 +40,7 @@ from .mixing import split
 from .outdir import JOB_FILE, MANIFEST_FILE, OutputDir
 from .plan import DEFAULT_SHARD_SIZE, Unit, UnitPlan, plan_mixed, plan_per_class
 from .readers import LabelledImages
+from .remix import RemixSettings, check_remix_gate
 from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .stream import ImageSource
@@ -83,6 +84,10 @@ class JobSettings:
         The gate's bound on candidates drawn per sample kept.
     synthetic_share : float
         The share of each class's new samples that is synthetic, the rest real repeats (:mod:`.mixing`).
+    remix : dict or None
+        Latent Remix's settings (:class:`.remix.RemixSettings` as a dict) with ``sampler='remix'``.
+    hard_labels : bool
+        A latent-Remix job written without its soft targets.
     """
 
     deepsmote_version: str
@@ -101,6 +106,8 @@ class JobSettings:
     filter_threshold: float | None = None
     max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO
     synthetic_share: float = 1.0
+    remix: dict[str, Any] | None = None
+    hard_labels: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The settings as the JSON object recorded in OUT.
@@ -115,7 +122,36 @@ class JobSettings:
             del settings["synthetic_share"]
         if self.sampler == "smote":
             del settings["sampler"]
+        if self.remix is None:
+            del settings["remix"]
+        if not self.hard_labels:
+            del settings["hard_labels"]
         return settings
+
+
+def check_remix_job(
+    sampler: str, remix: RemixSettings | None, hard_labels: bool, fmt: str, threshold: float | None
+) -> RemixSettings | None:
+    """A job's latent-Remix settings (None for the other samplers), refused where they cannot apply.
+
+    Raises
+    ------
+    InvalidInputError
+        For ``hard_labels`` or settings without ``sampler='remix'``, soft labels to an ImageFolder
+        (which holds one class per image), and the quality gate with latent Remix.
+    """
+    if sampler != "remix":
+        if hard_labels or remix is not None:
+            what = "`hard_labels`" if hard_labels else "remix settings"
+            raise InvalidInputError(f"{what} apply to latent Remix only; pass `sampler` 'remix' or leave them out")
+        return None
+    if fmt == "imagefolder" and not hard_labels:
+        raise InvalidInputError(
+            "`sampler` 'remix' makes soft labels, which an ImageFolder cannot hold (one class per folder); "
+            "write `fmt` npz, webdataset or parquet, or pass `hard_labels` to keep each sample's base class alone"
+        )
+    check_remix_gate(sampler, threshold)
+    return remix or RemixSettings()
 
 
 def _byte_libraries(fmt: str) -> dict[str, str]:
@@ -168,9 +204,19 @@ def plan_table(
     ]
 
 
-def write_manifest(out: Path, units: Iterable[Unit], writer: UnitWriter, classes: tuple[str, ...]) -> None:
+def write_manifest(
+    out: Path,
+    units: Iterable[Unit],
+    writer: UnitWriter,
+    classes: tuple[str, ...],
+    synthesizer: Synthesizer | None = None,
+) -> None:
     """Write ``OUT/manifest.csv`` row by row, atomically: one row per written sample (file, key in
     the file, label, class, synthetic). Memory: one unit's rows, whatever the job's size.
+
+    A latent-Remix job (``synthesizer.remix``) adds ``partner_class`` (the partner's class name;
+    empty for a real sample) and ``weight`` (the base's weight λ in the mix; 1 for a real sample),
+    found from the draws without decoding anything.
 
     Raises
     ------
@@ -178,15 +224,27 @@ def write_manifest(out: Path, units: Iterable[Unit], writer: UnitWriter, classes
         If the write fails; no partial manifest is left.
     """
     target = out / MANIFEST_FILE
+    remix = synthesizer.remix if synthesizer is not None else None
     try:
         with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f, lineterminator="\n")
-            rows.writerow(["file", "key", "label", "class", "synthetic"])
+            extra = ["partner_class", "weight"] if remix is not None else []
+            rows.writerow(["file", "key", "label", "class", "synthetic", *extra])
             for unit in units:
                 labels, synthetic, _ = unit.order()
                 entries = writer.entries(unit)
-                for (file, key), label, made in zip(entries, labels.tolist(), synthetic.tolist(), strict=True):
-                    rows.writerow([file, key, label, classes[label], int(made)])
+                mixes: list[list[str]] = [[]] * unit.count
+                if remix is not None:
+                    made = synthesizer.samples(unit, with_images=False)
+                    weights = np.float32(1) - made.gap
+                    mixes = [
+                        [classes[remix.labels[p]], str(w)] if mixed else ["", "1.0"]
+                        for mixed, p, w in zip(made.synthetic.tolist(), made.neighbor.tolist(), weights, strict=True)
+                    ]
+                for (file, key), label, made_one, mix in zip(
+                    entries, labels.tolist(), synthetic.tolist(), mixes, strict=True
+                ):
+                    rows.writerow([file, key, label, classes[label], int(made_one), *mix])
     except OSError as exc:
         raise write_error(out, target, exc) from None
 
@@ -234,6 +292,8 @@ def generate_dataset(
     overwrite: bool = False,
     progress: bool = True,
     sampler: str = "smote",
+    remix: RemixSettings | None = None,
+    hard_labels: bool = False,
 ) -> dict[str, Any]:
     """Generate the synthetic samples of ``data`` into ``out``, resuming an interrupted job.
 
@@ -257,8 +317,13 @@ def generate_dataset(
         The output format (README, "Output formats").
     include_originals : bool
         Write the originals too, so that OUT is the whole balanced set.
-    sampler : {'smote', 'borderline', 'adasyn'}
-        Which codes serve as SMOTE bases (README, "Latent samplers").
+    sampler : {'smote', 'borderline', 'adasyn', 'remix'}
+        Which codes serve as SMOTE bases, or latent Remix (README, "Latent samplers").
+    remix : RemixSettings, optional
+        Latent Remix's settings with ``sampler='remix'`` [default: ``RemixSettings()``].
+    hard_labels : bool
+        Write a latent-Remix job without its soft targets (each sample labelled with its base's
+        class alone), as an ImageFolder needs; refused for the other samplers.
     filter_threshold : float, optional
         The quality gate: keep only candidates to which the bundle's classifier gives probability
         at least this of their class (in (0, 1]); the bundle needs ``classifier.onnx``.
@@ -278,6 +343,7 @@ def generate_dataset(
     runner = make_engine(engine, engine_options or {})
     check_sampler(sampler)
     threshold, max_draw_ratio = check_threshold(filter_threshold), check_ratio(max_draw_ratio)
+    remix = check_remix_job(sampler, remix, hard_labels, fmt, threshold)
     if isinstance(data, LabelledImages):
         data = ImageSource.of(data)
     counts = data.class_counts()
@@ -326,6 +392,8 @@ def generate_dataset(
             filter_threshold=threshold,
             max_draw_ratio=max_draw_ratio,
             synthetic_share=float(synthetic_share),
+            remix=asdict(remix) if remix is not None else None,
+            hard_labels=hard_labels,
         )
 
     # Everything that can be refused is refused before DATA is encoded: an OUT this job may not use,
@@ -371,7 +439,10 @@ def generate_dataset(
         synthetic_counts=synthetic,
         filter_threshold=threshold,
         max_draw_ratio=max_draw_ratio,
+        remix=remix,
     )
+    if hard_labels:
+        synthesizer = replace(synthesizer, hard_labels=True)
     settings = job_settings(fingerprint)
     output = OutputDir(Path(out), settings.as_json(), overwrite)
     output.check()
@@ -411,7 +482,7 @@ def generate_dataset(
                 raise
         generated = time.perf_counter()
         made = total - done_before
-        write_manifest(output.path, shards, writer, data.classes)
+        write_manifest(output.path, shards, writer, data.classes, synthesizer)
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
@@ -431,6 +502,7 @@ def generate_dataset(
             "seed": seed,
             "k_neighbors": k_neighbors,
             "sampler": sampler,
+            **({"remix": asdict(remix), "soft_labels": synthesizer.soft_labels} if remix is not None else {}),
             "base_codes": {data.classes[c]: fitted.n_bases for c, fitted in enumerate(synthesizer.latents) if fitted},
             "format": fmt,
             "shard_size": shard_size,

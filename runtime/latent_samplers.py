@@ -15,8 +15,11 @@ imbalanced-learn's definitions, applied to the codes of every class:
   the shard size's cut of the rounding) and makes exactly the requested count. Where every r_i is 0
   imbalanced-learn raises; here the class falls back to SMOTE with a warning.
 
-In all three the partner of a base is one of its k nearest neighbours within the class. The
+In these three the partner of a base is one of its k nearest neighbours within the class. The
 k-NN across classes runs in :func:`deepsmote.kernels.kneighbors_of`.
+
+- ``remix`` (latent Remix, :mod:`.remix`): bases uniform as in SMOTE, each mixed with a partner
+  from any class and labelled by Remix's rule (soft targets).
 
 Internal module: use the public names of :mod:`deepsmote.runtime`.
 """
@@ -33,7 +36,7 @@ from .errors import InvalidInputError
 
 __all__ = ["BORDERLINE_M", "SAMPLERS", "base_weights", "check_sampler", "draw_bases"]
 
-SAMPLERS = ("smote", "borderline", "adasyn")
+SAMPLERS = ("smote", "borderline", "adasyn", "remix")
 
 # imbalanced-learn's BorderlineSMOTE ``m_neighbors`` default.
 BORDERLINE_M = 10
@@ -88,7 +91,7 @@ def base_weights(
 
     Parameters
     ----------
-    sampler : {'smote', 'borderline', 'adasyn'}
+    sampler : {'smote', 'borderline', 'adasyn', 'remix'}
     codes : sequence of np.ndarray
         Per class c, float32 (n_c, Z): the codes of every class (the k-NN across classes needs them
         all), in the order of its samples in the data.
@@ -106,10 +109,10 @@ def base_weights(
     -------
     list of np.ndarray or None
         Per class, float64 (n_c,) non-negative weights, not all zero, or None: a class that does not
-        grow, the ``smote`` sampler, or a class whose weights are all zero (after a warning).
+        grow, the ``smote`` and ``remix`` samplers, or a class whose weights are all zero (after a warning).
     """
     check_sampler(sampler)
-    if sampler == "smote":
+    if sampler in ("smote", "remix"):
         return [None] * len(codes)
     reference = np.empty((len(labels), codes[0].shape[1]), dtype=np.float32)
     for c, class_codes in enumerate(codes):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .latent_samplers import draw_bases
+from .remix import RemixPool, draw_partners
 
 DEFAULT_SHARD_SIZE = 1000
 
@@ -171,16 +172,26 @@ class Draws:
     slot : np.ndarray
         int64, shape (m,), which of the base's neighbours.
     gap : np.ndarray
-        float32, shape (m,), interpolation factor in [0, 1).
+        float32, shape (m,), interpolation factor in [0, 1): under latent Remix, the partner's weight.
+    partner : np.ndarray or None
+        Under latent Remix (:mod:`.remix`), int64 (m,): the DATA index of each base's partner, of
+        any class (``slot`` is then 0); None otherwise.
     """
 
     base: np.ndarray
     slot: np.ndarray
     gap: np.ndarray
+    partner: np.ndarray | None = None
 
 
 def draw_shard(
-    seed: int, shard: Shard, n_class: int, n_neighbors: int, weights: np.ndarray | None = None, round_index: int = 0
+    seed: int,
+    shard: Shard,
+    n_class: int,
+    n_neighbors: int,
+    weights: np.ndarray | None = None,
+    round_index: int = 0,
+    remix: RemixPool | None = None,
 ) -> Draws:
     """The shard's base indices, neighbour slots and gaps: ``shard.synthetic_count`` of each.
 
@@ -199,6 +210,9 @@ def draw_shard(
     round_index : int
         Candidate round of the quality gate (:mod:`.gate`): round 0 is seeded by
         ``SeedSequence([seed, class_index, shard_index])``, round r > 0 by ``[..., r]``.
+    remix : RemixPool, optional
+        Latent Remix's partners: after the bases, each base's partner and its weight are drawn
+        (:func:`.remix.draw_partners`) in place of SMOTE's slot and gap.
     """
     key = [seed, shard.class_index, shard.shard_index, *([round_index] if round_index else [])]
     rng = np.random.default_rng(np.random.SeedSequence(key))
@@ -207,6 +221,9 @@ def draw_shard(
         base = rng.integers(0, n_class, size=count, dtype=np.int64)
     else:
         base = draw_bases(rng, weights, count)
+    if remix is not None:
+        partner, weight = draw_partners(rng, remix, shard.class_index, base)
+        return Draws(base, np.zeros(count, dtype=np.int64), weight, partner)
     slot = rng.integers(0, n_neighbors, size=count, dtype=np.int64)
     gap = rng.random(count, dtype=np.float32)
     return Draws(base, slot, gap)

@@ -29,6 +29,7 @@ from .layout import ImageLayout
 from .mixing import check_share, split
 from .plan import DEFAULT_SHARD_SIZE
 from .readers import label_values
+from .remix import RemixSettings, check_remix_gate, one_hot
 from .resize import check_image_shape
 from .strategy import new_sample_counts
 from .stream import ImageSource
@@ -136,10 +137,12 @@ class DeepSMOTE:
     precision : {'fp32', 'fp16'}, default 'fp32'
         Decoder arithmetic; fp16 is for GPUs (a bundle exported before 0.9.0 also needs the
         ``onnx`` package).
-    sampler : {'smote', 'borderline', 'adasyn'}, default 'smote'
+    sampler : {'smote', 'borderline', 'adasyn', 'remix'}, default 'smote'
         Which codes serve as SMOTE bases: all of a class (``'smote'``), those in danger
         (Borderline-SMOTE-1) or those weighted by their share of other classes' neighbours (ADASYN),
-        imbalanced-learn's definitions in code space (README, "Latent samplers").
+        imbalanced-learn's definitions in code space (README, "Latent samplers"); or latent Remix
+        (``'remix'``): each base mixed with a code of any class, with Remix's soft targets
+        (``fit_resample(..., return_targets=True)``).
     filter_threshold : float or None, default None
         The quality gate: keep only candidates to which the bundle's classifier
         (``classifier.onnx``) gives at least this probability of their class, in (0, 1].
@@ -148,6 +151,15 @@ class DeepSMOTE:
     synthetic_share : float, default 1.0
         Share of each class's new samples that is synthetic; the rest repeat its real images
         (drawn as random oversampling does) and come after the synthetic ones of their shard.
+    remix_min_weight : float, default 0.5
+        Latent Remix (``sampler='remix'``): the base's weight λ is drawn from U[remix_min_weight, 1).
+    remix_kappa : float, default 3.0
+        Latent Remix: the class-size ratio from which the hard-label rule applies.
+    remix_tau : float, default 0.5
+        Latent Remix: the larger class's weight under which the label is the smaller class's alone.
+    remix_partner : {'uniform', 'nearest-other'}, default 'uniform'
+        Latent Remix: the partner drawn from all training samples, or among the base's
+        ``k_neighbors`` nearest codes of other classes.
 
     Attributes
     ----------
@@ -179,6 +191,10 @@ class DeepSMOTE:
         filter_threshold: float | None = None,
         max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
         synthetic_share: float = 1.0,
+        remix_min_weight: float = 0.5,
+        remix_kappa: float = 3.0,
+        remix_tau: float = 0.5,
+        remix_partner: str = "uniform",
     ) -> None:
         self.bundle = bundle
         self.sampling_strategy = sampling_strategy
@@ -193,6 +209,10 @@ class DeepSMOTE:
         self.filter_threshold = filter_threshold
         self.max_draw_ratio = max_draw_ratio
         self.synthetic_share = synthetic_share
+        self.remix_min_weight = remix_min_weight
+        self.remix_kappa = remix_kappa
+        self.remix_tau = remix_tau
+        self.remix_partner = remix_partner
 
     # --- scikit-learn's estimator protocol ---------------------------------------------------
 
@@ -262,6 +282,12 @@ class DeepSMOTE:
         check_threshold(self.filter_threshold)
         check_ratio(self.max_draw_ratio)
         check_share(self.synthetic_share)
+        self._remix_settings()
+        check_remix_gate(self.sampler, self.filter_threshold)
+
+    def _remix_settings(self) -> RemixSettings:
+        """The latent-Remix parameters, checked (they are checked whatever the sampler)."""
+        return RemixSettings(self.remix_min_weight, self.remix_kappa, self.remix_tau, self.remix_partner)
 
     def fit(self, X: np.ndarray | ImageSource | LatentCache, y: np.ndarray | None = None) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.
@@ -328,6 +354,7 @@ class DeepSMOTE:
             "synthetic_counts": split(new, self.synthetic_share),
             "filter_threshold": self.filter_threshold,
             "max_draw_ratio": self.max_draw_ratio,
+            "remix": self._remix_settings() if self.sampler == "remix" else None,
         }
 
     def _open_models(self) -> Models:
@@ -404,13 +431,12 @@ class DeepSMOTE:
             self.fit(X, y)
         elif not hasattr(self, "synthesizer_"):
             raise DeepSMOTEError("call fit(X, y) first, or pass X and y")
-        for shard in self.synthesizer_.shards:
-            yield (
-                self.synthesizer_.images(shard),
-                np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype),
-            )
+        for images, labels, _ in self._iter_synthetic(self.synthesizer_):
+            yield images, labels
 
-    def fit_resample(self, X: np.ndarray | ImageSource, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def fit_resample(
+        self, X: np.ndarray | ImageSource, y: np.ndarray | None = None, *, return_targets: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return the originals followed by the new samples (synthetic, and under mixing real repeats).
 
         Parameters
@@ -419,15 +445,42 @@ class DeepSMOTE:
             Shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
         y : np.ndarray
             Shape (N,).
+        return_targets : bool, default False
+            Also return each sample's soft target (latent Remix's labels; one-hot for the other
+            samplers and for real samples).
 
         Returns
         -------
         X_resampled : np.ndarray or pandas.DataFrame
             Shape (N + M, *X.shape[1:]), X's dtype; a DataFrame with X's columns when X is one.
         y_resampled : np.ndarray or pandas.Series
-            Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is one.
+            Shape (N + M,), y's dtype; a Series with y's name and dtype (categories kept) when y is
+            one. Under latent Remix, each synthetic sample's base class.
+        targets : np.ndarray
+            float32, shape (N + M, K), rows summing to 1, columns in ``classes_`` order; only with
+            ``return_targets``.
         """
         self.fit(X, y)
+        return self.resample(return_targets=return_targets)
+
+    def resample(
+        self, epoch: int = 0, *, return_targets: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fitted data resampled with epoch ``epoch``'s draws: :meth:`fit_resample`'s result
+        without fitting again.
+
+        Epoch 0 gives the same bytes as ``fit_resample``; each epoch e > 0 its own fresh draws (bases,
+        partners, gaps, repeats; see ``DeepSMOTEStream.set_epoch``), a function of the seed and e, so
+        a training loop can draw a new synthetic set every epoch from one fit.
+
+        Parameters
+        ----------
+        epoch : int, default 0
+        return_targets : bool, default False
+            As for :meth:`fit_resample`.
+        """
+        if not hasattr(self, "synthesizer_"):
+            raise DeepSMOTEError("call fit(X, y) first")
         if isinstance(self._X, LatentCache):
             raise InvalidInputError(
                 "fit_resample returns the originals, which CODES does not hold (codes only); give X the images "
@@ -437,10 +490,25 @@ class DeepSMOTE:
             _check_fits_in_memory(self._X.take([0]), len(self._X) + self.synthesizer_.shards.total - 1)
             self._X = self._X.load().images
         _check_fits_in_memory(self._X, self.synthesizer_.shards.total)
-        parts = list(self.iter_synthetic())
+        synthesizer = self.synthesizer_.for_epoch(epoch)
+        parts = list(self._iter_synthetic(synthesizer))
         X_res = np.concatenate([self._X, *(p[0] for p in parts)])
         y_res = np.concatenate([self._y, *(p[1] for p in parts)])
-        return _like(self._inputs[0], X_res), _like(self._inputs[1], _encode_target(y_res, self._y_one_hot))
+        result = _like(self._inputs[0], X_res), _like(self._inputs[1], _encode_target(y_res, self._y_one_hot))
+        if not return_targets:
+            return result
+        labels = np.searchsorted(self.classes_, self._y) if len(self._y) else np.zeros(0, dtype=np.int64)
+        real = one_hot(labels, len(self.classes_))
+        return (*result, np.concatenate([real, *(p[2] for p in parts)]))
+
+    def _iter_synthetic(self, synthesizer: Synthesizer) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each shard's images, labels (``classes_`` values) and soft targets (one-hot without Remix)."""
+        for shard in synthesizer.shards:
+            targets = synthesizer.shard_targets(shard)
+            if targets is None:
+                targets = one_hot(np.full(shard.count, shard.class_index), len(self.classes_))
+            labels = np.full(shard.count, self.classes_[shard.class_index], dtype=self.classes_.dtype)
+            yield synthesizer.images(shard), labels, targets
 
 
 def _check_fits_in_memory(X: np.ndarray, new: int) -> None:

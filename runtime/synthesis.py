@@ -27,6 +27,7 @@ from .latent_samplers import base_weights, check_sampler
 from .layout import ImageLayout
 from .mixing import draw_repeats
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
+from .remix import RemixPool, RemixSettings, check_remix_gate, mix_codes, one_hot, remix_pool, remix_targets
 
 # Float32 decoded pixels held at once while a shard is converted to the caller's dtype: 21 images
 # at 128x128x3, eleven calls of the decoder's 2 codes.
@@ -82,6 +83,18 @@ class ClassLatents:
     def n_bases(self) -> int:
         """Codes that can be drawn as bases."""
         return len(self.codes) if self.weights is None else int(np.count_nonzero(self.weights))
+
+
+# The first word of an epoch's seed material: no job seed is a list, so no epoch's draws can
+# repeat another job's.
+EPOCH_KEY = 0x45504F43  # "EPOC"
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` > 0 of a job seeded ``seed``: 128 bits of
+    ``SeedSequence([EPOCH_KEY, seed, epoch])``, a function of the two and nothing else."""
+    words = np.random.SeedSequence([EPOCH_KEY, seed, epoch]).generate_state(4, np.uint32)
+    return int.from_bytes(words.astype("<u4").tobytes(), "little")
 
 
 def check_class_size(count: int, class_name: str) -> None:
@@ -155,16 +168,25 @@ def encode_class(models: Models, images: np.ndarray, class_name: str) -> np.ndar
     return codes
 
 
-def synthesize(models: Models, latents: ClassLatents, draws: Draws, batch_size: int) -> np.ndarray:
-    """Decode the interpolated codes of one shard.
+def new_codes(latents: ClassLatents, draws: Draws, remix: RemixPool | None = None) -> np.ndarray:
+    """The codes of one shard's draws, float32 (m, Z): SMOTE's interpolation within the class, or
+    under latent Remix the mix of each base with its partner (:func:`.remix.mix_codes`)."""
+    if draws.partner is not None:
+        return mix_codes(latents.codes[draws.base], remix.codes[draws.partner], draws.gap)
+    return interpolate(latents.codes, latents.neighbors_of(draws.base), draws.base, draws.slot, draws.gap)
+
+
+def synthesize(
+    models: Models, latents: ClassLatents, draws: Draws, batch_size: int, remix: RemixPool | None = None
+) -> np.ndarray:
+    """Decode the new codes of one shard (:func:`new_codes`).
 
     Returns
     -------
     np.ndarray
         float32, shape (m, C, H, W), values in [-1, 1].
     """
-    z = interpolate(latents.codes, latents.neighbors_of(draws.base), draws.base, draws.slot, draws.gap)
-    return models.decode(z, batch_size=batch_size)
+    return models.decode(new_codes(latents, draws, remix), batch_size=batch_size)
 
 
 def gate_columns(bundle: Bundle, class_names: list[str], synthetic: np.ndarray) -> tuple[int, ...]:
@@ -202,7 +224,11 @@ class Samples:
     neighbor : np.ndarray
         int64, shape (m,), the DATA index of the neighbour interpolated towards; -1 for an original.
     gap : np.ndarray
-        float32, shape (m,), the interpolation factor; NaN for an original.
+        float32, shape (m,), the interpolation factor (under latent Remix the partner's weight);
+        NaN for an original.
+    targets : np.ndarray or None
+        float32, shape (m, K): each sample's soft target over the job's classes, rows summing to 1,
+        for a job that makes soft labels (latent Remix; one-hot for real samples); None otherwise.
     """
 
     images: np.ndarray
@@ -211,6 +237,7 @@ class Samples:
     base: np.ndarray
     neighbor: np.ndarray
     gap: np.ndarray
+    targets: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +283,10 @@ class Synthesizer:
     source : ImageSource or None
         Where a job that copies or repeats the originals reads them by DATA index when it writes
         them, instead of holding them (:meth:`from_codes`); None otherwise.
+    remix : RemixPool or None
+        Latent Remix's partners and label rule (``sampler='remix'``); None for the other samplers.
+    hard_labels : bool
+        Under latent Remix, leave the soft targets out (each sample keeps its base's class).
     """
 
     bundle: Bundle
@@ -274,6 +305,8 @@ class Synthesizer:
     gate_columns: tuple[int, ...] = ()
     acceptance: dict[int, list[int]] = field(default_factory=dict, repr=False, compare=False)
     source: Any = None
+    remix: RemixPool | None = None
+    hard_labels: bool = False
     _models: list[Models] = field(default_factory=list, repr=False, compare=False)
     # The last shard made, so that samples() and images() of one shard run the gate once.
     _last: list[tuple[Shard, Draws, np.ndarray]] = field(default_factory=list, repr=False, compare=False)
@@ -344,6 +377,7 @@ class Synthesizer:
         synthetic_counts: np.ndarray | None = None,
         filter_threshold: float | None = None,
         max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
+        remix: RemixSettings | None = None,
     ) -> Synthesizer:
         """Find the neighbours of the classes that grow and plan their shards, from their codes.
 
@@ -359,8 +393,8 @@ class Synthesizer:
             int, shape (K,), new samples per class (the strategy, resolved once).
         source : ImageSource, optional
             Where the originals are read by index when a unit copies or repeats them.
-        sampler : {'smote', 'borderline', 'adasyn'}
-            Which codes serve as bases (`latent_samplers`); the latter two need every class's codes.
+        sampler : {'smote', 'borderline', 'adasyn', 'remix'}
+            Which codes serve as bases (`latent_samplers`); all but SMOTE need every class's codes.
         synthetic_counts : np.ndarray, optional
             int, shape (K,), how many of the new samples are synthetic, the rest repeats of real
             images (:mod:`.mixing`); all when None.
@@ -368,20 +402,42 @@ class Synthesizer:
             The quality gate's threshold (:mod:`.gate`); ``models`` must have the classifier open.
         max_draw_ratio : int
             The gate's rounds of candidates per shard at most.
+        remix : RemixSettings, optional
+            Latent Remix's settings with ``sampler='remix'`` [default: ``RemixSettings()``].
+
+        Raises
+        ------
+        InvalidInputError
+            For the gate with latent Remix (:func:`.remix.check_remix_gate`).
         """
         check_sampler(sampler)
+        check_remix_gate(sampler, filter_threshold)
         set_kernel_threads(threads)
         synthetic = new_counts if synthetic_counts is None else synthetic_counts
         drawn = draw_counts(synthetic, filter_threshold, max_draw_ratio)
-        latents = tuple(
-            class_latents(codes[c], k_neighbors, class_names[c], int(drawn[c])) if made > 0 else None
-            for c, made in enumerate(int(n) for n in synthetic)
-        )
+        if sampler == "remix":
+            # A mix's partner comes from the pool, not from the class: no k-NN within the class.
+            latents = tuple(
+                ClassLatents(codes[c], np.zeros((len(codes[c]), 0), dtype=np.int64)) if made > 0 else None
+                for c, made in enumerate(int(n) for n in synthetic)
+            )
+        else:
+            latents = tuple(
+                class_latents(codes[c], k_neighbors, class_names[c], int(drawn[c])) if made > 0 else None
+                for c, made in enumerate(int(n) for n in synthetic)
+            )
+        pool = None
         if sampler != "smote":
             labels = np.empty(sum(len(m) for m in members), dtype=np.int64)
             for c, m in enumerate(members):
                 labels[m] = c
             grows = [fitted is not None for fitted in latents]
+            if sampler == "remix":
+                reference = np.empty((len(labels), codes[0].shape[1]), dtype=np.float32)
+                for c, m in enumerate(members):
+                    reference[m] = codes[c]
+                settings = remix or RemixSettings()
+                pool = remix_pool(reference, labels, len(members), np.asarray(grows), k_neighbors, settings)
             weights = base_weights(sampler, list(codes), labels, grows, k_neighbors, class_names)
             latents = tuple(
                 None if fitted is None else replace(fitted, weights=w)
@@ -402,6 +458,7 @@ class Synthesizer:
             max_draw_ratio=max_draw_ratio,
             gate_columns=() if filter_threshold is None else gate_columns(models.bundle, class_names, synthetic),
             source=source,
+            remix=pool,
             _models=[models],
         )
 
@@ -422,7 +479,7 @@ class Synthesizer:
         latents = self.latents[shard.class_index]
         if latents is None:
             raise ValueError(f"class {shard.class_index} was not fitted for growth")
-        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights)
+        return draw_shard(self.seed, shard, len(latents.codes), latents.n_neighbors, latents.weights, remix=self.remix)
 
     def made(self, shard: Shard) -> tuple[Draws, np.ndarray]:
         """The draws of the shard's synthetic samples (``docs/design.md`` §4) and their images.
@@ -443,7 +500,7 @@ class Synthesizer:
             raise ValueError(f"class {shard.class_index} was not fitted for growth")
         if self.filter_threshold is None:
             draws = self.draws(shard)
-            images = synthesize(self.models(), latents, draws, self.batch_size)
+            images = synthesize(self.models(), latents, draws, self.batch_size, self.remix)
         else:
             gated = gate_shard(
                 self.models(),
@@ -480,7 +537,7 @@ class Synthesizer:
         elif made:
             latents = self.latents[shard.class_index]
             draws = self.draws(shard)
-            codes = interpolate(latents.codes, latents.neighbors_of(draws.base), draws.base, draws.slot, draws.gap)
+            codes = new_codes(latents, draws, self.remix)
             step = max(self.batch_size or 1, DECODE_SLICE_BYTES // (4 * int(np.prod(self.layout.image_shape))))
             for start in range(0, made, step):
                 end = min(start + step, made)
@@ -505,10 +562,15 @@ class Synthesizer:
         """int64, shape (shard.repeats,): the positions within its class of the real samples it repeats."""
         return draw_repeats(self.seed, shard, len(self.members[shard.class_index]))
 
-    def samples(self, unit: Unit) -> Samples:
-        """The images of one output unit, in its written order, with each sample's provenance."""
+    def samples(self, unit: Unit, with_images: bool = True) -> Samples:
+        """The images of one output unit, in its written order, with each sample's provenance.
+
+        With ``with_images`` False only the provenance is found (no decoding, no reading: what the
+        manifest records), and ``images`` is an empty array of shape (m, 0).
+        """
         classes, synthetic, position = unit.order()
-        images = np.empty((unit.count, *self.layout.shape), dtype=self.layout.dtype)
+        shape = self.layout.shape if with_images else (0,)
+        images = np.empty((unit.count, *shape), dtype=self.layout.dtype)
         base = np.empty(unit.count, dtype=np.int64)
         neighbor = np.full(unit.count, -1, dtype=np.int64)
         gap = np.full(unit.count, np.nan, dtype=np.float32)
@@ -517,27 +579,90 @@ class Synthesizer:
         for part in unit.real:
             rows = np.flatnonzero(classes == part.class_index)[: part.count]
             base[rows] = self.members[part.class_index][part.start + position[rows]]
-            images[rows] = self.originals_of(part.class_index, part.start + position[rows])
+            if with_images:
+                images[rows] = self.originals_of(part.class_index, part.start + position[rows])
         for shard in unit.synthetic:
             rows = np.flatnonzero(classes == shard.class_index)[copied.get(shard.class_index, 0) :]
             members = self.members[shard.class_index]
-            span = np.arange(shard.count)
-            if len(rows) and np.array_equal(rows, rows[0] + span) and np.array_equal(position[rows], span):
-                # The usual unit: the shard's samples in order in one stretch, decoded in place.
-                self.images(shard, out=images[rows[0] : rows[0] + shard.count])
-            else:
-                images[rows] = self.images(shard)[position[rows]]
+            if with_images:
+                span = np.arange(shard.count)
+                if len(rows) and np.array_equal(rows, rows[0] + span) and np.array_equal(position[rows], span):
+                    # The usual unit: the shard's samples in order in one stretch, decoded in place.
+                    self.images(shard, out=images[rows[0] : rows[0] + shard.count])
+                else:
+                    images[rows] = self.images(shard)[position[rows]]
             made = rows[position[rows] < shard.synthetic_count]
             if len(made):
                 draws = self.draws(shard)
-                neighbors = self.latents[shard.class_index].neighbors_of(draws.base)
                 base[made] = members[draws.base[position[made]]]
-                neighbor[made] = members[neighbors[draws.base, draws.slot][position[made]]]
+                if draws.partner is None:
+                    neighbors = self.latents[shard.class_index].neighbors_of(draws.base)
+                    neighbor[made] = members[neighbors[draws.base, draws.slot][position[made]]]
+                else:
+                    neighbor[made] = draws.partner[position[made]]
                 gap[made] = draws.gap[position[made]]
             repeated = rows[position[rows] >= shard.synthetic_count]
             if len(repeated):
                 base[repeated] = members[self.repeats(shard)[position[repeated] - shard.synthetic_count]]
-        return Samples(images, classes, synthetic, base, neighbor, gap)
+        return Samples(images, classes, synthetic, base, neighbor, gap, self.targets(classes, synthetic, neighbor, gap))
+
+    @property
+    def soft_labels(self) -> bool:
+        """Whether the job's samples carry soft targets (latent Remix, unless ``hard_labels``)."""
+        return self.remix is not None and not self.hard_labels
+
+    def targets(
+        self, classes: np.ndarray, synthetic: np.ndarray, partner: np.ndarray, weight: np.ndarray
+    ) -> np.ndarray | None:
+        """Soft targets of a unit's samples under latent Remix, float32 (m, K); None for other samplers.
+
+        Parameters
+        ----------
+        classes, synthetic, partner, weight : np.ndarray
+            Shape (m,) each: the samples' classes, whether each is synthetic, each synthetic one's
+            partner (DATA index) and the partner's weight.
+        """
+        if not self.soft_labels:
+            return None
+        targets = one_hot(classes, self.remix.n_classes)
+        if synthetic.any():
+            settings = self.remix.settings
+            targets[synthetic] = remix_targets(
+                classes[synthetic],
+                self.remix.labels[partner[synthetic]],
+                weight[synthetic],
+                self.remix.counts,
+                settings.kappa,
+                settings.tau,
+            )
+        return targets
+
+    def shard_targets(self, shard: Shard) -> np.ndarray | None:
+        """Soft targets of one shard's samples in :meth:`images`' order, float32 (shard.count, K);
+        None for a job without soft labels."""
+        if not self.soft_labels:
+            return None
+        classes = np.full(shard.count, shard.class_index, dtype=np.int64)
+        synthetic = np.arange(shard.count) < shard.synthetic_count
+        partner = np.full(shard.count, -1, dtype=np.int64)
+        weight = np.full(shard.count, np.nan, dtype=np.float32)
+        if shard.synthetic_count:
+            draws = self.draws(shard)
+            partner[synthetic], weight[synthetic] = draws.partner, draws.gap
+        return self.targets(classes, synthetic, partner, weight)
+
+    def for_epoch(self, epoch: int) -> Synthesizer:
+        """This job with epoch ``epoch``'s draws: the same codes and plan, new bases, partners,
+        gaps and repeats, so that a training loop sees fresh samples every epoch.
+
+        Epoch 0 is the job itself (the bytes ``generate`` writes); epoch e > 0 seeds every draw of
+        the job with :func:`epoch_seed` in place of the job's seed.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise InvalidInputError(f"`epoch` must be an integer >= 0, got {epoch!r}")
+        if epoch == 0:
+            return self
+        return replace(self, seed=epoch_seed(self.seed, int(epoch)), acceptance={}, _models=self._models, _last=[])
 
     def models(self) -> Models:
         """The sessions, opened on this synthesizer's provider on first use in a process."""

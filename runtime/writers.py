@@ -171,10 +171,11 @@ class UnitWriter(Protocol):
 
 
 def sample_record(samples: Samples, i: int, classes: Sequence[str]) -> dict[str, Any]:
-    """The label, class name, synthetic flag and provenance of sample ``i``, as JSON values."""
+    """The label, class name, synthetic flag and provenance of sample ``i``, as JSON values; with
+    soft labels also ``targets``, its K-vector in ``classes`` order."""
     synthetic = bool(samples.synthetic[i])
     label = int(samples.class_index[i])
-    return {
+    record = {
         "label": label,
         "class": classes[label],
         "synthetic": synthetic,
@@ -182,6 +183,9 @@ def sample_record(samples: Samples, i: int, classes: Sequence[str]) -> dict[str,
         "neighbor": int(samples.neighbor[i]) if synthetic else None,
         "gap": float(samples.gap[i]) if synthetic else None,
     }
+    if samples.targets is not None:
+        record["targets"] = samples.targets[i].tolist()
+    return record
 
 
 def _stem(unit: Unit, i: int) -> str:
@@ -218,7 +222,8 @@ class ImageFolderWriter:
 
 
 class NpzWriter:
-    """``OUT/<unit>.npz`` with ``images``, ``labels`` (class indices) and ``classes`` (the names).
+    """``OUT/<unit>.npz`` with ``images``, ``labels`` (class indices) and ``classes`` (the names), and
+    with soft labels ``targets`` (float32 (N, K), rows summing to 1, columns in ``classes`` order).
 
     The directory reads back as DATA with the same classes in the same order.
     """
@@ -229,7 +234,10 @@ class NpzWriter:
 
     def write(self, unit: Unit, samples: Samples) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, images=samples.images, labels=samples.class_index.astype(np.int64), classes=self.classes)
+        soft = {} if samples.targets is None else {"targets": samples.targets}
+        np.savez(
+            buffer, images=samples.images, labels=samples.class_index.astype(np.int64), classes=self.classes, **soft
+        )
         write_atomic(self.out, self.out / f"{unit.name}.npz", buffer.getvalue())
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
@@ -276,8 +284,9 @@ class ParquetWriter:
     """``OUT/data/train-NNNNNN.parquet``, classes mixed: Hugging Face's layout for a train split.
 
     Columns ``image`` (``{bytes, path}``: PNG bytes), ``label``, ``class``, ``synthetic``, ``base``,
-    ``neighbor``, ``gap``; the schema carries the ``huggingface`` features (``Image``, ``ClassLabel``
-    with the class names), so ``datasets`` decodes images and names labels, and any Parquet reader
+    ``neighbor``, ``gap``, and with soft labels ``targets`` (a list of K float32); the schema
+    carries the ``huggingface`` features (``Image``, ``ClassLabel`` with the class names,
+    ``Sequence`` of float32 for ``targets``), so ``datasets`` decodes images and names labels, and any Parquet reader
     (pyarrow, pandas, ``ray.data.read_parquet``) reads plain rows.
     """
 
@@ -312,6 +321,8 @@ class ParquetWriter:
                 "gap": pa.array(samples.gap, type=pa.float32(), mask=~samples.synthetic),
             }
         )
+        if samples.targets is not None:
+            table = table.append_column("targets", pa.array(list(samples.targets), type=pa.list_(pa.float32())))
         features = {
             "image": {"_type": "Image"},
             "label": {"_type": "ClassLabel", "names": self.classes},
@@ -321,6 +332,8 @@ class ParquetWriter:
             "neighbor": {"_type": "Value", "dtype": "int64"},
             "gap": {"_type": "Value", "dtype": "float32"},
         }
+        if samples.targets is not None:
+            features["targets"] = {"_type": "Sequence", "feature": {"_type": "Value", "dtype": "float32"}}
         metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
         buffer = pa.BufferOutputStream()
         pq.write_table(table.replace_schema_metadata(metadata), buffer, compression="zstd")

@@ -240,3 +240,32 @@ def winograd_output_tiles(products: np.ndarray, at: np.ndarray, n_images: int, o
                 )
                 full[image, t * m : (t + 1) * m, u * m : (u + 1) * m] = block
     return full[:, : out_hw[0], : out_hw[1]]
+
+
+def remix_target(base_class: int, partner_class: int, partner_weight: float, counts, kappa: float, tau: float, k: int):
+    """Remix's label of one mix (Chou et al. 2020, their rule written out case by case): a list of K floats.
+
+    The base keeps its class alone when the partner's class is at least κ times larger and its
+    weight below τ; the partner's class is taken alone in the mirror case; otherwise the label is
+    mixed like the inputs.
+    """
+    n_b, n_p = counts[base_class], counts[partner_class]
+    lam = 1.0 - float(np.float32(partner_weight))
+    target = [0.0] * k
+    if n_p >= kappa * n_b and partner_weight < tau:
+        target[base_class] = 1.0
+    elif n_b >= kappa * n_p and lam < tau:
+        target[partner_class] = 1.0
+    else:
+        target[base_class] += lam
+        target[partner_class] += 1.0 - lam
+    return target
+
+
+def remix_mix(base_codes: np.ndarray, partner_codes: np.ndarray, partner_weight: np.ndarray) -> np.ndarray:
+    """Latent Remix's codes, ``z_b + g·(z_p − z_b)`` in float32, one row at a time."""
+    out = np.empty_like(np.asarray(base_codes, dtype=np.float32))
+    for i in range(len(out)):
+        zb = np.float32(base_codes[i])
+        out[i] = zb + np.float32(partner_weight[i]) * (np.float32(partner_codes[i]) - zb)
+    return out

@@ -6,6 +6,11 @@ job's output units, the classes mixed in each as in WebDataset output (``plan_mi
 opens its own onnxruntime sessions, so every sample is made exactly once, with the same bytes, for
 any number of workers; with ``num_workers=0`` or 1 the order is the units' order.
 
+As augmentation, a training loop calls :meth:`DeepSMOTEStream.set_epoch` before each epoch (torch's
+``DistributedSampler`` convention): epoch e draws its own samples (``Synthesizer.for_epoch``), the
+same bytes again for the same epoch and any number of workers, and with ``shuffle`` its own order
+of units. Epoch 0 is the fixed set ``deepsmote generate`` writes.
+
 Part of ``deepsmote.training`` (it imports torch); the runtime never imports it.
 """
 
@@ -24,6 +29,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 __all__ = ["DeepSMOTEStream"]
 
+# The first word of a shuffle's seed material, apart from every draw's (``SeedSequence([seed, ...])``).
+SHUFFLE_KEY = 0x53485546  # "SHUF"
+
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) → float32 (C, H, W) in [0, 1]."""
@@ -32,7 +40,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class DeepSMOTEStream(IterableDataset):
-    """Synthetic samples (and the originals, with ``include_originals``) as ``(image, label)`` pairs.
+    """Synthetic samples (and the originals, with ``include_originals``) as ``(image, label)`` pairs,
+    or ``(image, target)`` with ``soft_labels``.
 
     Parameters
     ----------
@@ -44,6 +53,15 @@ class DeepSMOTEStream(IterableDataset):
         Shape (N,): their labels; the stream yields these label values.
     sampling_strategy, k_neighbors, seed, shard_size, sampler
         As for :class:`deepsmote.runtime.DeepSMOTE`; ``shard_size`` is the samples per unit.
+    remix : mapping, optional
+        Latent Remix's parameters with ``sampler='remix'``, as the estimator names them
+        (``remix_min_weight``, ``remix_kappa``, ``remix_tau``, ``remix_partner``).
+    soft_labels : bool, default False
+        Yield each sample's target as a float32 tensor of shape (K,) over ``classes`` (latent
+        Remix's soft targets; one-hot for real samples and for the other samplers) in place of its
+        label value.
+    shuffle : bool, default False
+        Permute the order of the units every epoch (from ``seed`` and the epoch).
     include_originals : bool, default False
         Stream the originals too: the whole balanced set.
     transform : callable, optional
@@ -66,6 +84,9 @@ class DeepSMOTEStream(IterableDataset):
         transform: Callable[[np.ndarray], Any] | None = None,
         threads_per_worker: int = 1,
         sampler: str = "smote",
+        remix: Mapping[str, Any] | None = None,
+        soft_labels: bool = False,
+        shuffle: bool = False,
     ) -> None:
         super().__init__()
         fitted = DeepSMOTE(
@@ -75,6 +96,7 @@ class DeepSMOTEStream(IterableDataset):
             random_state=seed,
             provider="cpu",
             sampler=sampler,
+            **(remix or {}),
         ).fit(images, labels)
         counts = np.bincount(np.unique(labels, return_inverse=True)[1].ravel())
         new = np.zeros_like(counts)
@@ -86,19 +108,47 @@ class DeepSMOTEStream(IterableDataset):
         self.classes = fitted.classes_
         self.transform = transform or to_tensor
         self.threads_per_worker = threads_per_worker
+        self.soft_labels = soft_labels
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch``'s: its own draws (and order, with ``shuffle``).
+
+        Call it before each epoch, before the ``DataLoader`` starts its workers (they take the
+        epoch with the dataset), as with torch's ``DistributedSampler``.
+        """
+        self.synthesizer.for_epoch(epoch)  # refuses a bad epoch now
+        self.epoch = int(epoch)
+
+    def unit_order(self) -> np.ndarray:
+        """int64, shape (units,): the order this epoch streams the units in."""
+        if not self.shuffle:
+            return np.arange(len(self.units))
+        rng = np.random.default_rng(np.random.SeedSequence([SHUFFLE_KEY, self.seed, self.epoch]))
+        return rng.permutation(len(self.units))
 
     def __len__(self) -> int:
         return self.units.total
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         worker = get_worker_info()
-        units: Iterable[Unit] = self.units
-        synthesizer = self.synthesizer
+        order = self.unit_order()
+        synthesizer = self.synthesizer.for_epoch(self.epoch)
         if worker is not None:
             # A forked worker must not use the parent's onnxruntime sessions: it opens its own.
-            units = (self.units[t] for t in range(worker.id, len(self.units), worker.num_workers))
+            order = order[worker.id :: worker.num_workers]
             synthesizer = synthesizer.with_threads(self.threads_per_worker)
+        units: Iterable[Unit] = (self.units[int(t)] for t in order)
         for unit in units:
             samples = synthesizer.samples(unit)
-            for image, c in zip(samples.images, samples.class_index.tolist(), strict=True):
-                yield self.transform(image), self.classes[c].item()
+            if self.soft_labels:
+                targets = samples.targets
+                if targets is None:
+                    targets = np.eye(len(self.classes), dtype=np.float32)[samples.class_index]
+                for image, target in zip(samples.images, targets, strict=True):
+                    yield self.transform(image), torch.from_numpy(target.copy())
+            else:
+                for image, c in zip(samples.images, samples.class_index.tolist(), strict=True):
+                    yield self.transform(image), self.classes[c].item()

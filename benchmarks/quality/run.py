@@ -42,12 +42,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from deepsmote.evaluation.classifiers import ClassifierConfig
+from deepsmote.evaluation.classifiers import AUGMENTS, ClassifierConfig
 from deepsmote.evaluation.datasets import PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS, imbalance, write_imbalanced
 from deepsmote.evaluation.protocol import (
-    METHODS,
     ProtocolConfig,
     evaluate,
+    method_spec,
     quality_markdown,
     results_markdown,
     sample_quality,
@@ -109,7 +109,7 @@ class Preset:
     quality_classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
-BASELINES = ("none", "random", "smote", "balanced-softmax", "deferred")
+BASELINES = ("none", "random", "smote", "balanced-softmax", "deferred", "pixel-remix", "pixel-remix-per-epoch")
 RECIPES = (
     "deepsmote",
     "deepsmote-filter",
@@ -117,6 +117,12 @@ RECIPES = (
     "deepsmote-borderline",
     "deepsmote-adasyn",
     "deepsmote-deferred",
+    "deepsmote-per-epoch",
+    "remix",
+    "remix-per-epoch",
+    "remix-nearest",
+    "remix-nearest-per-epoch",
+    "remix-balanced-softmax",
 )
 
 
@@ -126,6 +132,24 @@ def _generators(**common: Any) -> dict[str, TrainConfig]:
 
 
 PRESETS = {
+    # A quarter of Table I's counts and 5 seeds with a short classifier schedule: where recipes are
+    # searched on validation before the `cpu` preset measures the chosen one.
+    "screen": Preset(
+        divisor=4,
+        data_seed=0,
+        protocol=ProtocolConfig(
+            methods=BASELINES,
+            seeds=(0, 1, 2, 3, 4),
+            classifier=ClassifierConfig(width=16, steps=1000, batch_size=64, eval_every=100),
+            device="cpu",
+            workers=2,
+        ),
+        generators={"sharp": TrainConfig(epochs=40, width=16, latent_dim=300, device="cpu")},
+        recipes=RECIPES,
+        gate_steps=1000,
+        quality_per_class=250,
+        quality_classifier=ClassifierConfig(width=16, steps=1000, batch_size=64, eval_every=100),
+    ),
     "smoke": Preset(
         divisor=10,
         data_seed=0,
@@ -293,7 +317,7 @@ def _reusable(stored: dict[str, Any] | None, key: dict[str, Any]) -> bool:
 
 
 def _title(method: str, generator: str | None) -> str:
-    return METHODS[method].title + (f" [{generator}]" if generator else "")
+    return method_spec(method).title + (f" [{generator}]" if generator else "")
 
 
 def _rows(groups: dict[str | None, dict[str, Any]], test: str) -> list[str]:
@@ -378,6 +402,15 @@ def main() -> None:
     parser.add_argument("--groups", help="only these evaluation groups, e.g. baselines,sharp [default: all]")
     parser.add_argument("--workers", type=int, help="override the classifier processes trained at once")
     parser.add_argument("--skip-quality", action="store_true", help="stop after the evaluation stages")
+    parser.add_argument(
+        "--methods", help="the baselines group's methods, e.g. random,pixel-remix [default: the preset's]"
+    )
+    parser.add_argument(
+        "--recipes",
+        help="each generator group's methods; a name may carry overrides, e.g. remix@remix_kappa=2 "
+        "or remix@remix_kappa=2+remix_tau=0.3 (deepsmote.evaluation.protocol.method_spec) [default: the preset's]",
+    )
+    parser.add_argument("--augment", choices=AUGMENTS, help="the classifiers' augmentation [default: none]")
     args = parser.parse_args()
 
     preset = PRESETS[args.preset]
@@ -386,7 +419,13 @@ def main() -> None:
     if args.steps:
         classifier = replace(classifier, steps=args.steps, eval_every=max(1, args.steps // 10))
         quality_classifier = replace(quality_classifier, steps=args.steps, eval_every=max(1, args.steps // 10))
+    if args.augment:
+        classifier = replace(classifier, augment=args.augment)
     protocol = replace(protocol, classifier=classifier, threads=args.threads)
+    if args.methods:
+        protocol = replace(protocol, methods=tuple(args.methods.split(",")))
+    if args.recipes:
+        preset = replace(preset, recipes=tuple(args.recipes.split(",")))
     if args.seeds:
         protocol = replace(protocol, seeds=tuple(int(s) for s in args.seeds.split(",")))
     if args.workers:

@@ -14,7 +14,7 @@ from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
 from ..errors import DeepSMOTEError
 from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
-from ..job import ENGINES, generate_dataset, plan_table
+from ..job import ENGINES, check_remix_job, generate_dataset, plan_table
 from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
@@ -24,7 +24,7 @@ from ..resize import Resize, parse_resize
 from ..strategy import parse_strategy
 from ..stream import open_dataset
 from ..writers import FORMATS
-from .options import resize_options, sampler_option
+from .options import remix_options, remix_settings, resize_options, sampler_option
 
 
 @click.command()
@@ -48,6 +48,13 @@ from .options import resize_options, sampler_option
     help="Nearest neighbours within a class.",
 )
 @sampler_option
+@remix_options
+@click.option(
+    "--hard-labels",
+    is_flag=True,
+    help="--sampler remix: drop the soft labels, each image keeping its base's class alone (loses the mix's "
+    "label weights; what an ImageFolder needs).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--format", "fmt", default="imagefolder", show_default=True, type=click.Choice(FORMATS))
 @click.option("--provider", default="auto", show_default=True, type=click.Choice(PROVIDERS))
@@ -112,6 +119,11 @@ def generate(
     strategy: str,
     k_neighbors: int,
     sampler: str,
+    remix_min_weight: float,
+    remix_kappa: float,
+    remix_tau: float,
+    remix_partner: str,
+    hard_labels: bool,
     seed: int,
     fmt: str,
     provider: str,
@@ -141,7 +153,15 @@ def generate(
     sampler = chosen.get("sampler", sampler)
     filter_threshold = chosen.get("filter_threshold", filter_threshold)
     synthetic_share = chosen.get("synthetic_share", synthetic_share)
+    remix = remix_settings(
+        sampler,
+        chosen.get("remix_min_weight", remix_min_weight),
+        chosen.get("remix_kappa", remix_kappa),
+        chosen.get("remix_tau", remix_tau),
+        chosen.get("remix_partner", remix_partner),
+    )
     # The cheap checks first: nothing is read before the arguments are known to be usable.
+    check_remix_job(sampler, remix, hard_labels, fmt, filter_threshold)
     sampling_strategy = parse_strategy(strategy)
     check_threshold(filter_threshold)
     check_share(synthetic_share)
@@ -183,6 +203,8 @@ def generate(
         synthetic_share=synthetic_share,
         overwrite=overwrite,
         sampler=sampler,
+        remix=remix,
+        hard_labels=hard_labels,
         progress=verbosity() > QUIET,
     )
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())

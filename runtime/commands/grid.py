@@ -14,10 +14,11 @@ from ..console import verbosity_options
 from ..errors import DeepSMOTEError
 from ..pixels import from_model, to_model
 from ..readers import label_values
+from ..remix import RemixSettings
 from ..resize import check_image_shape, parse_resize
 from ..sampler import DeepSMOTE
 from ..stream import open_dataset
-from .options import checked_out_file, resize_options, sampler_option
+from .options import checked_out_file, remix_options, remix_settings, resize_options, sampler_option
 
 
 def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2) -> np.ndarray:
@@ -62,6 +63,7 @@ def tile(rows: list[np.ndarray], labels: list[str], scale: int = 2, pad: int = 2
 @click.option("--synthetic-rows", default=2, show_default=True, type=click.IntRange(1, 100))
 @click.option("--k", "k_neighbors", default=5, show_default=True, type=click.IntRange(min=1))
 @sampler_option
+@remix_options
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--interpolate", "pair", default=None, help="Two DATA indices 'I,J': add a strip decoding their codes.")
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(2, 1000), help="Images in the strip.")
@@ -79,6 +81,10 @@ def grid(
     synthetic_rows: int,
     k_neighbors: int,
     sampler: str,
+    remix_min_weight: float,
+    remix_kappa: float,
+    remix_tau: float,
+    remix_partner: str,
     seed: int,
     pair: str | None,
     steps: int,
@@ -90,6 +96,7 @@ def grid(
     from PIL import Image
 
     target = checked_out_file(out, overwrite)
+    remix = remix_settings(sampler, remix_min_weight, remix_kappa, remix_tau, remix_partner) or RemixSettings()
     size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
     # Read in batches: the sampler keeps codes, and only the images shown are read again by index.
@@ -106,6 +113,10 @@ def grid(
         random_state=seed,
         provider=provider,
         sampler=sampler,
+        remix_min_weight=remix.min_weight,
+        remix_kappa=remix.kappa,
+        remix_tau=remix.tau,
+        remix_partner=remix.partner,
     )
     oversampler.fit(dataset)
     synthetic = {c: [] for c in growable}
