@@ -66,3 +66,79 @@ def test_the_stream_takes_the_latent_sampler():
         (to_tensor(image).numpy().tobytes(), int(y)) for image, y in zip(X_res[new], y_res[new], strict=True)
     )
     assert got == expected
+
+
+@pytest.fixture(scope="module")
+def remix_stream() -> DeepSMOTEStream:
+    data = read_dataset(fmnist_mini())
+    rows = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 40), (1, 12), (2, 6))])
+    return DeepSMOTEStream(
+        GOLDEN_BUNDLE,
+        data.images[rows],
+        data.labels[rows],
+        shard_size=16,
+        include_originals=True,
+        sampler="remix",
+        soft_labels=True,
+        shuffle=True,
+        seed=3,
+    )
+
+
+def soft_samples(stream: DeepSMOTEStream, workers: int, epoch: int) -> list[tuple[bytes, tuple[float, ...]]]:
+    stream.set_epoch(epoch)
+    loader = DataLoader(stream, batch_size=8, num_workers=workers)
+    return [
+        (image.numpy().tobytes(), tuple(target.tolist()))
+        for images, targets in loader
+        for image, target in zip(images, targets, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_set_epoch_gives_each_epoch_its_own_draws_the_same_for_any_workers(remix_stream, workers):
+    first = soft_samples(remix_stream, 0, 1)
+    again = soft_samples(remix_stream, workers, 1)
+    assert sorted(again) == sorted(first)
+    if workers == 0:
+        assert again == first  # the same order too: the shuffle is a function of the seed and epoch
+    other = soft_samples(remix_stream, 0, 2)
+    synthetic = {image for image, target in first if max(target) < 1}
+    assert len(synthetic) > 10
+    assert not synthetic & {image for image, _ in other}
+    assert [image for image, _ in other] != [image for image, _ in first]
+
+
+def test_the_streams_epoch_is_the_samplers_and_epoch_0_is_generate():
+    # One shard per class (the default shard size): the stream's mixed units draw what the
+    # sampler's per-class shards draw.
+    from deepsmote.runtime import DeepSMOTE
+
+    data = read_dataset(fmnist_mini())
+    rows = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 40), (1, 12), (2, 6))])
+    images, labels = data.images[rows], data.labels[rows]
+    stream = DeepSMOTEStream(
+        GOLDEN_BUNDLE, images, labels, include_originals=True, sampler="remix", soft_labels=True, seed=3
+    )
+    sampler = DeepSMOTE(GOLDEN_BUNDLE, random_state=3, sampler="remix").fit(images, labels)
+    for epoch in (0, 1):
+        X, _, T = sampler.resample(epoch, return_targets=True)
+        expected = sorted(
+            (to_tensor(image).numpy().tobytes(), tuple(t.tolist())) for image, t in zip(X, T, strict=True)
+        )
+        assert sorted(soft_samples(stream, 0, epoch)) == expected
+
+
+def test_soft_targets_are_k_vectors_summing_to_one(remix_stream):
+    got = soft_samples(remix_stream, 0, 0)
+    assert len(got) == 120
+    targets = np.asarray([t for _, t in got])
+    assert targets.shape == (120, 3)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_bad_epoch_is_refused_when_set(remix_stream):
+    from deepsmote.runtime import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="epoch"):
+        remix_stream.set_epoch(-1)
