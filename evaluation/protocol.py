@@ -328,6 +328,8 @@ def training_sets(
         return deepsmote
     if spec.oversampler == "pixel-remix":
         settings = RemixSettings(**{k.removeprefix("remix_"): v for k, v in spec.recipe.items()})
+        if settings.base != "smote":
+            raise DeepSMOTEError("pixel-space Remix draws its bases uniformly (remix_base 'smote')")
         return lambda epoch: TrainingSet(*pixel_remix(images, labels, seed, settings, epoch))
     X, y = _imblearn_resample(spec.oversampler, images, labels, seed, k_neighbors, sampling_strategy)
     return lambda epoch: TrainingSet(X, y)

@@ -37,6 +37,7 @@ from deepsmote.kernels import kneighbors_of
 from .errors import InvalidInputError
 
 __all__ = [
+    "BASES",
     "PARTNERS",
     "RemixPool",
     "RemixSettings",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 PARTNERS = ("uniform", "nearest-other")
+# The latent samplers whose base weights latent Remix can draw its bases with.
+BASES = ("smote", "borderline", "adasyn")
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,16 @@ class RemixSettings:
         The weight of the larger class under which the label is the smaller class's alone; in [0, 1].
     partner : {'uniform', 'nearest-other'}
         Where the partner comes from.
+    base : {'smote', 'borderline', 'adasyn'}
+        How the bases are drawn from the class being grown: uniformly (``smote``) or with another
+        latent sampler's weights (:mod:`.latent_samplers`).
     """
 
     min_weight: float = 0.5
     kappa: float = 3.0
     tau: float = 0.5
     partner: str = "uniform"
+    base: str = "smote"
 
     def __post_init__(self) -> None:
         for name, low, high, closed in (("min_weight", 0.0, 1.0, False), ("tau", 0.0, 1.0, True)):
@@ -81,6 +88,8 @@ class RemixSettings:
             raise InvalidInputError(f"`remix_kappa` must be a finite number >= 1, got {self.kappa!r}")
         if self.partner not in PARTNERS:
             raise InvalidInputError(f"`remix_partner` must be one of {', '.join(PARTNERS)}, got {self.partner!r}")
+        if self.base not in BASES:
+            raise InvalidInputError(f"`remix_base` must be one of {', '.join(BASES)}, got {self.base!r}")
 
 
 def check_remix_gate(sampler: str, filter_threshold: float | None) -> None:

@@ -160,6 +160,8 @@ class DeepSMOTE:
     remix_partner : {'uniform', 'nearest-other'}, default 'uniform'
         Latent Remix: the partner drawn from all training samples, or among the base's
         ``k_neighbors`` nearest codes of other classes.
+    remix_base : {'smote', 'borderline', 'adasyn'}, default 'smote'
+        Latent Remix: the bases drawn uniformly from the class, or with that latent sampler's weights.
 
     Attributes
     ----------
@@ -195,6 +197,7 @@ class DeepSMOTE:
         remix_kappa: float = 3.0,
         remix_tau: float = 0.5,
         remix_partner: str = "uniform",
+        remix_base: str = "smote",
     ) -> None:
         self.bundle = bundle
         self.sampling_strategy = sampling_strategy
@@ -213,6 +216,7 @@ class DeepSMOTE:
         self.remix_kappa = remix_kappa
         self.remix_tau = remix_tau
         self.remix_partner = remix_partner
+        self.remix_base = remix_base
 
     # --- scikit-learn's estimator protocol ---------------------------------------------------
 
@@ -287,7 +291,9 @@ class DeepSMOTE:
 
     def _remix_settings(self) -> RemixSettings:
         """The latent-Remix parameters, checked (they are checked whatever the sampler)."""
-        return RemixSettings(self.remix_min_weight, self.remix_kappa, self.remix_tau, self.remix_partner)
+        return RemixSettings(
+            self.remix_min_weight, self.remix_kappa, self.remix_tau, self.remix_partner, self.remix_base
+        )
 
     def fit(self, X: np.ndarray | ImageSource | LatentCache, y: np.ndarray | None = None) -> DeepSMOTE:
         """Encode the classes that will grow and find their neighbours.

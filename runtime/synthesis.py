@@ -438,7 +438,8 @@ class Synthesizer:
                     reference[m] = codes[c]
                 settings = remix or RemixSettings()
                 pool = remix_pool(reference, labels, len(members), np.asarray(grows), k_neighbors, settings)
-            weights = base_weights(sampler, list(codes), labels, grows, k_neighbors, class_names)
+            weighing = settings.base if sampler == "remix" else sampler
+            weights = base_weights(weighing, list(codes), labels, grows, k_neighbors, class_names)
             latents = tuple(
                 None if fitted is None else replace(fitted, weights=w)
                 for fitted, w in zip(latents, weights, strict=True)

@@ -70,11 +70,15 @@ def reference(codes, labels, settings: RemixSettings, new=NEW, shard_size=SHARD_
             distances = naive.sq_distances_diff(np.concatenate([codes[members], codes[others]]))[: len(members)]
             nearest = np.argsort(distances[:, len(members) :], axis=1, kind="stable")[:, :K]
             nearest = others[nearest]
+        weights = naive.adasyn_ratio(codes, labels, c, K) if settings.base == "adasyn" else None
         images, targets = [], []
         for s, start in enumerate(range(0, total, shard_size)):
             m = min(shard_size, total - start)
             rng = np.random.default_rng(np.random.SeedSequence([seed, c, s]))
-            base = rng.integers(0, len(members), size=m, dtype=np.int64)
+            if weights is None:
+                base = rng.integers(0, len(members), size=m, dtype=np.int64)
+            else:
+                base = naive.weighted_draw(rng.random(m), weights)
             if settings.partner == "uniform":
                 partner = rng.integers(0, len(labels), size=m, dtype=np.int64)
             else:

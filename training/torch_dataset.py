@@ -55,7 +55,7 @@ class DeepSMOTEStream(IterableDataset):
         As for :class:`deepsmote.runtime.DeepSMOTE`; ``shard_size`` is the samples per unit.
     remix : mapping, optional
         Latent Remix's parameters with ``sampler='remix'``, as the estimator names them
-        (``remix_min_weight``, ``remix_kappa``, ``remix_tau``, ``remix_partner``).
+        (``remix_min_weight``, ``remix_kappa``, ``remix_tau``, ``remix_partner``, ``remix_base``).
     soft_labels : bool, default False
         Yield each sample's target as a float32 tensor of shape (K,) over ``classes`` (latent
         Remix's soft targets; one-hot for real samples and for the other samplers) in place of its

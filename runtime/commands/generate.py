@@ -123,6 +123,7 @@ def generate(
     remix_kappa: float,
     remix_tau: float,
     remix_partner: str,
+    remix_base: str,
     hard_labels: bool,
     seed: int,
     fmt: str,
@@ -159,6 +160,7 @@ def generate(
         chosen.get("remix_kappa", remix_kappa),
         chosen.get("remix_tau", remix_tau),
         chosen.get("remix_partner", remix_partner),
+        chosen.get("remix_base", remix_base),
     )
     # The cheap checks first: nothing is read before the arguments are known to be usable.
     check_remix_job(sampler, remix, hard_labels, fmt, filter_threshold)

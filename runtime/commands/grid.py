@@ -85,6 +85,7 @@ def grid(
     remix_kappa: float,
     remix_tau: float,
     remix_partner: str,
+    remix_base: str,
     seed: int,
     pair: str | None,
     steps: int,
@@ -96,7 +97,10 @@ def grid(
     from PIL import Image
 
     target = checked_out_file(out, overwrite)
-    remix = remix_settings(sampler, remix_min_weight, remix_kappa, remix_tau, remix_partner) or RemixSettings()
+    remix = (
+        remix_settings(sampler, remix_min_weight, remix_kappa, remix_tau, remix_partner, remix_base)
+        or RemixSettings()
+    )
     size = parse_resize(resize, crop)
     loaded = load_bundle(bundle)
     # Read in batches: the sampler keeps codes, and only the images shown are read again by index.
@@ -117,6 +121,7 @@ def grid(
         remix_kappa=remix.kappa,
         remix_tau=remix.tau,
         remix_partner=remix.partner,
+        remix_base=remix.base,
     )
     oversampler.fit(dataset)
     synthetic = {c: [] for c in growable}

@@ -15,7 +15,7 @@ import click
 
 from ..errors import DeepSMOTEError
 from ..latent_samplers import SAMPLERS
-from ..remix import PARTNERS, RemixSettings
+from ..remix import BASES, PARTNERS, RemixSettings
 from ..resize import CROPS
 
 RESIZE_HELP = "Resize every DATA image to HxW on reading (Pillow's Lanczos), e.g. 64x64."
@@ -44,10 +44,17 @@ def sampler_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def remix_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add latent Remix's ``--remix-min-weight``, ``--remix-kappa``, ``--remix-tau`` and ``--remix-partner``
-    (passed as ``remix_min_weight`` ...); :func:`remix_settings` turns them into settings."""
+    """Add latent Remix's ``--remix-min-weight``, ``--remix-kappa``, ``--remix-tau``, ``--remix-partner`` and
+    ``--remix-base`` (passed as ``remix_min_weight`` ...); :func:`remix_settings` turns them into settings."""
     defaults = RemixSettings()
     options = [
+        click.option(
+            "--remix-base",
+            default=defaults.base,
+            show_default=True,
+            type=click.Choice(BASES),
+            help="--sampler remix: bases drawn uniformly (smote) or with that latent sampler's weights.",
+        ),
         click.option(
             "--remix-partner",
             default=defaults.partner,
@@ -84,11 +91,11 @@ def remix_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def remix_settings(
-    sampler: str, remix_min_weight: float, remix_kappa: float, remix_tau: float, remix_partner: str
+    sampler: str, remix_min_weight: float, remix_kappa: float, remix_tau: float, remix_partner: str, remix_base: str
 ) -> RemixSettings | None:
     """The settings ``--sampler remix`` runs with; None for another sampler, which refuses any
     remix option set away from its default (it would be ignored)."""
-    settings = RemixSettings(remix_min_weight, remix_kappa, remix_tau, remix_partner)
+    settings = RemixSettings(remix_min_weight, remix_kappa, remix_tau, remix_partner, remix_base)
     if sampler == "remix":
         return settings
     if settings != RemixSettings():
