@@ -125,15 +125,16 @@ def test_api_gives_the_reference_bytes_and_targets(data, codes, threads):
 
 
 @pytest.mark.parametrize(
-    "remix", [{"remix_partner": "nearest-other"}, {"remix_min_weight": 0.1, "remix_kappa": 2.0, "remix_tau": 0.3}]
+    "remix",
+    [
+        {"remix_partner": "nearest-other"},
+        {"remix_min_weight": 0.1, "remix_kappa": 2.0, "remix_tau": 0.3},
+        {"remix_base": "adasyn"},
+    ],
+    ids=["nearest-other", "settings", "adasyn-bases"],
 )
 def test_partner_rule_and_settings_follow_the_reference(data, codes, remix):
-    settings = RemixSettings(
-        remix.get("remix_min_weight", 0.5),
-        remix.get("remix_kappa", 3.0),
-        remix.get("remix_tau", 0.5),
-        remix.get("remix_partner", "uniform"),
-    )
+    settings = RemixSettings(**{name.removeprefix("remix_"): value for name, value in remix.items()})
     expected = reference(codes, data[1], settings)
     got = split_by_class(*api(data, **remix), len(data[1]))
     for c in NEW:
