@@ -349,3 +349,20 @@ def test_remix_options_without_remix_are_refused(tmp_path):
     )
     assert code != 0 and "--sampler remix" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rerun_resumes_and_other_remix_settings_are_refused(tmp_path):
+    from helpers import tree_digest
+
+    out = _generate(tmp_path, "npz")
+    before = tree_digest(out)
+    _generate(tmp_path, "npz")  # the same job again: every unit is done, nothing changes
+    assert tree_digest(out) == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images_generated_this_run"] == 0 and summary["soft_labels"] is True
+    code, _, err = run_cli(
+        "generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--strategy", STRATEGY,
+        "--sampler", "remix", "--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--remix-kappa", "2",
+    )  # fmt: skip
+    assert code != 0 and "remix" in err and "--overwrite" in err
+    assert tree_digest(out) == before
