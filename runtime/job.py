@@ -183,12 +183,26 @@ def write_manifest(out: Path, units: Iterable[Unit], writer: UnitWriter, classes
             rows = csv.writer(f, lineterminator="\n")
             rows.writerow(["file", "key", "label", "class", "synthetic"])
             for unit in units:
-                labels, synthetic, _ = unit.order()
+                labels, synthetic, _, _ = unit.order()
                 entries = writer.entries(unit)
                 for (file, key), label, made in zip(entries, labels.tolist(), synthetic.tolist(), strict=True):
                     rows.writerow([file, key, label, classes[label], int(made)])
     except OSError as exc:
         raise write_error(out, target, exc) from None
+
+
+def resolve_originals(include_originals: bool | None, data: ImageSource | LatentCache) -> bool:
+    """Whether a job writes the originals: as asked, or by default wherever DATA holds the images."""
+    if include_originals is not None:
+        return bool(include_originals)
+    if isinstance(data, LatentCache):
+        warnings.warn(
+            f"CODES {data.path} holds no images, so `out` gets the new samples only and a class that gets none "
+            f"has no files; give DATA ({data.source}) for the whole balanced set",
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
@@ -227,7 +241,7 @@ def generate_dataset(
     precision: str = "fp32",
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
-    include_originals: bool = False,
+    include_originals: bool | None = None,
     filter_threshold: float | None = None,
     max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
     synthetic_share: float = 1.0,
@@ -255,8 +269,11 @@ def generate_dataset(
         ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``).
     fmt : {'imagefolder', 'npz', 'webdataset', 'parquet'}
         The output format (README, "Output formats").
-    include_originals : bool
-        Write the originals too, so that OUT is the whole balanced set.
+    include_originals : bool or None
+        Write the originals too, so that OUT is the whole balanced set, every class present, as
+        imbalanced-learn's ``fit_resample`` returns it; False writes the new samples only. None (the
+        default) is True, except from CODES, which holds no images: then the new samples only, with a
+        warning.
     sampler : {'smote', 'borderline', 'adasyn'}
         Which codes serve as SMOTE bases (README, "Latent samplers").
     filter_threshold : float, optional
@@ -280,6 +297,7 @@ def generate_dataset(
     threshold, max_draw_ratio = check_threshold(filter_threshold), check_ratio(max_draw_ratio)
     if isinstance(data, LabelledImages):
         data = ImageSource.of(data)
+    include_originals = resolve_originals(include_originals, data)
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     synthetic = split(new, synthetic_share)
@@ -412,6 +430,7 @@ def generate_dataset(
         generated = time.perf_counter()
         made = total - done_before
         write_manifest(output.path, shards, writer, data.classes)
+        writer.finish(shards)
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},

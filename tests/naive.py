@@ -153,10 +153,14 @@ def plan_mixed_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, sha
         synthetic, originals = [], []
         for c in np.flatnonzero(counts).tolist():
             start, stop, n_real = int(taken[c]), int(taken[c] + counts[c]), int(real[c])
-            if min(stop, n_real) > start:
-                originals.append(RealSlice(c, start, min(stop, n_real)))
-            if stop > max(start, n_real):
-                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+            # Sample j of the class's sequence is an original where floor((j+1)·r/n) > floor(j·r/n).
+            j, n = np.arange(stop), int(totals[c])
+            every = (j + 1) * n_real // n > j * n_real // n
+            is_real, real_before = every[start:], int(np.count_nonzero(every[:start]))
+            if is_real.any():
+                originals.append(RealSlice(c, real_before, real_before + int(is_real.sum())))
+            if (~is_real).any():
+                synthetic.append(Shard(c, t, int((~is_real).sum())))
         taken += counts
         units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
     return units
@@ -174,7 +178,7 @@ def manifest_csv_eager(units: list[Unit], entries, classes: tuple[str, ...]) -> 
     rows = csv.writer(text, lineterminator="\n")
     rows.writerow(["file", "key", "label", "class", "synthetic"])
     for unit in units:
-        labels, synthetic, _ = unit.order()
+        labels, synthetic, _, _ = unit.order()
         for (file, key), label, made in zip(entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
             rows.writerow([file, key, label, classes[label], int(made)])
     return text.getvalue().encode()

@@ -94,7 +94,7 @@ def test_the_job_marks_each_sample_and_repeats_real_images_of_its_class(data, fm
         [*args, "--synthetic-share", "0.5", "--include-originals", "--shard-size", "16"], capsys
     )
     assert code == 0, err
-    assert "wrote 16 synthetic images and 16 repeats of real ones" in stdout and "repeated" in stdout
+    assert "wrote 900 originals, 16 synthetic images and 16 repeats of real ones" in stdout and "repeated" in stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["synthetic_share"] == 0.5
     assert summary["counts"]["6"] == {"original": 20, "synthetic": 6, "repeated": 7, "total": 33}
@@ -116,7 +116,7 @@ def test_the_job_marks_each_sample_and_repeats_real_images_of_its_class(data, fm
         for image, record in zip(images, webdataset_records(out), strict=True):
             if not record["synthetic"]:
                 np.testing.assert_array_equal(data.images[record["base"]], image)
-                assert data.labels[record["base"]] == record["label"] and record["neighbor"] is None
+                assert data.labels[record["base"]] == record["label"] and record["neighbor"] == record["base"]
             else:
                 assert data.labels[record["neighbor"]] == record["label"] and 0 <= record["gap"] < 1
 
