@@ -12,7 +12,7 @@ import click
 from ..bundle import CPU_DECODE_BATCH, GPU_DECODE_BATCH, PRECISIONS, PROVIDERS, load_bundle, read_manifest
 from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
-from ..errors import DeepSMOTEError
+from ..errors import InvalidInputError
 from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
 from ..job import ENGINES, generate_dataset, plan_table, resolve_originals
 from ..mixing import check_share
@@ -193,9 +193,10 @@ def generate(
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())
     repeated = sum(c.get("repeated", 0) for c in summary["counts"].values())
     originals = sum(c["original"] for c in summary["counts"].values()) if summary["include_originals"] else 0
+    wrote = f"{f'{originals} originals, ' if originals else ''}{synthetic} synthetic images"
+    wrote += f" and {repeated} repeats of real ones" if repeated else ""
     click.echo(
-        f"wrote {f'{originals} originals, ' if originals else ''}{synthetic} synthetic images"
-        f"{f' and {repeated} repeats of real ones' if repeated else ''} ({summary['images_generated_this_run']} this run) to {out} "
+        f"wrote {wrote} ({summary['images_generated_this_run']} this run) to {out} "
         f"on {summary['provider']} in {summary['timings_s']['total']} s"
     )
     click.echo(count_table(summary))
@@ -235,7 +236,7 @@ def read_codes_input(
     )
     for given, flag in needs:
         if given:
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"{flag} needs the images, but {path} is CODES (a latent cache: codes only); give DATA instead, "
                 f"or leave out {flag}"
             )
