@@ -149,7 +149,7 @@ def test_a_share_outside_zero_one_is_refused(fmnist_mini, tmp_path, capsys):
     code, _, err = run_main(
         ["generate", GOLDEN_BUNDLE, fmnist_mini, "--out", tmp_path / "o", "--synthetic-share", "1.5"], capsys
     )
-    assert code == 1 and err.count("\n") == 1 and "--synthetic-share must lie in [0, 1]" in err, err
+    assert code == 2 and err.count("\n") == 1 and "--synthetic-share must lie in [0, 1]" in err, err
     with pytest.raises(ValueError, match="`synthetic_share` must lie in"):
         DeepSMOTE(GOLDEN_BUNDLE, synthetic_share=-0.1).fit(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]))
 

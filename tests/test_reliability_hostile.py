@@ -461,7 +461,7 @@ def test_grid_into_a_read_only_folder_is_refused_first(bundle, tmp_path, capsys)
 @pytest.mark.parametrize("value", ["1000000000", str(10**40)])
 def test_train_with_a_huge_latent_dim_is_one_line(tmp_path, capsys, value):
     code, _, err = run_main(["train", FMNIST, "--out", tmp_path / "b", "--latent-dim", value, "--epochs", "1"], capsys)
-    assert code == 1 and "--latent-dim must be at most 4096" in error_line(err)
+    assert code == 2 and "--latent-dim must be at most 4096" in error_line(err)
     assert not (tmp_path / "b").exists()
 
 

@@ -14,9 +14,9 @@ from helpers import run_main
 from PIL import Image
 
 
-def one_line_error(code: int, err: str, fragment: str) -> None:
+def one_line_error(code: int, err: str, fragment: str, status: int = 1) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], err
+    assert code == status and len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], err
 
 
 def test_inspect_prints_the_summary(tiny_bundle, capsys):
@@ -84,7 +84,7 @@ def test_grid_draws_real_and_synthetic_rows(tiny_bundle, tmp_path, capsys):
 
 def test_grid_rejects_bad_interpolation_pair(tiny_bundle, tmp_path, capsys):
     args = ["grid", tiny_bundle, fmnist_mini(), "--out", tmp_path / "g.png", "--interpolate", "0,99999"]
-    one_line_error(*run_main(args, capsys)[::2], "--interpolate must be two indices")
+    one_line_error(*run_main(args, capsys)[::2], "--interpolate must be two indices", status=2)
     assert not (tmp_path / "g.png").exists()
 
 
