@@ -65,3 +65,12 @@ def test_mixed_units_hold_shard_size_samples_and_each_class_in_proportion():
         spans = [(a, b) for k, a, b in reals if k == c]
         assert spans[0][0] == 0 and spans[-1][1] == real[c]
         assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(spans))
+
+
+def test_every_full_mixed_unit_of_the_demo_job_holds_the_job_share_of_originals_within_a_point():
+    # the demo's job: 900 originals (400 down to 4 per class) filled to 400 each, in units of 1,000
+    real = np.array([400, 200, 100, 75, 50, 35, 20, 10, 6, 4])
+    units = list(plan_mixed(400 - real, real, shard_size=1000))
+    assert len(units) == 4
+    for unit in units:
+        assert abs(sum(r.count for r in unit.real) / unit.count - 900 / 4000) <= 0.01
