@@ -140,7 +140,7 @@ def test_every_bad_parameter_is_a_value_error(small, params, match):
 
 def test_a_missing_bundle_is_a_file_not_found_error(small, tmp_path):
     X, y = small
-    with pytest.raises(FileNotFoundError, match="no such bundle directory"):
+    with pytest.raises(FileNotFoundError, match="nothing is there"):
         DeepSMOTE(tmp_path / "nothing.bundle").fit_resample(X, y)
 
 
