@@ -193,7 +193,9 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     """
     bundle = Path(path)
     if not bundle.exists():
-        raise BundleNotFoundError(f"{bundle}: not a bundle directory (nothing is there); train one with `deepsmote train`")
+        raise BundleNotFoundError(
+            f"{bundle}: not a bundle directory (nothing is there); train one with `deepsmote train`"
+        )
     if not bundle.is_dir():
         raise DeepSMOTEError(f"{bundle}: not a bundle directory; train one with `deepsmote train`")
     where = bundle / MANIFEST_NAME
