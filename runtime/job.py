@@ -205,6 +205,13 @@ def resolve_originals(include_originals: bool | None, data: ImageSource | Latent
     return True
 
 
+def _data_path(data: ImageSource | LatentCache) -> str | None:
+    """DATA's path as given (for CODES, the DATA it was encoded from); None for images held in memory."""
+    if isinstance(data, LatentCache):
+        return data.source
+    return None if data.path == "DATA" else str(data.path)
+
+
 def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
     """How many units of ``units`` OUT marks done, and their samples; read mark by mark from OUT."""
     done = samples = 0
@@ -434,6 +441,8 @@ def generate_dataset(
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
+            # Where `deepsmote report` finds the real images of a job that did not write them.
+            "data": {"path": _data_path(data), "fingerprint": fingerprint},
             "classes": list(data.classes),
             "counts": {
                 name: {
