@@ -97,6 +97,10 @@ def test_demo_runs_the_main_job(tmp_path, capsys):
     record = json.loads((out / "demo.json").read_text())
     assert {c["total"] for c in record["counts"].values()} == {400}
     assert (out / "grid.png").exists() and (out / "bundle" / "deepsmote.json").exists()
+    # the whole balanced set, and the report on it with Fashion-MNIST's names
+    assert sum(1 for _ in (out / "generated").rglob("*.png")) == 4000
+    page = (out / "generated" / "report.html").read_text()
+    assert record["report"] == str(out / "generated" / "report.html") and "<th>Ankle boot (9)</th>" in page
     one_line_error(*run_main(args, capsys)[::2], "pass --overwrite")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
