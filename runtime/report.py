@@ -332,8 +332,12 @@ def build_report(out: Path, data: str | None = None, names: Sequence[str] | None
             + "</tr>"
         )
         if len(q.nearest):
-            pairs = []
-            for i in np.argsort(q.nearest, kind="stable")[:PAIRS].tolist():
+            pairs, partners = [], set()
+            for i in np.argsort(q.nearest, kind="stable").tolist():
+                # One pair per real image: several synthetic images near one real image show it once.
+                if len(pairs) == PAIRS or int(q.partner[i]) in partners:
+                    continue
+                partners.add(int(q.partner[i]))
                 pairs.append(
                     '<figure class="pair">'
                     + _img(synthetic[c][i], f"{c} synthetic", "big")
@@ -375,7 +379,7 @@ spacing (copies rather than new images).</p>
 {"".join(table_rows)}</table>
 <h2>Memorisation check</h2>
 <p class="note">Per class, the {PAIRS} synthetic images closest to a real image (left), each beside that real image
-(right). Pairs that look alike are copies of the training data.</p>
+(right), one pair per real image. Pairs that look alike are copies of the training data.</p>
 <div id="pairs">{pairs_html}</div>
 <h2>Training loss</h2>{loss}
 <h2>Timings</h2><ul id="timings">{timings}<li>images per second: {summary["images_per_s"]}</li></ul>
