@@ -113,3 +113,19 @@ except SystemExit as exit_:
     assert exit_.code == 1, exit_.code
 print("ok")
 """)
+
+
+def test_shell_completion_as_the_readme_documents_it():
+    import os
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).parent / "deepsmote"
+    script = subprocess.run(
+        [command], env={**os.environ, "_DEEPSMOTE_COMPLETE": "bash_source"}, capture_output=True, text=True
+    )
+    assert script.returncode == 0 and "_deepsmote_completion()" in script.stdout
+    words = {**os.environ, "_DEEPSMOTE_COMPLETE": "bash_complete", "COMP_WORDS": "deepsmote generate --synth"}
+    offered = subprocess.run([command], env={**words, "COMP_CWORD": "2"}, capture_output=True, text=True)
+    assert offered.stdout.split() == ["plain,--synthetic-only", "plain,--synthetic-share"]
+    assert "_DEEPSMOTE_COMPLETE=bash_source deepsmote" in (Path(__file__).parents[1] / "README.md").read_text()

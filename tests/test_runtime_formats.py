@@ -205,6 +205,19 @@ def test_mixed_webdataset_batches_hold_the_majority_in_its_share(names_data, tmp
     assert np.median(np.abs(np.asarray(shares) - share)) <= 0.15
 
 
+def test_an_overwritten_imagefolder_job_keeps_no_metadata_of_the_old_one(names_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    generate(names_data, out, "imagefolder", capsys, "--strategy", '{"b": 40}', "--shard-size", 8)
+    generate(names_data, out, "imagefolder", capsys, "--strategy", '{"b": 12}', "--overwrite")
+    meta = list(csv.DictReader((out / "metadata.csv").open()))
+    assert sorted(m["file_name"] for m in meta) == sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert len(meta) == 30 + 10 + 12
+    rows = sorted(p.name for p in out.glob(".deepsmote-rows-*"))
+    assert rows == sorted(
+        f".deepsmote-rows-{p.name.removeprefix('.deepsmote-done-')}.csv" for p in out.glob(".deepsmote-done-*")
+    )
+
+
 def test_webdataset_with_the_originals_loads_in_datasets_with_one_schema(names_data, tmp_path, capsys):
     import datasets
 
