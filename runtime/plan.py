@@ -346,8 +346,11 @@ class UnitPlan(Sequence[Unit]):
 
 
 class PerClassPlan(UnitPlan):
-    """One unit per shard of one class (ImageFolder, NPZ): each class's originals when copied, cut
-    into shards (``real-class-CCCC-shard-SSSSSS``), then the shards of :func:`plan_shards`."""
+    """One unit per shard of one class (ImageFolder, NPZ): the shards of :func:`plan_shards`, then
+    each class's originals when copied, cut into shards (``real-class-CCCC-shard-SSSSSS``).
+
+    The synthetic units come first: a job that cannot decode (a graph that fails at run time, a
+    gate that rejects a class) stops before it has finished any unit, so it leaves no partial OUT."""
 
     def __init__(
         self,
@@ -367,19 +370,19 @@ class PerClassPlan(UnitPlan):
         return self.real.total + self.synthetic.total
 
     def unit(self, t: int) -> Unit:
-        if t < len(self.real):
-            part = self.real[t]
-            start = part.shard_index * self.real.shard_size
-            name = f"real-class-{part.class_index:04d}-shard-{part.shard_index:06d}"
-            return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
-        shard = self.synthetic[t - len(self.real)]
-        return Unit(shard.name, synthetic=(shard,))
+        if t < len(self.synthetic):
+            shard = self.synthetic[t]
+            return Unit(shard.name, synthetic=(shard,))
+        part = self.real[t - len(self.synthetic)]
+        start = part.shard_index * self.real.shard_size
+        name = f"real-class-{part.class_index:04d}-shard-{part.shard_index:06d}"
+        return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
 
     def _position_from_name(self, name: str) -> int | None:
         match = re.fullmatch(r"(real-)?class-(\d{4,})-shard-(\d{6,})", name)
         if match is None:
             return None
-        plan, offset = (self.real, 0) if match[1] else (self.synthetic, len(self.real))
+        plan, offset = (self.real, len(self.synthetic)) if match[1] else (self.synthetic, 0)
         c, i = int(match[2]), int(match[3])
         if c >= len(plan.per_class) or i >= plan.per_class[c]:
             return None
@@ -542,8 +545,8 @@ def plan_per_class(
     Returns
     -------
     PerClassPlan
-        Lazy, memory O(K): each class's originals (``real-class-CCCC-shard-SSSSSS``), then the
-        synthetic shards (``class-CCCC-shard-SSSSSS``).
+        Lazy, memory O(K): the synthetic shards (``class-CCCC-shard-SSSSSS``), then each class's
+        originals (``real-class-CCCC-shard-SSSSSS``).
     """
     return PerClassPlan(new_counts, real_counts, shard_size, synthetic_counts)
 

@@ -124,14 +124,14 @@ def interpolate(
 def plan_per_class_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int) -> list[Unit]:
     """The per-class units as a list, one loop per class: the reference for :class:`PerClassPlan`."""
     units = []
+    for c, n in enumerate(int(n) for n in new_counts):
+        for i, start in enumerate(range(0, n, shard_size)):
+            units.append(Unit(f"class-{c:04d}-shard-{i:06d}", synthetic=(Shard(c, i, min(shard_size, n - start)),)))
     if real_counts is not None:
         for c, n in enumerate(int(n) for n in real_counts):
             for i, start in enumerate(range(0, n, shard_size)):
                 stop = min(start + shard_size, n)
                 units.append(Unit(f"real-class-{c:04d}-shard-{i:06d}", real=(RealSlice(c, start, stop),)))
-    for c, n in enumerate(int(n) for n in new_counts):
-        for i, start in enumerate(range(0, n, shard_size)):
-            units.append(Unit(f"class-{c:04d}-shard-{i:06d}", synthetic=(Shard(c, i, min(shard_size, n - start)),)))
     return units
 
 
