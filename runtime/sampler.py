@@ -304,7 +304,8 @@ class DeepSMOTE:
         Parameters
         ----------
         X : np.ndarray, ImageSource or LatentCache
-            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1. Or, the
+            Images, shape (N, H, W), (N, H, W, C), torch's (N, C, H, W) or (N, H*W*C); integer 0..255 or
+            float 0..1; dense (a scipy sparse X is refused with a ValueError). Or, the
             streaming form, DATA opened to be read in batches (``open_dataset``: only codes are kept)
             or a latent cache of this bundle (``read_latent_cache``); then y is omitted, the labels
             are DATA's, and ``classes_`` are DATA's label values in DATA's class order.
@@ -314,6 +315,14 @@ class DeepSMOTE:
         Returns
         -------
         self
+
+        Raises
+        ------
+        InvalidInputError
+            A ``ValueError``: a bad parameter (``provider``, ``precision``, a path that is not a bundle
+            ...) or a bad X or y.
+        BundleNotFoundError
+            A ``FileNotFoundError``: nothing at the ``bundle`` path.
         """
         self._check_params()
         _refuse_sparse(X)
@@ -462,7 +471,7 @@ class DeepSMOTE:
         Parameters
         ----------
         X : np.ndarray
-            Shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+            Shape (N, H, W), (N, H, W, C), torch's (N, C, H, W) or (N, H*W*C); integer 0..255 or float 0..1.
         y : np.ndarray
             Shape (N,).
 

@@ -213,9 +213,9 @@ def test_the_unit_plans_cost_memory_in_classes_not_units():
         assert len(plan) > 2 * 10**9 and plan.total == 2 * 10**12 + 406
         middle = plan[len(plan) // 2]
         per_class = fmt in ("imagefolder", "npz")
-        assert plan.locate(middle.name) == len(plan) // 2 and plan[-1].count == (999 if per_class else 406)
-        first = [4, 400, 1000] if per_class else [1000] * 3
-        assert [u.count for u in itertools.islice(plan, 3)] == first
+        # per class: the synthetic shards first, the originals' units last (class 1's 400)
+        assert plan.locate(middle.name) == len(plan) // 2 and plan[-1].count == (400 if per_class else 406)
+        assert [u.count for u in itertools.islice(plan, 3)] == [1000] * 3
         print(fmt, plan.class_units().tolist())
     """
     result = run_limited(body)
