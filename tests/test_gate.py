@@ -243,6 +243,7 @@ def test_cli_reports_acceptance_and_refuses_a_resume_with_another_filter(
     out = tmp_path / "out"
     threshold = threshold_for(gated_bundle, data, {8: 20, 9: 15}, 2)
     base = ["generate", gated_bundle, fmnist_mini, "--out", out, "--strategy", '{"8": 20, "9": 15}', "--format", "npz"]
+    base += ["--synthetic-only"]
     code, stdout, err = run_main([*base, "--filter", threshold, "--seed", "2", "-q"], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
