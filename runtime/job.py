@@ -206,10 +206,9 @@ def resolve_originals(include_originals: bool | None, data: ImageSource | Latent
 
 
 def _data_path(data: ImageSource | LatentCache) -> str | None:
-    """DATA's path as given (for CODES, the DATA it was encoded from); None for images held in memory."""
-    if isinstance(data, LatentCache):
-        return data.source
-    return None if data.path == "DATA" else str(data.path)
+    """DATA's absolute path (for CODES, the DATA it was encoded from); None for images held in memory."""
+    path = data.source if isinstance(data, LatentCache) else None if data.path == "DATA" else data.path
+    return None if path is None else os.path.abspath(path)
 
 
 def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
