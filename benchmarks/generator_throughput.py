@@ -184,6 +184,7 @@ def run_generate(bundle: Path, data: Path, out: Path, extra: int, threads: int) 
         [
             *(sys.executable, "-c", PEAK_RSS_CHILD, "generate", str(bundle), str(data), "--out", str(out)),
             *("--format", "webdataset", "--strategy", strategy, "--threads", str(threads), "--quiet"),
+            "--synthetic-only",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -45,6 +45,7 @@ def main() -> None:
                     "--strategy",
                     f'{{"9": {n + 4}}}',
                     "--quiet",
+                    "--synthetic-only",
                 ],
                 stdout=subprocess.DEVNULL,
             )

@@ -144,7 +144,16 @@ def main() -> None:
         runs, digests = [], []
         for number in (1, 2):
             out = workdir / f"out{number}"
-            job = [str(bundle), str(args.data), "--out", str(out), "--format", "webdataset", "--quiet"]
+            job = [
+                str(bundle),
+                str(args.data),
+                "--out",
+                str(out),
+                "--format",
+                "webdataset",
+                "--quiet",
+                "--synthetic-only",
+            ]
             job += ["--strategy", json.dumps(strategy), "--shard-size", str(args.shard_size)]
             job += ["--threads", str(args.threads)] if args.threads else []
             run = run_job(["generate", *job], out, args.shard_size, args.interval)

@@ -113,7 +113,19 @@ def turns_mirrors_and_shifts(class_0: np.ndarray) -> list[np.ndarray]:
 def timed_generate(python: str, bundle: Path, data: Path, out: Path, options: list[str]) -> tuple[float, float, str]:
     """Seconds of one `deepsmote generate OPTIONS` process to its first done mark and to its end, and
     the kernel path it took."""
-    command = [python, "-c", PROBE, "generate", str(bundle), str(data), "--out", str(out), *options, "--quiet"]
+    command = [
+        python,
+        "-c",
+        PROBE,
+        "generate",
+        str(bundle),
+        str(data),
+        "--out",
+        str(out),
+        *options,
+        "--quiet",
+        "--synthetic-only",
+    ]
     start = time.perf_counter()
     first = None
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as job:

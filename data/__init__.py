@@ -5,9 +5,22 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["SPLITS", "fmnist_mini"]
+__all__ = ["FMNIST_CLASSES", "SPLITS", "fmnist_mini"]
 
 SPLITS = ("train", "t10k")
+# Fashion-MNIST's names of its labels 0..9 (the IDX files hold the numbers only).
+FMNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def fmnist_mini(split: str = "train") -> Path:

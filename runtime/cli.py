@@ -9,8 +9,10 @@ Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progr
 says what was kept and how to resume. The exit status is 128 + the signal number.
 
 Whatever the arguments and files, a command ends in success or one line ``Error: ...`` on stderr
-and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix,
-a usage error names the bad argument, and anything else (a bug) is one line naming the exception.
+and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix
+(exit 1), a usage error names the bad argument (exit 2: click's checks and every
+:class:`InvalidInputError`, a value deepsmote checks itself), and anything else (a bug) is one
+line naming the exception (exit 1).
 ``--debug`` or ``DEEPSMOTE_DEBUG=1`` shows the traceback instead, for a bug report. Warnings are
 one line each (``UserWarning: ...``).
 
@@ -34,7 +36,7 @@ from typing import Any
 import click
 
 from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity
-from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_training_extra
+from .errors import TRAINING_MODULES, DeepSMOTEError, InvalidInputError, cli_message, missing_training_extra
 
 # name -> "module:attribute"; imported on first use only.
 _LAZY_COMMANDS = {
@@ -57,6 +59,8 @@ _LAZY_COMMANDS = {
     ),
 }
 DEBUG_ENV = "DEEPSMOTE_DEBUG"
+# click's exit status for a usage error; every option value deepsmote checks itself exits with it too.
+USAGE_ERROR = 2
 
 
 class _Terminated(KeyboardInterrupt):
@@ -184,6 +188,9 @@ def main(argv: list[str] | None = None) -> Any:
     except Exception as exc:
         if debug:
             traceback.print_exc()
+        if isinstance(exc, InvalidInputError):
+            # A value the project checks itself is a usage error, as click's own checks are: exit 2.
+            _error(cli_message(str(exc)), USAGE_ERROR)
         if isinstance(exc, DeepSMOTEError):
             _error(cli_message(str(exc)))
         if isinstance(exc, click.UsageError):

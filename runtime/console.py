@@ -95,11 +95,22 @@ def one_line_warnings() -> Iterator[None]:
         warnings.formatwarning = previous
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads a wait: ``40 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class LineProgress:
-    """Progress where stderr is not a terminal: one line per finished step (shard, epoch)."""
+    """Progress where stderr is not a terminal: one line per finished step (shard, epoch), with the
+    time left at this run's pace once a step is done (a bar on a terminal shows its own)."""
 
     def __init__(self, total: int, initial: int, what: str, unit: str) -> None:
         self.total, self.done, self.what, self.unit = total, initial, what, unit
+        self.initial = initial
         self.steps = 0
         self.began = time.perf_counter()
 
@@ -109,7 +120,11 @@ class LineProgress:
         self.steps += 1
         seconds = time.perf_counter() - self.began
         extra = f", {detail}" if detail else ""
-        print(f"{self.what}: {self.done}/{self.total} {self.unit}{extra}, {seconds:.1f} s", file=sys.stderr, flush=True)
+        left = ""
+        if 0 < self.done < self.total and self.done > self.initial:
+            left = f", about {duration(seconds / (self.done - self.initial) * (self.total - self.done))} left"
+        line = f"{self.what}: {self.done}/{self.total} {self.unit}{extra}, {seconds:.1f} s{left}"
+        print(line, file=sys.stderr, flush=True)
 
 
 def interactive() -> bool:

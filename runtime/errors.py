@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["TRAINING_MODULES", "DeepSMOTEError", "InvalidInputError", "cli_message", "missing_training_extra"]
+__all__ = [
+    "TRAINING_MODULES",
+    "BundleNotFoundError",
+    "DeepSMOTEError",
+    "InvalidInputError",
+    "cli_message",
+    "missing_training_extra",
+]
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 # Parameters whose flag is not their name with dashes.
@@ -40,6 +47,10 @@ class InvalidInputError(DeepSMOTEError, ValueError):
     Kept apart from :class:`DeepSMOTEError` so that I/O failures (unreadable files, a full disk)
     are not ``ValueError``s, and the readers' handling of library ``ValueError`` never catches it.
     """
+
+
+class BundleNotFoundError(DeepSMOTEError, FileNotFoundError):
+    """A bundle path where nothing is: also a ``FileNotFoundError``, as a missing file is in Python."""
 
 
 def missing_training_extra(module: str) -> DeepSMOTEError:

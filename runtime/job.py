@@ -231,7 +231,7 @@ def write_manifest(
             extra = ["partner_class", "weight"] if remix is not None else []
             rows.writerow(["file", "key", "label", "class", "synthetic", *extra])
             for unit in units:
-                labels, synthetic, _ = unit.order()
+                labels, synthetic, _, _ = unit.order()
                 entries = writer.entries(unit)
                 mixes: list[list[str]] = [[]] * unit.count
                 if remix is not None:
@@ -247,6 +247,26 @@ def write_manifest(
                     rows.writerow([file, key, label, classes[label], int(made_one), *mix])
     except OSError as exc:
         raise write_error(out, target, exc) from None
+
+
+def resolve_originals(include_originals: bool | None, data: ImageSource | LatentCache) -> bool:
+    """Whether a job writes the originals: as asked, or by default wherever DATA holds the images."""
+    if include_originals is not None:
+        return bool(include_originals)
+    if isinstance(data, LatentCache):
+        warnings.warn(
+            f"CODES {data.path} holds no images, so `out` gets the new samples only and a class that gets none "
+            f"has no files; give DATA ({data.source}) for the whole balanced set",
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def _data_path(data: ImageSource | LatentCache) -> str | None:
+    """DATA's absolute path (for CODES, the DATA it was encoded from); None for images held in memory."""
+    path = data.source if isinstance(data, LatentCache) else None if data.path == "DATA" else data.path
+    return None if path is None else os.path.abspath(path)
 
 
 def _done_units(output: OutputDir, units: UnitPlan) -> tuple[int, int]:
@@ -285,7 +305,7 @@ def generate_dataset(
     precision: str = "fp32",
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
-    include_originals: bool = False,
+    include_originals: bool | None = None,
     filter_threshold: float | None = None,
     max_draw_ratio: int = DEFAULT_MAX_DRAW_RATIO,
     synthetic_share: float = 1.0,
@@ -315,8 +335,11 @@ def generate_dataset(
         ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``).
     fmt : {'imagefolder', 'npz', 'webdataset', 'parquet'}
         The output format (README, "Output formats").
-    include_originals : bool
-        Write the originals too, so that OUT is the whole balanced set.
+    include_originals : bool or None
+        Write the originals too, so that OUT is the whole balanced set, every class present, as
+        imbalanced-learn's ``fit_resample`` returns it; False writes the new samples only. None (the
+        default) is True, except from CODES, which holds no images: then the new samples only, with a
+        warning.
     sampler : {'smote', 'borderline', 'adasyn', 'remix'}
         Which codes serve as SMOTE bases, or latent Remix (README, "Latent samplers").
     remix : RemixSettings, optional
@@ -346,6 +369,7 @@ def generate_dataset(
     remix = check_remix_job(sampler, remix, hard_labels, fmt, threshold)
     if isinstance(data, LabelledImages):
         data = ImageSource.of(data)
+    include_originals = resolve_originals(include_originals, data)
     counts = data.class_counts()
     new = new_sample_counts(sampling_strategy, counts, data.classes)
     synthetic = split(new, synthetic_share)
@@ -483,9 +507,12 @@ def generate_dataset(
         generated = time.perf_counter()
         made = total - done_before
         write_manifest(output.path, shards, writer, data.classes, synthesizer)
+        writer.finish(shards)
         summary = {
             "deepsmote_version": settings.deepsmote_version,
             "bundle": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
+            # Where `deepsmote report` finds the real images of a job that did not write them.
+            "data": {"path": _data_path(data), "fingerprint": fingerprint},
             "classes": list(data.classes),
             "counts": {
                 name: {

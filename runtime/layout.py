@@ -18,7 +18,8 @@ class ImageLayout:
     """How a caller's X maps onto the model's (N, C, H, W) in [-1, 1].
 
     Integer images are read as 0..255; float images as 0..1. X may be (N, H, W) for one
-    channel, (N, H, W, C), or flattened (N, H*W*C) in H, W, C order.
+    channel, (N, H, W, C), torch's (N, C, H, W), or flattened (N, H*W*C) in H, W, C order; images
+    come back in the layout given.
     """
 
     shape: tuple[int, ...]
@@ -29,16 +30,31 @@ class ImageLayout:
     def of(cls, x: np.ndarray, image_shape: tuple[int, int, int]) -> ImageLayout:
         """Check ``x`` against the model's (C, H, W) and record its layout."""
         channels, height, width = image_shape
-        accepted = {(height, width) if channels == 1 else None, (height, width, channels), (height * width * channels,)}
+        accepted = {
+            (height, width) if channels == 1 else None,
+            (height, width, channels),
+            (channels, height, width),
+            (height * width * channels,),
+        }
         if x.ndim < 2 or tuple(x.shape[1:]) not in accepted:
             raise InvalidInputError(
                 f"X has shape {x.shape}; the bundle's images are {channels}x{height}x{width}, so X must be "
-                f"(N, {height}, {width}, {channels}){f' or (N, {height}, {width})' if channels == 1 else ''} "
-                f"or flattened (N, {height * width * channels})"
+                f"(N, {height}, {width}, {channels}){f' or (N, {height}, {width})' if channels == 1 else ''}, "
+                f"torch's (N, {channels}, {height}, {width}) or flattened (N, {height * width * channels})"
             )
         if x.dtype.kind not in "uif":
             raise InvalidInputError(f"X must hold integer (0..255) or float (0..1) pixels, got dtype {x.dtype}")
         return cls(tuple(x.shape[1:]), x.dtype, image_shape)
+
+    @property
+    def channels_first(self) -> bool:
+        """Whether X is torch's (N, C, H, W): its images are transposed on the way in and out."""
+        channels, height, width = self.image_shape
+        return self.shape == (channels, height, width) and self.shape != (height, width, channels)
+
+    def _nhwc(self, x: np.ndarray) -> np.ndarray:
+        channels, height, width = self.image_shape
+        return x.transpose(0, 2, 3, 1) if self.channels_first else x.reshape(len(x), height, width, channels)
 
     @property
     def scale(self) -> float:
@@ -47,13 +63,12 @@ class ImageLayout:
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """X (n, *shape) to float32 (n, C, H, W) in [-1, 1]."""
-        channels, height, width = self.image_shape
         lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if lo < 0 or hi > self.scale or not np.isfinite([lo, hi]).all():
             raise InvalidInputError(
                 f"X values must lie in [0, {self.scale:g}] for dtype {self.dtype}, got [{lo:g}, {hi:g}]"
             )
-        nhwc = x.reshape(len(x), height, width, channels)
+        nhwc = self._nhwc(x)
         if self.takes_pixels:
             # The same arithmetic as the CLI, so both give the same bytes.
             return to_model(nhwc.astype(np.uint8))
@@ -68,9 +83,14 @@ class ImageLayout:
         """float32 (n, C, H, W) in [-1, 1] back to the caller's shape and dtype."""
         if self.takes_pixels:
             return self.from_pixels(from_model(x, grayscale_2d=False))
-        out = ((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(0.5)).transpose(0, 2, 3, 1).astype(self.dtype)
-        return np.ascontiguousarray(out.reshape(len(x), *self.shape))
+        out = ((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(0.5)).astype(self.dtype)
+        if self.channels_first:
+            return np.ascontiguousarray(out)
+        return np.ascontiguousarray(out.transpose(0, 2, 3, 1).reshape(len(x), *self.shape))
 
     def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (n, H, W, C) pixels in the caller's shape and integer dtype (`takes_pixels`)."""
-        return np.ascontiguousarray(pixels.astype(self.dtype, copy=False).reshape(len(pixels), *self.shape))
+        pixels = pixels.astype(self.dtype, copy=False)
+        if self.channels_first:
+            return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(pixels.reshape(len(pixels), *self.shape))

@@ -31,13 +31,15 @@ from typing import Any
 from .atomic import TMP_SUFFIX
 from .errors import DeepSMOTEError
 from .plan import Unit
-from .writers import write_atomic, write_error
+from .writers import METADATA_FILE, ROWS_PREFIX, write_atomic, write_error
 
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
 DONE_PREFIX = ".deepsmote-done-"
 MANIFEST_FILE = "manifest.csv"
 SUMMARY_FILE = "summary.json"
+# Written after a job by `deepsmote report` (runtime/report.py): a new job's OUT must not keep it.
+REPORT_FILE = "report.html"
 # The names the writers give a unit's files (writers.py): per-class units and mixed shards.
 _UNIT_FILE = re.compile(r"(real-)?class-\d{4,}-shard-\d{6,}(-\d{5,}\.png|\.npz)|train-\d{6,}\.(tar|parquet)")
 
@@ -183,18 +185,20 @@ class OutputDir:
 
     def _clear(self) -> None:
         # Only what a job writes: files named as its units' files are (also those of a unit that a
-        # killed run left unmarked), the units its done marks name, its partial files, its
-        # manifest, settings and summary. A forged or foreign job file cannot make deepsmote delete
-        # files named otherwise.
+        # killed run left unmarked), the units its done marks name, its partial files and metadata
+        # rows, its manifest, metadata, settings, summary and report. A forged or foreign job file
+        # cannot make deepsmote delete files named otherwise.
         units = [mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)]
         for entry in self._entries():
             name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
-            if entry.name.endswith(TMP_SUFFIX) or _UNIT_FILE.fullmatch(name) or any(_of_unit(name, u) for u in units):
+            ours = entry.name.endswith(TMP_SUFFIX) or entry.name.startswith(ROWS_PREFIX) or _UNIT_FILE.fullmatch(name)
+            if ours or any(_of_unit(name, u) for u in units):
                 self._remove(entry)
         for folder in sorted({e.parent for e in self._entries()} - {self.path}, reverse=True):
             if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                 self._remove(folder)
-        for record in (*done_marks(self.path), *(self.path / n for n in (MANIFEST_FILE, SUMMARY_FILE, JOB_FILE))):
+        records = (MANIFEST_FILE, METADATA_FILE, SUMMARY_FILE, REPORT_FILE, JOB_FILE)
+        for record in (*done_marks(self.path), *(self.path / n for n in records)):
             if record.is_file() and not record.is_symlink():
                 self._remove(record)
 

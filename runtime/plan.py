@@ -273,12 +273,14 @@ class Unit:
         """Samples in the unit."""
         return sum(s.count for s in self.synthetic) + sum(r.count for r in self.real)
 
-    def order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The unit's samples in written order: each class's originals then its synthetic samples,
-        the classes interleaved so that every stretch of the unit holds them in proportion.
+    def order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The unit's samples in written order: each class's originals spread evenly among its new
+        samples, the classes interleaved so that every stretch of the unit holds them in proportion.
 
         Sample ``j`` of a class with ``m`` samples in the unit sorts at ``(j + 0.5) / m``, ties by
-        class index: a deterministic interleave that depends on the counts only.
+        class index; of those ``m``, sample ``j`` is an original where ``floor((j + 1)·r/m)`` passes
+        ``floor(j·r/m)`` (``r`` originals): a deterministic interleave that depends on
+        the counts only.
 
         Returns
         -------
@@ -288,19 +290,36 @@ class Unit:
             bool, shape (count,).
         position : np.ndarray
             int64, shape (count,), index within the sample's RealSlice or Shard.
+        original : np.ndarray
+            bool, shape (count,), whether the sample is an original (of a RealSlice) rather than a
+            new sample of a Shard (synthetic, or a repeat of a real image).
         """
-        parts: dict[int, list[tuple[bool, int]]] = {}
-        for r in self.real:
-            parts.setdefault(r.class_index, []).extend((False, j) for j in range(r.count))
-        for s in self.synthetic:
-            parts.setdefault(s.class_index, []).extend((j < s.synthetic_count, j) for j in range(s.count))
-        classes = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in parts.items()] or [np.zeros(0, int)])
-        keys = np.concatenate([(np.arange(len(p)) + 0.5) / len(p) for p in parts.values()] or [np.zeros(0)])
-        flat = [item for p in parts.values() for item in p]
-        order = np.lexsort((classes, keys))
-        synthetic = np.asarray([flat[i][0] for i in order], dtype=bool)
-        position = np.asarray([flat[i][1] for i in order], dtype=np.int64)
-        return classes[order], synthetic, position
+        reals = {r.class_index: r.count for r in self.real}
+        shards = {s.class_index: s for s in self.synthetic}
+        classes, keys, synthetic, position, original = [], [], [], [], []
+        for c in dict.fromkeys([*reals, *shards]):
+            r, shard = reals.get(c, 0), shards.get(c)
+            m = r + (shard.count if shard else 0)
+            j = np.arange(m, dtype=np.int64)
+            is_real = (j + 1) * r // m > j * r // m
+            # Each kind's index within its RealSlice or Shard: how many of that kind come before.
+            place = np.where(is_real, np.cumsum(is_real) - 1, np.cumsum(~is_real) - 1)
+            classes.append(np.full(m, c, dtype=np.int64))
+            keys.append((j + 0.5) / m)
+            synthetic.append(~is_real & (place < (shard.synthetic_count if shard else 0)))
+            position.append(place)
+            original.append(is_real)
+        if not classes:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.astype(bool), empty, empty.astype(bool)
+        flat_classes = np.concatenate(classes)
+        order = np.lexsort((flat_classes, np.concatenate(keys)))
+        return (
+            flat_classes[order],
+            np.concatenate(synthetic)[order],
+            np.concatenate(position)[order],
+            np.concatenate(original)[order],
+        )
 
 
 class UnitPlan(Sequence[Unit]):
@@ -344,8 +363,11 @@ class UnitPlan(Sequence[Unit]):
 
 
 class PerClassPlan(UnitPlan):
-    """One unit per shard of one class (ImageFolder, NPZ): each class's originals when copied, cut
-    into shards (``real-class-CCCC-shard-SSSSSS``), then the shards of :func:`plan_shards`."""
+    """One unit per shard of one class (ImageFolder, NPZ): the shards of :func:`plan_shards`, then
+    each class's originals when copied, cut into shards (``real-class-CCCC-shard-SSSSSS``).
+
+    The synthetic units come first: a job that cannot decode (a graph that fails at run time, a
+    gate that rejects a class) stops before it has finished any unit, so it leaves no partial OUT."""
 
     def __init__(
         self,
@@ -365,19 +387,19 @@ class PerClassPlan(UnitPlan):
         return self.real.total + self.synthetic.total
 
     def unit(self, t: int) -> Unit:
-        if t < len(self.real):
-            part = self.real[t]
-            start = part.shard_index * self.real.shard_size
-            name = f"real-class-{part.class_index:04d}-shard-{part.shard_index:06d}"
-            return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
-        shard = self.synthetic[t - len(self.real)]
-        return Unit(shard.name, synthetic=(shard,))
+        if t < len(self.synthetic):
+            shard = self.synthetic[t]
+            return Unit(shard.name, synthetic=(shard,))
+        part = self.real[t - len(self.synthetic)]
+        start = part.shard_index * self.real.shard_size
+        name = f"real-class-{part.class_index:04d}-shard-{part.shard_index:06d}"
+        return Unit(name, real=(RealSlice(part.class_index, start, start + part.count),))
 
     def _position_from_name(self, name: str) -> int | None:
         match = re.fullmatch(r"(real-)?class-(\d{4,})-shard-(\d{6,})", name)
         if match is None:
             return None
-        plan, offset = (self.real, 0) if match[1] else (self.synthetic, len(self.real))
+        plan, offset = (self.real, len(self.synthetic)) if match[1] else (self.synthetic, 0)
         c, i = int(match[2]), int(match[3])
         if c >= len(plan.per_class) or i >= plan.per_class[c]:
             return None
@@ -480,11 +502,15 @@ class MixedPlan(UnitPlan):
     def _unit(self, t: int, taken: np.ndarray, upto: np.ndarray) -> Unit:
         synthetic, originals = [], []
         for c in np.flatnonzero(upto > taken).tolist():
-            start, stop, n_real = int(taken[c]), int(upto[c]), int(self.real[c])
-            if min(stop, n_real) > start:
-                originals.append(RealSlice(c, start, min(stop, n_real)))
-            if stop > max(start, n_real):
-                first, last, new = max(start, n_real) - n_real, stop - n_real, int(self.new[c])
+            start, stop = int(taken[c]), int(upto[c])
+            n_real, new, total = int(self.real[c]), int(self.new[c]), int(self.totals[c])
+            # A class's originals are spread evenly over its whole sequence (not put first), so every
+            # unit holds about the job's share of real images: the shards stay exchangeable.
+            real_start, real_stop = start * n_real // total, stop * n_real // total
+            if real_stop > real_start:
+                originals.append(RealSlice(c, real_start, real_stop))
+            first, last = start - real_start, stop - real_stop
+            if last > first:
                 made = synthetic_between(first, last, self.synthetic_counts[c], new)
                 synthetic.append(Shard(c, t, last - first, last - first - made))
         return Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals))
@@ -536,8 +562,8 @@ def plan_per_class(
     Returns
     -------
     PerClassPlan
-        Lazy, memory O(K): each class's originals (``real-class-CCCC-shard-SSSSSS``), then the
-        synthetic shards (``class-CCCC-shard-SSSSSS``).
+        Lazy, memory O(K): the synthetic shards (``class-CCCC-shard-SSSSSS``), then each class's
+        originals (``real-class-CCCC-shard-SSSSSS``).
     """
     return PerClassPlan(new_counts, real_counts, shard_size, synthetic_counts)
 
@@ -550,7 +576,8 @@ def plan_mixed(
 ) -> MixedPlan:
     """Units that mix the classes (WebDataset, Parquet): each holds every class in proportion.
 
-    Every sample of the job (each class's originals when copied, then its synthetic ones) is put in
+    Every sample of the job (each class's originals when copied, spread evenly among its new ones:
+    of a class's ``n`` samples, ``floor(p·r/n)`` of the first ``p`` are its ``r`` originals) is put in
     one sequence where sample ``j`` of a class of ``n`` sorts at ``(j + 0.5) / n`` (ties by class),
     and the sequence is cut into units of exactly ``shard_size`` (the last one shorter). So a unit
     holds a consecutive stretch of each class, the classes in the proportions of the whole set.

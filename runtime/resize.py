@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -80,14 +80,14 @@ def parse_resize(text: str | None, crop: str = "none") -> Resize | None:
         size.
     """
     if crop not in CROPS:
-        raise DeepSMOTEError(f"`crop` must be one of {', '.join(CROPS)}, got {crop!r}")
+        raise InvalidInputError(f"`crop` must be one of {', '.join(CROPS)}, got {crop!r}")
     if text is None:
         if crop != "none":
-            raise DeepSMOTEError(f"`crop` {crop} needs a target size: pass `resize` HxW as well")
+            raise InvalidInputError(f"`crop` {crop} needs a target size: pass `resize` HxW as well")
         return None
     match = _SIZE.match(text)
     if match is None or not all(1 <= int(v) <= MAX_SIDE for v in match.groups()):
-        raise DeepSMOTEError(f"`resize` must be HxW with sides 1..{MAX_SIDE}, like 64x64; got {text!r}")
+        raise InvalidInputError(f"`resize` must be HxW with sides 1..{MAX_SIDE}, like 64x64; got {text!r}")
     return Resize(int(match[1]), int(match[2]), crop)  # type: ignore[arg-type]
 
 

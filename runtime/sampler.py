@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from deepsmote.kernels import preload_knn
 
-from .bundle import CLASSIFIER_FILE, Bundle, Models, load_bundle, open_models
+from .bundle import CLASSIFIER_FILE, PRECISIONS, PROVIDERS, Bundle, Models, load_bundle, open_models
 from .codes import LatentCache, codes_of
-from .errors import DeepSMOTEError, InvalidInputError
+from .errors import BundleNotFoundError, DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
@@ -84,6 +84,33 @@ def _target(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
         raise InvalidInputError("Unknown label type: continuous; y must hold class labels (integers or strings)")
     return y, one_hot
+
+
+def _refuse_sparse(X: Any) -> None:
+    """A scipy sparse matrix or array is refused with a ValueError, as scikit-learn's dense-only estimators do."""
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(X):
+        raise InvalidInputError(
+            f"X is a sparse {type(X).__name__}, but DeepSMOTE needs dense images (every pixel is an input of the "
+            "encoder); pass X.toarray()"
+        )
+
+
+def _load(bundle: str | os.PathLike | Bundle) -> Bundle:
+    """The ``bundle`` parameter as a checked bundle: a missing path is a ``FileNotFoundError``, any other
+    refusal (not a bundle, a corrupt graph) a ``ValueError``, as scikit-learn raises for a bad parameter."""
+    if isinstance(bundle, Bundle):
+        return bundle
+    if not isinstance(bundle, str | os.PathLike):
+        raise InvalidInputError(f"`bundle` must be a path to a model bundle or a Bundle, got {type(bundle).__name__}")
+    try:
+        return load_bundle(bundle, lazy=True)
+    except BundleNotFoundError:
+        raise
+    except InvalidInputError:
+        raise
+    except DeepSMOTEError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def _encode_target(y: np.ndarray, one_hot: np.ndarray | None) -> np.ndarray:
@@ -173,6 +200,10 @@ class DeepSMOTE:
         The onnxruntime provider the sessions run on.
     seed_ : int
         The seed used (drawn once when ``random_state`` is None).
+    n_features_in_ : int
+        Values per sample that ``fit`` saw (H·W·C, whatever X's layout).
+    feature_names_in_ : np.ndarray
+        X's column names, when X is a DataFrame whose column names are all strings.
     synthesizer_ : Synthesizer
         The fitted codes, neighbours and shard plan; turns a shard into images.
     """
@@ -280,6 +311,10 @@ class DeepSMOTE:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
         if self.n_threads is not None and (not isinstance(self.n_threads, int) or self.n_threads < 1):
             raise InvalidInputError(f"n_threads must be a positive integer or None, got {self.n_threads!r}")
+        if self.provider not in PROVIDERS:
+            raise InvalidInputError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         check_sampler(self.sampler)
         if isinstance(self.random_state, int | np.integer | bool):
             seed_from(self.random_state)  # refuses a bad one before any work
@@ -301,7 +336,8 @@ class DeepSMOTE:
         Parameters
         ----------
         X : np.ndarray, ImageSource or LatentCache
-            Images, shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1. Or, the
+            Images, shape (N, H, W), (N, H, W, C), torch's (N, C, H, W) or (N, H*W*C); integer 0..255 or
+            float 0..1; dense (a scipy sparse X is refused with a ValueError). Or, the
             streaming form, DATA opened to be read in batches (``open_dataset``: only codes are kept)
             or a latent cache of this bundle (``read_latent_cache``); then y is omitted, the labels
             are DATA's, and ``classes_`` are DATA's label values in DATA's class order.
@@ -311,8 +347,17 @@ class DeepSMOTE:
         Returns
         -------
         self
+
+        Raises
+        ------
+        InvalidInputError
+            A ``ValueError``: a bad parameter (``provider``, ``precision``, a path that is not a bundle
+            ...) or a bad X or y.
+        BundleNotFoundError
+            A ``FileNotFoundError``: nothing at the ``bundle`` path.
         """
         self._check_params()
+        _refuse_sparse(X)
         if isinstance(X, ImageSource | LatentCache):
             return self._fit_streamed(X, y)
         if y is None:
@@ -326,8 +371,10 @@ class DeepSMOTE:
             raise InvalidInputError("X is empty")
         if len(np.unique(y)) < 2:
             raise InvalidInputError("y holds one class; oversampling needs at least two classes")
-        self.bundle_: Bundle = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle, lazy=True)
+        self.bundle_: Bundle = _load(self.bundle)
         self.layout_ = ImageLayout.of(X, self.bundle_.image_shape)
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        self._set_feature_names(self._inputs[0])
         self.classes_, labels = np.unique(y, return_inverse=True)
         labels = labels.ravel()
         counts = np.bincount(labels, minlength=len(self.classes_))
@@ -346,6 +393,13 @@ class DeepSMOTE:
         )
         self._X, self._y = X, y
         return self
+
+    def _set_feature_names(self, X: Any) -> None:
+        """``feature_names_in_`` for a DataFrame whose column names are all strings, as scikit-learn sets it."""
+        if _pandas_of(X) is not None and hasattr(X, "columns") and all(isinstance(c, str) for c in X.columns):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     def _synthesis_options(self, new: np.ndarray) -> dict[str, Any]:
         """The keyword arguments of :meth:`Synthesizer.from_codes` that come from the parameters."""
@@ -378,11 +432,12 @@ class DeepSMOTE:
     def _fit_streamed(self, data: ImageSource | LatentCache, y: Any) -> DeepSMOTE:
         if y is not None:
             raise InvalidInputError("y must be omitted when X is DATA or CODES: their labels are used")
-        self.bundle_ = self.bundle if isinstance(self.bundle, Bundle) else load_bundle(self.bundle, lazy=True)
+        self.bundle_ = _load(self.bundle)
         if isinstance(data, LatentCache):
             data.check_bundle(self.bundle_)
         check_image_shape(data.image_shape, self.bundle_.image_shape)
         self.layout_ = ImageLayout(data.item_shape, np.dtype(np.uint8), self.bundle_.image_shape)
+        self.n_features_in_ = int(np.prod(data.item_shape))
         self.classes_ = label_values(data.classes)
         counts = data.class_counts()
         new = new_sample_counts(self.sampling_strategy, counts, list(self.classes_), self.classes_[data.labels])
@@ -448,7 +503,7 @@ class DeepSMOTE:
         Parameters
         ----------
         X : np.ndarray
-            Shape (N, H, W), (N, H, W, C) or (N, H*W*C); integer 0..255 or float 0..1.
+            Shape (N, H, W), (N, H, W, C), torch's (N, C, H, W) or (N, H*W*C); integer 0..255 or float 0..1.
         y : np.ndarray
             Shape (N,).
         return_targets : bool, default False

@@ -569,26 +569,24 @@ class Synthesizer:
         With ``with_images`` False only the provenance is found (no decoding, no reading: what the
         manifest records), and ``images`` is an empty array of shape (m, 0).
         """
-        classes, synthetic, position = unit.order()
+        classes, synthetic, position, original = unit.order()
         shape = self.layout.shape if with_images else (0,)
         images = np.empty((unit.count, *shape), dtype=self.layout.dtype)
         base = np.empty(unit.count, dtype=np.int64)
         neighbor = np.full(unit.count, -1, dtype=np.int64)
         gap = np.full(unit.count, np.nan, dtype=np.float32)
-        # Within a class, the unit's order keeps its originals first, then its shard's samples.
-        copied = {part.class_index: part.count for part in unit.real}
         for part in unit.real:
-            rows = np.flatnonzero(classes == part.class_index)[: part.count]
+            rows = np.flatnonzero((classes == part.class_index) & original)
             base[rows] = self.members[part.class_index][part.start + position[rows]]
             if with_images:
                 images[rows] = self.originals_of(part.class_index, part.start + position[rows])
         for shard in unit.synthetic:
-            rows = np.flatnonzero(classes == shard.class_index)[copied.get(shard.class_index, 0) :]
+            rows = np.flatnonzero((classes == shard.class_index) & ~original)
             members = self.members[shard.class_index]
             if with_images:
                 span = np.arange(shard.count)
                 if len(rows) and np.array_equal(rows, rows[0] + span) and np.array_equal(position[rows], span):
-                    # The usual unit: the shard's samples in order in one stretch, decoded in place.
+                    # A unit without originals: the shard's samples in order in one stretch, decoded in place.
                     self.images(shard, out=images[rows[0] : rows[0] + shard.count])
                 else:
                     images[rows] = self.images(shard)[position[rows]]

@@ -15,20 +15,21 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
+import csv
 import errno
 import io
 import json
 import os
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
+from .atomic import atomic_path, write_bytes_atomic
 from .errors import DeepSMOTEError
 from .plan import Unit
 from .synthesis import Samples
@@ -169,23 +170,49 @@ class UnitWriter(Protocol):
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         """(file relative to OUT, sample key within the file or '') of each sample, in order."""
 
+    def finish(self, units: Iterable[Unit]) -> None:
+        """Write what covers the whole job (ImageFolder's ``metadata.csv``) once every unit is written."""
+
 
 def sample_record(samples: Samples, i: int, classes: Sequence[str]) -> dict[str, Any]:
     """The label, class name, synthetic flag and provenance of sample ``i``, as JSON values; with
-    soft labels also ``targets``, its K-vector in ``classes`` order."""
+    soft labels also ``targets``, its K-vector in ``classes`` order.
+
+    Every sample has every field with a value of one type, originals too, so that loaders that infer
+    one schema for a whole dataset (Hugging Face's ``webdataset`` and ``imagefolder`` builders) take
+    any mix: ``base`` and ``neighbor`` are the DATA indices interpolated between and ``gap`` the
+    factor; an original or a repeat of a real image is its DATA image itself, ``neighbor`` = ``base``
+    and ``gap`` 0.0.
+    """
     synthetic = bool(samples.synthetic[i])
     label = int(samples.class_index[i])
+    base = int(samples.base[i])
     record = {
         "label": label,
         "class": classes[label],
         "synthetic": synthetic,
-        "base": int(samples.base[i]),
-        "neighbor": int(samples.neighbor[i]) if synthetic else None,
-        "gap": float(samples.gap[i]) if synthetic else None,
+        "base": base,
+        "neighbor": int(samples.neighbor[i]) if synthetic else base,
+        "gap": float(samples.gap[i]) if synthetic else 0.0,
     }
     if samples.targets is not None:
         record["targets"] = samples.targets[i].tolist()
     return record
+
+
+# Hugging Face's ``imagefolder`` reads ``metadata.csv`` beside the class folders: its ``file_name``
+# column names each image, its other columns become the dataset's columns.
+METADATA_FILE = "metadata.csv"
+METADATA_COLUMNS = ("file_name", "label", "class", "synthetic", "base", "neighbor", "gap")
+# One hidden file of metadata rows per ImageFolder unit, joined into metadata.csv at the job's end,
+# so that a resumed job has the rows of the units an earlier run wrote.
+ROWS_PREFIX = ".deepsmote-rows-"
+
+
+def metadata_row(samples: Samples, i: int, classes: Sequence[str], file_name: str) -> list[Any]:
+    """Sample ``i``'s row of ``metadata.csv``, in :data:`METADATA_COLUMNS` order."""
+    record = {"file_name": file_name, **sample_record(samples, i, classes)}
+    return [str(record[column]).lower() if column == "synthetic" else record[column] for column in METADATA_COLUMNS]
 
 
 def _stem(unit: Unit, i: int) -> str:
@@ -193,14 +220,18 @@ def _stem(unit: Unit, i: int) -> str:
 
 
 class ImageFolderWriter:
-    """``OUT/<class>/<unit>-<i>.png``: what torchvision's and Hugging Face's ImageFolder read.
+    """``OUT/<class>/<unit>-<i>.png`` and ``OUT/metadata.csv``: what torchvision's and Hugging Face's
+    ImageFolder read.
 
     A class folder is named exactly as the class; loaders number classes by the sorted folder
     names, which is the job's class order whenever the input was itself an ImageFolder.
+    ``metadata.csv`` (:func:`metadata_row`) gives each file its label, class name, synthetic flag and
+    provenance, which Hugging Face's ``imagefolder`` loads as columns.
     """
 
     def __init__(self, out: Path, classes: Sequence[str], threads: int = 1) -> None:
         self.out = out
+        self.classes = list(classes)
         self.dirs = [safe_class_dir(c) for c in classes]
         self.threads = threads
 
@@ -215,10 +246,29 @@ class ImageFolderWriter:
             raise write_error(self.out, folder, exc) from None
         for i, png in enumerate(encode_pngs(samples.images, self.threads)):
             write_atomic(self.out, folder / f"{_stem(unit, i)}.png", png)
+        text = io.StringIO()
+        rows = csv.writer(text, lineterminator="\n")
+        for i, (file, _) in enumerate(self.entries(unit)):
+            rows.writerow(metadata_row(samples, i, self.classes, file))
+        write_atomic(self.out, self.out / f"{ROWS_PREFIX}{unit.name}.csv", text.getvalue().encode())
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         folder = self.dirs[self._class_of(unit)]
         return [(f"{folder}/{_stem(unit, i)}.png", "") for i in range(unit.count)]
+
+    def finish(self, units: Iterable[Unit]) -> None:
+        """Join the units' rows into ``OUT/metadata.csv``, in the units' order, atomically.
+
+        Memory: one unit's rows, whatever the job's size.
+        """
+        target = self.out / METADATA_FILE
+        try:
+            with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                f.write(",".join(METADATA_COLUMNS) + "\n")
+                for unit in units:
+                    f.write((self.out / f"{ROWS_PREFIX}{unit.name}.csv").read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise write_error(self.out, target, exc) from None
 
 
 class NpzWriter:
@@ -242,6 +292,9 @@ class NpzWriter:
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         return [(f"{unit.name}.npz", str(i)) for i in range(unit.count)]
+
+    def finish(self, units: Iterable[Unit]) -> None:
+        """Nothing beyond the units' files."""
 
 
 def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -278,6 +331,9 @@ class WebDatasetWriter:
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         return [(self._file(unit), _stem(unit, i)) for i in range(unit.count)]
+
+    def finish(self, units: Iterable[Unit]) -> None:
+        """Nothing beyond the units' files."""
 
 
 class ParquetWriter:
@@ -341,6 +397,9 @@ class ParquetWriter:
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         return [(self._file(unit), _stem(unit, i)) for i in range(unit.count)]
+
+    def finish(self, units: Iterable[Unit]) -> None:
+        """Nothing beyond the units' files."""
 
 
 def _write_in_subdir(out: Path, relative: str, data: bytes) -> None:

@@ -124,14 +124,14 @@ def interpolate(
 def plan_per_class_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, shard_size: int) -> list[Unit]:
     """The per-class units as a list, one loop per class: the reference for :class:`PerClassPlan`."""
     units = []
+    for c, n in enumerate(int(n) for n in new_counts):
+        for i, start in enumerate(range(0, n, shard_size)):
+            units.append(Unit(f"class-{c:04d}-shard-{i:06d}", synthetic=(Shard(c, i, min(shard_size, n - start)),)))
     if real_counts is not None:
         for c, n in enumerate(int(n) for n in real_counts):
             for i, start in enumerate(range(0, n, shard_size)):
                 stop = min(start + shard_size, n)
                 units.append(Unit(f"real-class-{c:04d}-shard-{i:06d}", real=(RealSlice(c, start, stop),)))
-    for c, n in enumerate(int(n) for n in new_counts):
-        for i, start in enumerate(range(0, n, shard_size)):
-            units.append(Unit(f"class-{c:04d}-shard-{i:06d}", synthetic=(Shard(c, i, min(shard_size, n - start)),)))
     return units
 
 
@@ -153,10 +153,14 @@ def plan_mixed_eager(new_counts: np.ndarray, real_counts: np.ndarray | None, sha
         synthetic, originals = [], []
         for c in np.flatnonzero(counts).tolist():
             start, stop, n_real = int(taken[c]), int(taken[c] + counts[c]), int(real[c])
-            if min(stop, n_real) > start:
-                originals.append(RealSlice(c, start, min(stop, n_real)))
-            if stop > max(start, n_real):
-                synthetic.append(Shard(c, t, stop - max(start, n_real)))
+            # Sample j of the class's sequence is an original where floor((j+1)·r/n) > floor(j·r/n).
+            j, n = np.arange(stop), int(totals[c])
+            every = (j + 1) * n_real // n > j * n_real // n
+            is_real, real_before = every[start:], int(np.count_nonzero(every[:start]))
+            if is_real.any():
+                originals.append(RealSlice(c, real_before, real_before + int(is_real.sum())))
+            if (~is_real).any():
+                synthetic.append(Shard(c, t, int((~is_real).sum())))
         taken += counts
         units.append(Unit(f"{t:06d}", synthetic=tuple(synthetic), real=tuple(originals)))
     return units
@@ -174,7 +178,7 @@ def manifest_csv_eager(units: list[Unit], entries, classes: tuple[str, ...]) -> 
     rows = csv.writer(text, lineterminator="\n")
     rows.writerow(["file", "key", "label", "class", "synthetic"])
     for unit in units:
-        labels, synthetic, _ = unit.order()
+        labels, synthetic, _, _ = unit.order()
         for (file, key), label, made in zip(entries(unit), labels.tolist(), synthetic.tolist(), strict=True):
             rows.writerow([file, key, label, classes[label], int(made)])
     return text.getvalue().encode()

@@ -69,7 +69,9 @@ import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 from deepsmote.runtime.cli import main
 codes, from_codes = {str(out) + ".codes"!r}, {str(out) + "-from-codes"!r}
-for args in (["generate", {str(bundle)!r}, {str(data)!r}, "--out", {str(out)!r}, "--quiet", *{extra!r}],
+# --synthetic-only: what CODES, which holds no images, gives, so that the two outputs compare.
+only = ["--quiet", "--synthetic-only"]
+for args in (["generate", {str(bundle)!r}, {str(data)!r}, "--out", {str(out)!r}, *only, *{extra!r}],
              ["grid", {str(bundle)!r}, {str(data)!r}, "--out", {str(grid)!r}, "--per-row", "4", *{extra!r}],
              ["encode", {str(bundle)!r}, {str(data)!r}, "--out", codes, "--quiet", *{extra!r}],
              ["generate", {str(bundle)!r}, codes, "--out", from_codes, "--quiet"]):

@@ -49,6 +49,7 @@ def cli_job(bundle: Path, out: Path, *extra: str) -> list[str]:
         "--shard-size",
         str(SHARD_SIZE),
         "--quiet",
+        "--synthetic-only",
         *extra,
     ]
 
@@ -61,6 +62,7 @@ def api_job(bundle: Path, out: Path, **options: Any) -> dict[str, Any]:
         sampling_strategy=STRATEGY,
         shard_size=SHARD_SIZE,
         progress=False,
+        include_originals=False,
         **options,
     )
 
@@ -158,10 +160,12 @@ def test_a_killed_workers_shard_is_redone_exactly_once(
 @needs_ray
 def test_a_terminated_job_resumes_on_an_existing_cluster(ray_cluster, tiny_bundle, tmp_path):
     # The full 'auto' job (3100 images, 126 shards): long enough to be stopped part-way.
-    job = [str(tiny_bundle), str(fmnist_mini()), "--shard-size", str(SHARD_SIZE), "--quiet"]
+    job = [str(tiny_bundle), str(fmnist_mini()), "--shard-size", str(SHARD_SIZE), "--quiet", "--synthetic-only"]
     on_cluster = ["--engine", "ray", "--address", ray_cluster, "--workers", "2"]
     data = read_dataset(fmnist_mini())
-    generate_dataset(tiny_bundle, data, tmp_path / "local", shard_size=SHARD_SIZE, progress=False)
+    generate_dataset(
+        tiny_bundle, data, tmp_path / "local", shard_size=SHARD_SIZE, progress=False, include_originals=False
+    )
     out = tmp_path / "stopped"
     code = "import sys\nfrom deepsmote.runtime.cli import main\nmain(sys.argv[1:])"
     process = subprocess.Popen(

@@ -232,7 +232,7 @@ def test_filter_on_a_bundle_without_classifier_names_the_fix(fmnist_mini, tmp_pa
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.1", "nan"])
 def test_a_threshold_outside_zero_one_is_refused(gated_bundle, fmnist_mini, tmp_path, capsys, value):
     code, _, err = run_main(["generate", gated_bundle, fmnist_mini, "--out", tmp_path / "o", "--filter", value], capsys)
-    assert code == 1 and "--filter must lie in (0, 1]" in err, err
+    assert code == 2 and "--filter must lie in (0, 1]" in err, err
     with pytest.raises(ValueError, match="`filter_threshold` must lie in"):
         DeepSMOTE(gated_bundle, filter_threshold=float(value)).fit(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]))
 
@@ -243,6 +243,7 @@ def test_cli_reports_acceptance_and_refuses_a_resume_with_another_filter(
     out = tmp_path / "out"
     threshold = threshold_for(gated_bundle, data, {8: 20, 9: 15}, 2)
     base = ["generate", gated_bundle, fmnist_mini, "--out", out, "--strategy", '{"8": 20, "9": 15}', "--format", "npz"]
+    base += ["--synthetic-only"]
     code, stdout, err = run_main([*base, "--filter", threshold, "--seed", "2", "-q"], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())

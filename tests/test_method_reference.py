@@ -155,7 +155,7 @@ def test_cli_matches_the_reference(data_file, data, reference, threads, tmp_path
     env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
     strategy = "{" + ", ".join(f'"{c}": {n}' for c, n in targets.items()) + "}"
     args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
-    args += ["--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--threads", threads, "--quiet"]
+    args += ["--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--threads", threads, "--quiet", "--synthetic-only"]
     run_cli(*args, env=env)
     back = read_dataset(out)
     for c in NEW:
@@ -198,7 +198,7 @@ def test_cli_drawing_few_bases_matches_the_reference_and_resumes_to_the_same_byt
     strategy = "{" + ", ".join(f'"{c}": {int(np.sum(labels == c)) + n}' for c, n in FEW.items()) + "}"
     out = tmp_path / "out"
     args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
-    args += ["--seed", SEED, "--k", K, "--shard-size", FEW_SHARD_SIZE, "--quiet"]
+    args += ["--seed", SEED, "--k", K, "--shard-size", FEW_SHARD_SIZE, "--quiet", "--synthetic-only"]
     run_cli(*args)
     back = read_dataset(out)
     for c in FEW:

@@ -94,7 +94,7 @@ def test_the_job_marks_each_sample_and_repeats_real_images_of_its_class(data, fm
         [*args, "--synthetic-share", "0.5", "--include-originals", "--shard-size", "16"], capsys
     )
     assert code == 0, err
-    assert "wrote 16 synthetic images and 16 repeats of real ones" in stdout and "repeated" in stdout
+    assert "wrote 900 originals, 16 synthetic images and 16 repeats of real ones" in stdout and "repeated" in stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["synthetic_share"] == 0.5
     assert summary["counts"]["6"] == {"original": 20, "synthetic": 6, "repeated": 7, "total": 33}
@@ -116,7 +116,7 @@ def test_the_job_marks_each_sample_and_repeats_real_images_of_its_class(data, fm
         for image, record in zip(images, webdataset_records(out), strict=True):
             if not record["synthetic"]:
                 np.testing.assert_array_equal(data.images[record["base"]], image)
-                assert data.labels[record["base"]] == record["label"] and record["neighbor"] is None
+                assert data.labels[record["base"]] == record["label"] and record["neighbor"] == record["base"]
             else:
                 assert data.labels[record["neighbor"]] == record["label"] and 0 <= record["gap"] < 1
 
@@ -149,7 +149,7 @@ def test_a_share_outside_zero_one_is_refused(fmnist_mini, tmp_path, capsys):
     code, _, err = run_main(
         ["generate", GOLDEN_BUNDLE, fmnist_mini, "--out", tmp_path / "o", "--synthetic-share", "1.5"], capsys
     )
-    assert code == 1 and err.count("\n") == 1 and "--synthetic-share must lie in [0, 1]" in err, err
+    assert code == 2 and err.count("\n") == 1 and "--synthetic-share must lie in [0, 1]" in err, err
     with pytest.raises(ValueError, match="`synthetic_share` must lie in"):
         DeepSMOTE(GOLDEN_BUNDLE, synthetic_share=-0.1).fit(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]))
 

@@ -49,6 +49,7 @@ def generate_args(bundle: Path, out: Path, *extra: str) -> list[str]:
         "--shard-size",
         str(SHARD_SIZE),
         "--quiet",
+        "--synthetic-only",  # the new samples alone: the work that a fault can interrupt
         *extra,
     ]
 

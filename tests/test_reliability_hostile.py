@@ -213,9 +213,9 @@ def test_the_unit_plans_cost_memory_in_classes_not_units():
         assert len(plan) > 2 * 10**9 and plan.total == 2 * 10**12 + 406
         middle = plan[len(plan) // 2]
         per_class = fmt in ("imagefolder", "npz")
-        assert plan.locate(middle.name) == len(plan) // 2 and plan[-1].count == (999 if per_class else 406)
-        first = [4, 400, 1000] if per_class else [1000] * 3
-        assert [u.count for u in itertools.islice(plan, 3)] == first
+        # per class: the synthetic shards first, the originals' units last (class 1's 400)
+        assert plan.locate(middle.name) == len(plan) // 2 and plan[-1].count == (400 if per_class else 406)
+        assert [u.count for u in itertools.islice(plan, 3)] == [1000] * 3
         print(fmt, plan.class_units().tolist())
     """
     result = run_limited(body)
@@ -236,8 +236,9 @@ def test_a_dry_run_of_a_hostile_count_answers_quickly_in_bounded_memory(bundle, 
     result = run_limited(body, *args, "--strategy", f'{{"9": {10**15}, "0": {10**15}}}')
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.split()}
-    # ImageFolder: the class's own shards; WebDataset: it is in every unit of the 2e15 - 404 samples.
-    shards = 10**12 if fmt == "imagefolder" else -(-(2 * 10**15 - 404) // 1000)
+    # ImageFolder: the class's own shards and the one of its originals; WebDataset: it is in every
+    # unit of the 2e15 - 404 new samples and the 900 originals.
+    shards = 10**12 + 1 if fmt == "imagefolder" else -(-(2 * 10**15 - 404 + 900) // 1000)
     assert rows["9"][3] == str(10**15 - 4) and rows["9"][4] == str(shards), result.stdout
     assert not out.exists()
 
@@ -250,7 +251,11 @@ def test_hostile_counts_under_a_memory_limit_end_in_one_line(bundle, tmp_path, c
         body, "generate", str(bundle), str(FMNIST), "--out", str(out), "--strategy", f'{{"9": {count}}}'
     )
     line = error_line(result.stderr)
-    assert result.returncode == 1 and ("file system" in line or "a class may reach" in line), line
+    # more than a class may reach is a bad --strategy (a usage error); more than the disk holds, a failure
+    assert (result.returncode, "file system" in line or "a class may reach" in line) == (
+        2 if "a class may reach" in line else 1,
+        True,
+    ), line
     assert not out.exists()
 
 
@@ -383,7 +388,7 @@ def test_overwrite_removes_only_what_the_job_recorded(bundle, tmp_path, capsys):
     assert (out / "mine.txt").read_text() == "the user's"
     assert (out / "holiday" / "photo.png").read_bytes() == b"not deepsmote's"
     made = sorted(p.name for p in (out / "9").iterdir())
-    assert len(made) == 8
+    assert len(made) == 8 + 4  # its new samples and its originals
     # A second overwrite with other settings removes the first job's shards, and only them.
     code, _, err = generate(bundle, out, capsys, "--overwrite", "--seed", "3")
     assert code == 0 and sorted(p.name for p in (out / "9").iterdir()) == made
@@ -461,7 +466,7 @@ def test_grid_into_a_read_only_folder_is_refused_first(bundle, tmp_path, capsys)
 @pytest.mark.parametrize("value", ["1000000000", str(10**40)])
 def test_train_with_a_huge_latent_dim_is_one_line(tmp_path, capsys, value):
     code, _, err = run_main(["train", FMNIST, "--out", tmp_path / "b", "--latent-dim", value, "--epochs", "1"], capsys)
-    assert code == 1 and "--latent-dim must be at most 4096" in error_line(err)
+    assert code == 2 and "--latent-dim must be at most 4096" in error_line(err)
     assert not (tmp_path / "b").exists()
 
 

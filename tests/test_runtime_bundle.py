@@ -307,7 +307,7 @@ def test_missing_cuda_provider_lists_available():
 
 
 def test_unknown_provider():
-    one_line_error("provider must be one of", resolve_provider, "tpu")
+    one_line_error("`provider` must be one of", resolve_provider, "tpu")
 
 
 def test_scanner_field_numbers_match_onnx_schema():

@@ -4,6 +4,7 @@ warnings, a dry run that writes nothing, a per-class table at the end, no lock l
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def test_train_without_a_terminal_prints_one_line_per_epoch_and_no_library_info(
     )
     progress = [line for line in result.stderr.splitlines() if line.startswith("train: ")]
     assert [line.split(",")[0] for line in progress] == ["train: 1/2 epochs", "train: 2/2 epochs"]
+    # after the first epoch, the time left at its pace; none once done
+    assert re.search(r", about [0-9.]+ (s|min|h) left$", progress[0]) and " left" not in progress[1]
     assert "INFO" not in result.stderr and "onnxscript" not in result.stderr, result.stderr
     assert [line.split() for line in result.stdout.splitlines()[-4:]] == [
         ["class", "training", "images"],
@@ -75,6 +78,21 @@ def test_train_without_a_terminal_prints_one_line_per_epoch_and_no_library_info(
         ["1", "20"],
         ["2", "20"],
     ]
+
+
+def test_progress_lines_estimate_the_time_left_at_the_runs_pace(capsys, monkeypatch):
+    from deepsmote.runtime import console
+
+    clock = iter([100.0, 130.0, 160.0, 1000.0])
+    monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock))
+    lines = console.LineProgress(10, 2, "train", "epochs")  # resumed after 2 epochs
+    lines.update(1)  # 30 s for one epoch: 7 left
+    lines.update(1)
+    lines.update(6)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "train: 3/10 epochs, 30.0 s, about 3.5 min left"
+    assert err[1] == "train: 4/10 epochs, 60.0 s, about 3.0 min left"
+    assert err[2] == "train: 10/10 epochs, 900.0 s"
 
 
 def test_the_installed_command_leaves_its_objects_out_of_the_last_collection_and_main_does_not():
@@ -95,3 +113,19 @@ except SystemExit as exit_:
     assert exit_.code == 1, exit_.code
 print("ok")
 """)
+
+
+def test_shell_completion_as_the_readme_documents_it():
+    import os
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).parent / "deepsmote"
+    script = subprocess.run(
+        [command], env={**os.environ, "_DEEPSMOTE_COMPLETE": "bash_source"}, capture_output=True, text=True
+    )
+    assert script.returncode == 0 and "_deepsmote_completion()" in script.stdout
+    words = {**os.environ, "_DEEPSMOTE_COMPLETE": "bash_complete", "COMP_WORDS": "deepsmote generate --synth"}
+    offered = subprocess.run([command], env={**words, "COMP_CWORD": "2"}, capture_output=True, text=True)
+    assert offered.stdout.split() == ["plain,--synthetic-only", "plain,--synthetic-share"]
+    assert "_DEEPSMOTE_COMPLETE=bash_source deepsmote" in (Path(__file__).parents[1] / "README.md").read_text()

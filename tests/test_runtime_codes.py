@@ -4,6 +4,7 @@ and every wrong CODES refused in one line with nothing left behind."""
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -72,8 +73,14 @@ def test_codes_give_the_same_bytes_as_data(fmt, codes, tmp_path, capsys):
     for name, source in (("data", fmnist_mini()), ("codes", codes)):
         outs[name] = tmp_path / name
         args = ["generate", GOLDEN_BUNDLE, source, "--out", outs[name], "--strategy", STRATEGY, "--format", fmt]
-        code, _, err = run_main([*args, "--seed", "3", "--shard-size", "25", "--quiet"], capsys)
+        # CODES holds no images: its default is the new samples alone, with a warning; DATA gives them when asked
+        only = ["--synthetic-only"] if name == "data" else []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, _, err = run_main([*args, "--seed", "3", "--shard-size", "25", "--quiet", *only], capsys)
         assert code == 0, err
+        said = any("holds no images, so `out` gets the new samples only" in str(w.message) for w in caught)
+        assert said == (name == "codes")
     assert tree_digest(outs["codes"]) == tree_digest(outs["data"])
     # manifest.csv and the shards' provenance name DATA indices, and the job records the same settings,
     # so a job started from DATA resumes from CODES.
@@ -85,7 +92,14 @@ def test_the_library_takes_codes_too(codes, tmp_path):
     cache = read_latent_cache(codes)
     strategy = {"9": 50}
     generate_dataset(GOLDEN_BUNDLE, cache, tmp_path / "a", fmt="npz", sampling_strategy=strategy, progress=False)
-    generate_dataset(GOLDEN_BUNDLE, open_dataset(fmnist_mini()), tmp_path / "b", fmt="npz", sampling_strategy=strategy)
+    generate_dataset(
+        GOLDEN_BUNDLE,
+        open_dataset(fmnist_mini()),
+        tmp_path / "b",
+        fmt="npz",
+        sampling_strategy=strategy,
+        include_originals=False,
+    )
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
     from_codes = DeepSMOTE(GOLDEN_BUNDLE, sampling_strategy={9: 50}, random_state=1).fit(cache)
     data = read_dataset(fmnist_mini())

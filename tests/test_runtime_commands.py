@@ -14,9 +14,9 @@ from helpers import run_main
 from PIL import Image
 
 
-def one_line_error(code: int, err: str, fragment: str) -> None:
+def one_line_error(code: int, err: str, fragment: str, status: int = 1) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], err
+    assert code == status and len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], err
 
 
 def test_inspect_prints_the_summary(tiny_bundle, capsys):
@@ -84,7 +84,7 @@ def test_grid_draws_real_and_synthetic_rows(tiny_bundle, tmp_path, capsys):
 
 def test_grid_rejects_bad_interpolation_pair(tiny_bundle, tmp_path, capsys):
     args = ["grid", tiny_bundle, fmnist_mini(), "--out", tmp_path / "g.png", "--interpolate", "0,99999"]
-    one_line_error(*run_main(args, capsys)[::2], "--interpolate must be two indices")
+    one_line_error(*run_main(args, capsys)[::2], "--interpolate must be two indices", status=2)
     assert not (tmp_path / "g.png").exists()
 
 
@@ -97,6 +97,10 @@ def test_demo_runs_the_main_job(tmp_path, capsys):
     record = json.loads((out / "demo.json").read_text())
     assert {c["total"] for c in record["counts"].values()} == {400}
     assert (out / "grid.png").exists() and (out / "bundle" / "deepsmote.json").exists()
+    # the whole balanced set, and the report on it with Fashion-MNIST's names
+    assert sum(1 for _ in (out / "generated").rglob("*.png")) == 4000
+    page = (out / "generated" / "report.html").read_text()
+    assert record["report"] == str(out / "generated" / "report.html") and "<th>Ankle boot (9)</th>" in page
     one_line_error(*run_main(args, capsys)[::2], "pass --overwrite")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")

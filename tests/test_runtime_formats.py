@@ -62,18 +62,46 @@ def torchvision_find_classes(root: Path) -> tuple[list[str], list[tuple[str, int
 
 
 def test_imagefolder_loads_as_it_is_in_torchvision_and_datasets(names_data, tmp_path, capsys):
+    # The default output is the whole balanced set: class 01, the majority, gets no new samples and
+    # still has its folder, so both loaders' numbering by sorted folder name is the job's.
     out = tmp_path / "out"
-    summary = generate(names_data, out, "imagefolder", capsys, "--include-originals")
-    assert summary["classes"] == list(CLASSES)
+    summary = generate(names_data, out, "imagefolder", capsys)
+    assert summary["classes"] == list(CLASSES) and summary["counts"]["01"]["synthetic"] == 0
     classes, samples = torchvision_find_classes(out)
     assert classes == list(CLASSES)  # nothing of the bookkeeping counts as a class
     assert Counter(label for _, label in samples) == {0: 30, 1: 30, 2: 30}
+    manifest = {row["file"]: int(row["label"]) for row in csv.DictReader((out / "manifest.csv").open())}
+    assert {str(Path(path).relative_to(out)): label for path, label in samples} == manifest
 
     import datasets
 
     loaded = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
-    assert loaded.features["label"].names == list(CLASSES)
+    # metadata.csv carries the labels (and the provenance) in place of the folder names
     assert Counter(loaded["label"]) == {0: 30, 1: 30, 2: 30}
+    assert [CLASSES[label] for label in loaded["label"]] == loaded["class"]
+    assert Counter(loaded["synthetic"]) == {False: 45, True: 45}
+    data = read_dataset(names_data)
+    for row in loaded.select_columns(["label", "base", "neighbor", "synthetic"]):
+        assert data.labels[row["base"]] == data.labels[row["neighbor"]] == row["label"]
+
+
+def test_imagefolder_metadata_lists_each_file_once_in_the_manifest_order(names_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    generate(names_data, out, "imagefolder", capsys, "--strategy", '{"b": 12}')
+    meta = list(csv.DictReader((out / "metadata.csv").open()))
+    manifest = list(csv.DictReader((out / "manifest.csv").open()))
+    assert [m["file_name"] for m in meta] == [r["file"] for r in manifest]
+    assert sorted(m["file_name"] for m in meta) == sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    for m, r in zip(meta, manifest, strict=True):
+        assert (m["label"], m["class"], m["synthetic"]) == (
+            r["label"],
+            r["class"],
+            "true" if r["synthetic"] == "1" else "false",
+        )
+        if m["synthetic"] == "false":
+            assert m["neighbor"] == m["base"] and float(m["gap"]) == 0.0
+        else:
+            assert 0 <= float(m["gap"]) < 1
 
 
 def test_manifest_lists_every_written_file_with_label_class_and_flag(names_data, tmp_path, capsys):
@@ -126,10 +154,11 @@ def test_webdataset_shards_mix_classes_and_carry_names_and_provenance(names_data
     assert len(records) == 90
     for image, label, meta in records:
         assert image.shape == (28, 28, 3) and meta["label"] == label and meta["class"] == CLASSES[label]
+        assert set(meta) == {"label", "class", "synthetic", "base", "neighbor", "gap"}
         if meta["synthetic"]:
             assert 0 <= meta["gap"] < 1 and meta["neighbor"] >= 0 and meta["base"] >= 0
-        else:
-            assert meta["gap"] is None and meta["neighbor"] is None
+        else:  # an original is its DATA image itself: no null where a synthetic sample has a number
+            assert meta["gap"] == 0.0 and meta["neighbor"] == meta["base"] >= 0
     assert Counter(r[1] for r in records) == {0: 30, 1: 30, 2: 30}
     first = list(wds.WebDataset(str(shard_dir / names[0]), shardshuffle=False).to_tuple("cls"))
     assert len({int(c[0]) for c in first}) == 3  # every shard holds every class
@@ -140,7 +169,7 @@ def test_webdataset_synthetic_provenance_matches_the_data(names_data, tmp_path, 
     import webdataset as wds
 
     out = tmp_path / "out"
-    generate(names_data, out, "webdataset", capsys)
+    generate(names_data, out, "webdataset", capsys, "--synthetic-only")
     data = read_dataset(names_data)
     metas = [
         m
@@ -158,7 +187,9 @@ def test_mixed_webdataset_batches_hold_the_majority_in_its_share(names_data, tmp
 
     out = tmp_path / "out"
     # synthetic only: 50 of class 1 and 15 of class b, in shards of 8
-    generate(names_data, out, "webdataset", capsys, "--strategy", '{"1": 60, "b": 20}', "--shard-size", 8)
+    generate(
+        names_data, out, "webdataset", capsys, "--synthetic-only", "--strategy", '{"1": 60, "b": 20}', "--shard-size", 8
+    )
     labels = [
         int(c)
         for (c,) in wds.WebDataset(str(out / "shards" / "train-{000000..000008}.tar"), shardshuffle=False).to_tuple(
@@ -172,6 +203,47 @@ def test_mixed_webdataset_batches_hold_the_majority_in_its_share(names_data, tmp
     shares = [np.mean([int(c) == 1 for c in batch[0]]) for batch in batches]
     assert len(shares) >= 7
     assert np.median(np.abs(np.asarray(shares) - share)) <= 0.15
+
+
+def test_an_overwritten_imagefolder_job_keeps_no_metadata_of_the_old_one(names_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    generate(names_data, out, "imagefolder", capsys, "--strategy", '{"b": 40}', "--shard-size", 8)
+    generate(names_data, out, "imagefolder", capsys, "--strategy", '{"b": 12}', "--overwrite")
+    meta = list(csv.DictReader((out / "metadata.csv").open()))
+    assert sorted(m["file_name"] for m in meta) == sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert len(meta) == 30 + 10 + 12
+    rows = sorted(p.name for p in out.glob(".deepsmote-rows-*"))
+    assert rows == sorted(
+        f".deepsmote-rows-{p.name.removeprefix('.deepsmote-done-')}.csv" for p in out.glob(".deepsmote-done-*")
+    )
+
+
+def test_webdataset_with_the_originals_loads_in_datasets_with_one_schema(names_data, tmp_path, capsys):
+    import datasets
+
+    out = tmp_path / "out"
+    generate(names_data, out, "webdataset", capsys)
+    loaded = datasets.load_dataset("webdataset", data_dir=str(out / "shards"), split="train")
+    assert len(loaded) == 90
+    metas = loaded["json"]
+    assert Counter(m["synthetic"] for m in metas) == {False: 45, True: 45}
+    assert all(value is not None for m in metas for value in m.values())
+    assert [m["label"] for m in metas] == loaded["cls"]
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_every_full_shard_holds_the_job_share_of_real_images(names_data, tmp_path, capsys, fmt):
+    # 45 originals of 90 (30 of 01, 10 of 1, 5 of b): each shard of 16 about half real, not the first ones all real
+    out = tmp_path / "out"
+    generate(names_data, out, fmt, capsys)
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    shards: dict[str, list[int]] = {}
+    for row in rows:
+        shards.setdefault(row["file"], []).append(row["synthetic"] == "0")
+    full = [flags for flags in shards.values() if len(flags) == 16]
+    assert len(full) == 5
+    for flags in full:
+        assert abs(np.mean(flags) - 0.5) <= 0.07
 
 
 def test_ray_reads_the_webdataset_folder_and_the_parquet_rows(names_data, tmp_path, capsys):
@@ -242,7 +314,7 @@ def test_npz_keeps_the_class_order_of_the_input(tmp_path, capsys, fmnist_mini):
     data = tmp_path / "data.npz"
     np.savez(data, images=images, labels=np.array([2] * 8 + [10] * 4))
     out = tmp_path / "out"
-    generate(data, out, "npz", capsys)
+    generate(data, out, "npz", capsys, "--synthetic-only")
     back = read_dataset(out)
     assert back.classes == ("2", "10") and back.class_counts().tolist() == [0, 4]
 

@@ -25,7 +25,17 @@ EXPECTED_NEW = [0, 200, 300, 325, 350, 365, 380, 390, 394, 396]
 @pytest.fixture(scope="module")
 def npz_run(tiny_bundle, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gen") / "npz"
-    run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--format", "npz", "--quiet")
+    run_cli(
+        "generate",
+        str(tiny_bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(out),
+        "--format",
+        "npz",
+        "--quiet",
+        "--synthetic-only",
+    )
     return out
 
 
@@ -63,6 +73,25 @@ def test_imagefolder_output_reads_back_per_class(tiny_bundle, tmp_path):
     out = tmp_path / "folder"
     run_cli("generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--strategy", '{"8": 20, "9": 30}')
     back = read_dataset(out)
+    # the whole set by default: every class has its folder, classes 8 and 9 grown
+    counts = dict(zip(back.classes, back.class_counts().tolist(), strict=True))
+    assert counts == {
+        **{str(c): n for c, n in enumerate(read_dataset(fmnist_mini()).class_counts().tolist())},
+        "8": 20,
+        "9": 30,
+    }
+    synthetic = tmp_path / "synthetic"
+    run_cli(
+        "generate",
+        str(tiny_bundle),
+        str(fmnist_mini()),
+        "--out",
+        str(synthetic),
+        "--strategy",
+        '{"8": 20, "9": 30}',
+        "--synthetic-only",
+    )
+    back = read_dataset(synthetic)
     assert dict(zip(back.classes, back.class_counts().tolist(), strict=True)) == {"8": 14, "9": 26}
 
 
@@ -81,6 +110,7 @@ def test_webdataset_output_reads_back_with_webdataset(tiny_bundle, tmp_path):
         "minority",
         "--shard-size",
         "150",
+        "--synthetic-only",
     )
     shards = sorted(str(p) for p in (out / "shards").glob("*.tar"))
     assert len(shards) == 3  # 396 samples in shards of 150
@@ -107,6 +137,7 @@ def test_output_bytes_do_not_depend_on_batch_size_or_threads(tiny_bundle, npz_ru
         "--threads",
         threads,
         "--quiet",
+        "--synthetic-only",
     )
     assert tree_digest(out) == tree_digest(npz_run)
 
@@ -291,7 +322,8 @@ data = read_dataset({str(fmnist_mini())!r})
 X, y = DeepSMOTE({str(tiny_bundle)!r}, random_state=0).fit_resample(data.images, data.labels)
 assert sorted(set(__import__("numpy").bincount(y))) == [400], "not balanced"
 try:
-    main(["generate", {str(tiny_bundle)!r}, {str(fmnist_mini())!r}, "--out", {str(tmp_path / "o")!r}, "--quiet"])
+    main(["generate", {str(tiny_bundle)!r}, {str(fmnist_mini())!r}, "--out", {str(tmp_path / "o")!r}, "--quiet",
+          "--synthetic-only"])
 except SystemExit as exit:
     assert not exit.code, exit.code
 loaded = [m for m in sys.modules if m.startswith("torch") and sys.modules[m] is not None]
@@ -316,7 +348,7 @@ assert SMALL_N >= 200, SMALL_N
 DeepSMOTE({str(tiny_bundle)!r}, random_state=0, n_threads=1).fit_resample(data.images, data.labels)
 try:
     main(["generate", {str(tiny_bundle)!r}, {str(fmnist_mini())!r}, "--out", {str(tmp_path / "o")!r},
-          "--strategy", '{{"9": 104}}', "--threads", "1", "--quiet"])
+          "--strategy", '{{"9": 104}}', "--threads", "1", "--quiet", "--synthetic-only"])
 except SystemExit as exit:
     assert not exit.code, exit.code
 assert "numba" not in sys.modules, "numba was imported"
@@ -349,7 +381,7 @@ assert data.class_counts()[0] == 4400 > MEDIUM_N
 DeepSMOTE({str(tiny_bundle)!r}, sampling_strategy={{0: 4500}}, random_state=0).fit_resample(data.images, data.labels)
 try:
     main(["generate", {str(tiny_bundle)!r}, {str(path)!r}, "--out", {str(tmp_path / "o")!r},
-          "--strategy", '{{"0": 4500}}', "--quiet"])
+          "--strategy", '{{"0": 4500}}', "--quiet", "--synthetic-only"])
 except SystemExit as exit:
     assert not exit.code, exit.code
 assert "numba" not in sys.modules, "numba was imported"
@@ -385,7 +417,16 @@ def test_the_first_unit_is_on_disk_before_the_second_is_made(tiny_bundle, tmp_pa
     monkeypatch.setattr(Synthesizer, "samples", recording)
     strategy = {"9": 34}
     data = read_dataset(fmnist_mini())
-    generate_dataset(tiny_bundle, data, out, sampling_strategy=strategy, fmt="npz", shard_size=10, progress=False)
+    generate_dataset(
+        tiny_bundle,
+        data,
+        out,
+        sampling_strategy=strategy,
+        fmt="npz",
+        shard_size=10,
+        progress=False,
+        include_originals=False,
+    )
     # Three units: the second is made only once the first is marked done; the third may be made
     # while the second is written.
     assert len(marks_seen) == 3 and marks_seen[:2] == [0, 1], marks_seen

@@ -182,7 +182,18 @@ def test_cli_with_3_threads_matches_the_api(fitted, data, sampler, tmp_path):
     # numba's pool has one thread per core unless told otherwise: 3 threads must be real threads.
     env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
     args = ["generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--strategy", STRATEGY_JSON]
-    run_cli(*map(str, args), "--seed", str(SEED), "--sampler", sampler, "--threads", "3", "--quiet", env=env)
+    run_cli(
+        *map(str, args),
+        "--seed",
+        str(SEED),
+        "--sampler",
+        sampler,
+        "--threads",
+        "3",
+        "--quiet",
+        "--synthetic-only",
+        env=env,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         X_res, y_res = fitted[sampler].fit_resample(*data)

@@ -119,7 +119,7 @@ def test_sampler_on_openvino_gives_the_same_bytes_whatever_the_threads_and_calls
 def test_generate_on_openvino_end_to_end_resumes_only_on_openvino(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--quiet"]
-    args += ["--strategy", '{"9": 300}', "--shard-size", "100"]
+    args += ["--strategy", '{"9": 300}', "--shard-size", "100", "--synthetic-only"]
     code, _, err = run_main([*args, "--provider", "openvino"], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -134,7 +134,7 @@ def test_generate_on_openvino_end_to_end_resumes_only_on_openvino(tmp_path, caps
 def test_ray_on_openvino_writes_the_local_bytes(tmp_path, capsys):
     pytest.importorskip("ray", reason="needs ray (make test-openvino installs it)")
     args = [GOLDEN_BUNDLE, fmnist_mini(), "--strategy", "minority", "--format", "npz", "--shard-size", "100"]
-    args += ["--provider", "openvino", "--quiet"]
+    args += ["--provider", "openvino", "--quiet", "--synthetic-only"]
     local, distributed = tmp_path / "local", tmp_path / "ray"
     assert run_main(["generate", *args, "--out", local], capsys)[0] == 0
     code, _, err = run_main(["generate", *args, "--out", distributed, "--engine", "ray", "--workers", "2"], capsys)

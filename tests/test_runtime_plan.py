@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from deepsmote.runtime.plan import Shard, Unit, draw_shard, plan_mixed, plan_shards
+from deepsmote.runtime.plan import RealSlice, Shard, Unit, draw_shard, plan_mixed, plan_shards
 
 
 def test_plan_cuts_fixed_size_shards_per_class():
@@ -33,9 +33,18 @@ def test_draws_are_a_function_of_seed_class_and_shard():
 
 def test_a_mixed_unit_interleaves_its_classes_evenly():
     unit = Unit("000000", synthetic=(Shard(0, 0, 6), Shard(1, 0, 2)))
-    classes, synthetic, position = unit.order()
+    classes, synthetic, position, original = unit.order()
     assert classes.tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
-    assert synthetic.all() and position.tolist() == [0, 1, 0, 2, 3, 4, 1, 5]
+    assert synthetic.all() and not original.any() and position.tolist() == [0, 1, 0, 2, 3, 4, 1, 5]
+
+
+def test_a_unit_spreads_each_class_originals_evenly_among_its_new_samples():
+    unit = Unit("000000", synthetic=(Shard(0, 0, 4, repeats=1),), real=(RealSlice(0, 10, 12),))
+    classes, synthetic, position, original = unit.order()
+    assert classes.tolist() == [0] * 6
+    assert original.tolist() == [False, False, True, False, False, True]
+    assert synthetic.tolist() == [True, True, False, True, False, False]
+    assert position.tolist() == [0, 1, 0, 2, 3, 1]
 
 
 def test_mixed_units_hold_shard_size_samples_and_each_class_in_proportion():
@@ -48,9 +57,20 @@ def test_mixed_units_hold_shard_size_samples_and_each_class_in_proportion():
             per_class[t, part.class_index] += part.count
     assert per_class.sum(axis=0).tolist() == (new + real).tolist()
     assert (np.abs(per_class[:-1] / 64 - (new + real) / 660) < 0.03).all()
-    # each class's originals come first, in order, then its synthetic samples
+    # each class's originals are spread over the units in order, each holding about the job's real share
+    shares = [sum(r.count for r in u.real) / u.count for u in list(units)[:-1]]
+    assert max(abs(share - 410 / 660) for share in shares) < 0.03
     reals = [(r.class_index, r.start, r.stop) for u in units for r in u.real]
     for c in range(3):
         spans = [(a, b) for k, a, b in reals if k == c]
         assert spans[0][0] == 0 and spans[-1][1] == real[c]
         assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(spans))
+
+
+def test_every_full_mixed_unit_of_the_demo_job_holds_the_job_share_of_originals_within_a_point():
+    # the demo's job: 900 originals (400 down to 4 per class) filled to 400 each, in units of 1,000
+    real = np.array([400, 200, 100, 75, 50, 35, 20, 10, 6, 4])
+    units = list(plan_mixed(400 - real, real, shard_size=1000))
+    assert len(units) == 4
+    for unit in units:
+        assert abs(sum(r.count for r in unit.real) / unit.count - 900 / 4000) <= 0.01

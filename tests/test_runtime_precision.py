@@ -84,7 +84,7 @@ def test_fp16_without_onnx_runs_a_new_bundle_and_names_the_fix_for_an_old_one(ti
 
 
 def test_unknown_precision(tiny_bundle):
-    with pytest.raises(DeepSMOTEError, match="precision must be one of fp32, fp16, got 'int4'"):
+    with pytest.raises(ValueError, match="`precision` must be one of fp32, fp16, got 'int4'"):
         decoder_graph(load_bundle(tiny_bundle).decoder_bytes, "int4")
 
 

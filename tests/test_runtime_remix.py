@@ -231,28 +231,14 @@ def test_the_gate_is_refused_with_remix(data):
 STRATEGY = json.dumps({str(c): int(n) for c, n in {7: 100, 8: 36, 9: 20}.items()})
 
 
-def _generate(tmp_path, fmt, *extra):
+# The job of the CLI tests: the new samples alone (the default adds the originals, one-hot).
+JOB = ["--strategy", STRATEGY, "--sampler", "remix", "--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE]
+
+
+def _generate(tmp_path, fmt, *extra, synthetic_only=True):
     out = tmp_path / fmt
-    code, _, err = run_cli(
-        "generate",
-        GOLDEN_BUNDLE,
-        fmnist_mini(),
-        "--out",
-        out,
-        "--format",
-        fmt,
-        "--strategy",
-        STRATEGY,
-        "--sampler",
-        "remix",
-        "--seed",
-        SEED,
-        "--k",
-        K,
-        "--shard-size",
-        SHARD_SIZE,
-        *extra,
-    )
+    only = ["--synthetic-only"] if synthetic_only else []
+    code, _, err = run_cli("generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", fmt, *JOB, *only, *extra)
     assert code == 0, err
     return out
 
@@ -361,8 +347,20 @@ def test_a_rerun_resumes_and_other_remix_settings_are_refused(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images_generated_this_run"] == 0 and summary["soft_labels"] is True
     code, _, err = run_cli(
-        "generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", "--strategy", STRATEGY,
-        "--sampler", "remix", "--seed", SEED, "--k", K, "--shard-size", SHARD_SIZE, "--remix-kappa", "2",
+        "generate", GOLDEN_BUNDLE, fmnist_mini(), "--out", out, "--format", "npz", *JOB, "--synthetic-only",
+        "--remix-kappa", "2",
     )  # fmt: skip
     assert code != 0 and "remix" in err and "--overwrite" in err
     assert tree_digest(out) == before
+
+
+def test_with_the_originals_webdataset_loads_in_datasets_with_one_target_per_sample(tmp_path, data):
+    datasets = pytest.importorskip("datasets")
+    out = _generate(tmp_path, "webdataset", synthetic_only=False)
+    loaded = datasets.load_dataset("webdataset", data_dir=str(out / "shards"), split="train")
+    records = loaded["json"]
+    assert len(records) == len(data[1]) + sum(NEW.values())
+    real = [r for r in records if not r["synthetic"]]
+    assert len(real) == len(data[1])
+    assert all(r["targets"][r["label"]] == 1.0 and sum(r["targets"]) == 1.0 for r in real)
+    assert all(len(r["targets"]) == 10 for r in records)

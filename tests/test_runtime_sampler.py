@@ -28,11 +28,16 @@ def test_fit_resample_balances_and_keeps_originals_first(tiny_bundle, data):
     assert y_res.dtype == y.dtype
 
 
-@pytest.mark.parametrize("layout", ["nhwc", "flat", "float"])
+@pytest.mark.parametrize("layout", ["nhwc", "nchw", "flat", "float"])
 def test_layouts_and_dtypes_are_kept(tiny_bundle, data, layout):
     X, y = data
     reference, _ = DeepSMOTE(tiny_bundle, random_state=1).fit_resample(X, y)
-    X_in = {"nhwc": X[..., None], "flat": X.reshape(len(X), -1), "float": X.astype(np.float32) / 255}[layout]
+    X_in = {
+        "nhwc": X[..., None],
+        "nchw": X[:, None],
+        "flat": X.reshape(len(X), -1),
+        "float": X.astype(np.float32) / 255,
+    }[layout]
     X_res, _ = DeepSMOTE(tiny_bundle, random_state=1).fit_resample(X_in, y)
     assert X_res.shape[1:] == X_in.shape[1:] and X_res.dtype == X_in.dtype
     if layout == "float":

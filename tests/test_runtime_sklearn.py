@@ -43,6 +43,11 @@ def test_clone_gives_an_unfitted_equal_copy():
         "filter_threshold",
         "max_draw_ratio",
         "synthetic_share",
+        "remix_min_weight",
+        "remix_kappa",
+        "remix_tau",
+        "remix_partner",
+        "remix_base",
     }
     assert copy.set_params(k_neighbors=4) is copy and copy.k_neighbors == 4 and sampler.k_neighbors == 3
     with pytest.raises(ValueError, match="invalid parameter 'k'"):
@@ -100,6 +105,48 @@ def test_parameter_errors_are_value_errors():
     assert issubclass(InvalidInputError, ValueError)
     with pytest.raises(ValueError, match="bundle` is required"):
         DeepSMOTE().fit_resample(np.zeros((4, 784)), np.array([0, 0, 1, 1]))
+
+
+def test_n_features_in_is_the_values_per_sample_in_any_layout(small):
+    X, y = small
+    sampler = DeepSMOTE(GOLDEN_BUNDLE, random_state=0)
+    assert not hasattr(sampler, "n_features_in_")
+    for X_in in (X, X.reshape(-1, 28, 28), X.reshape(-1, 1, 28, 28)):
+        assert sampler.fit(X_in, y).n_features_in_ == 784
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(784)])
+    assert list(sampler.fit(frame, y).feature_names_in_) == list(frame.columns)
+    assert not hasattr(sampler.fit(X, y), "feature_names_in_")
+
+
+def test_sparse_input_is_refused_with_a_value_error(small):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = small
+    for matrix in (sparse.csr_matrix(X), sparse.csr_array(X)):
+        with pytest.raises(ValueError, match=r"sparse .*pass X.toarray"):
+            DeepSMOTE(GOLDEN_BUNDLE, random_state=0).fit_resample(matrix, y)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"provider": "tpu"}, "provider must be one of"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"bundle": 123}, "`bundle` must be a path"),
+        ({"bundle": Path(__file__)}, "not a bundle directory"),
+        ({"k_neighbors": 0}, "k_neighbors must be a positive integer"),
+        ({"sampler": "tomek"}, "`sampler` must be one of"),
+    ],
+)
+def test_every_bad_parameter_is_a_value_error(small, params, match):
+    X, y = small
+    with pytest.raises(ValueError, match=match):
+        DeepSMOTE(**{"bundle": GOLDEN_BUNDLE, **params}).fit_resample(X, y)
+
+
+def test_a_missing_bundle_is_a_file_not_found_error(small, tmp_path):
+    X, y = small
+    with pytest.raises(FileNotFoundError, match="nothing is there"):
+        DeepSMOTE(tmp_path / "nothing.bundle").fit_resample(X, y)
 
 
 # imbalanced-learn's sampler checks draw 2-feature tabular data, which an image sampler cannot take:

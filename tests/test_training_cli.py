@@ -18,8 +18,8 @@ from helpers import run_main
 TINY = ["--epochs", "1", "--width", "8", "--latent-dim", "16", "--device", "cpu"]
 
 
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 1
+def assert_one_line_error(code: int, err: str, *fragments: str, status: int = 1) -> None:
+    assert code == status
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), err
     for fragment in fragments:
@@ -126,7 +126,7 @@ def test_unsupported_image_size(tmp_path, capsys):
 
 def test_bad_option_values(fmnist_mini, tmp_path, capsys):
     code, _, err = run_main(["train", fmnist_mini, "--out", tmp_path / "b", *TINY, "--epochs", "0"], capsys)
-    assert_one_line_error(code, err, "epochs must be a positive integer, got 0")
+    assert_one_line_error(code, err, "epochs must be a positive integer, got 0", status=2)  # a usage error
     assert list(tmp_path.iterdir()) == []
 
 

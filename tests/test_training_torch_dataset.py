@@ -48,6 +48,22 @@ def test_the_same_samples_for_any_number_of_workers(stream, workers):
         assert parallel == single
 
 
+def test_the_stream_spreads_the_originals_over_its_units_and_takes_torch_layout():
+    data = read_dataset(fmnist_mini())
+    rows = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 40), (1, 12), (2, 6))])
+    images, labels = data.images[rows], data.labels[rows]
+    nhw = DeepSMOTEStream(GOLDEN_BUNDLE, images, labels, shard_size=16)
+    nchw = DeepSMOTEStream(GOLDEN_BUNDLE, images[:, None], labels, shard_size=16)
+    assert samples(nchw, 0) == samples(nhw, 0)  # the same (C, H, W) tensors from either layout
+    real = {image.tobytes() for image in images}
+    units = [nhw.synthesizer.samples(unit) for unit in nhw.units]
+    shares = [np.mean([image.tobytes() in real for image in unit.images]) for unit in units[:-1]]
+    # 58 originals of 120: every full unit holds about that share, none all real
+    assert len(shares) == 7 and max(abs(share - 58 / 120) for share in shares) <= 0.1  # 1.6 of 16
+    raw = DeepSMOTEStream(GOLDEN_BUNDLE, images[:, None], labels, shard_size=16, transform=lambda image: image.shape)
+    assert {shape for shape, _ in raw} == {(1, 28, 28)}  # the transform sees the layout given
+
+
 def test_the_stream_takes_the_latent_sampler():
     # The stream's synthetic samples are the sampler's: the same images as DeepSMOTE's, per class.
     from deepsmote.runtime import DeepSMOTE
@@ -55,7 +71,13 @@ def test_the_stream_takes_the_latent_sampler():
     data = read_dataset(fmnist_mini())
     strategy = {1: 230, 6: 40}
     stream = DeepSMOTEStream(
-        GOLDEN_BUNDLE, data.images, data.labels, sampling_strategy=strategy, seed=2, sampler="borderline"
+        GOLDEN_BUNDLE,
+        data.images,
+        data.labels,
+        sampling_strategy=strategy,
+        seed=2,
+        sampler="borderline",
+        include_originals=False,
     )
     got = sorted(samples(stream, 0))
     X_res, y_res = DeepSMOTE(

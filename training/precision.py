@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.errors import DeepSMOTEError, InvalidInputError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -58,7 +58,7 @@ def check_precision(precision: str, device: torch.device) -> None:
         instructions or on a GPU without bfloat16 support.
     """
     if precision not in PRECISIONS:
-        raise DeepSMOTEError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InvalidInputError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise DeepSMOTEError(
             "`precision` fp16 runs on CUDA GPUs only; use `precision` bf16 on a CPU with bfloat16 instructions, or fp32"

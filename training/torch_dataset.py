@@ -1,7 +1,8 @@
 """On-the-fly DeepSMOTE samples for a torch ``DataLoader``: nothing written to disk.
 
 :class:`DeepSMOTEStream` fits the sampler once (in the process that makes it) and streams the
-job's output units, the classes mixed in each as in WebDataset output (``plan_mixed``). Each
+job's output units, the classes mixed in each, and the originals spread among the new samples, as
+in WebDataset output (``plan_mixed``). Each
 ``DataLoader`` worker takes its own units (worker ``i`` of ``W`` takes units ``i, i + W, ...``) and
 opens its own onnxruntime sessions, so every sample is made exactly once, with the same bytes, for
 any number of workers; with ``num_workers=0`` or 1 the order is the units' order.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,14 +35,14 @@ __all__ = ["DeepSMOTEStream"]
 SHUFFLE_KEY = 0x53485546  # "SHUF"
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W) or (H, W, C) → float32 (C, H, W) in [0, 1]."""
-    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+def to_tensor(image: np.ndarray, channels_first: bool = False) -> torch.Tensor:
+    """uint8 (H, W), (H, W, C), or (C, H, W) when ``channels_first`` → float32 (C, H, W) in [0, 1]."""
+    chw = image if channels_first else image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32) / 255.0)
 
 
 class DeepSMOTEStream(IterableDataset):
-    """Synthetic samples (and the originals, with ``include_originals``) as ``(image, label)`` pairs,
+    """The balanced set, originals and synthetic samples interleaved, as ``(image, label)`` pairs,
     or ``(image, target)`` with ``soft_labels``.
 
     Parameters
@@ -48,7 +50,7 @@ class DeepSMOTEStream(IterableDataset):
     bundle : path-like
         The model bundle.
     images : np.ndarray
-        uint8, shape (N, H, W) or (N, H, W, C): the real images.
+        uint8, shape (N, H, W), (N, H, W, C) or torch's (N, C, H, W): the real images.
     labels : np.ndarray
         Shape (N,): their labels; the stream yields these label values.
     sampling_strategy, k_neighbors, seed, shard_size, sampler
@@ -62,10 +64,11 @@ class DeepSMOTEStream(IterableDataset):
         label value.
     shuffle : bool, default False
         Permute the order of the units every epoch (from ``seed`` and the epoch).
-    include_originals : bool, default False
-        Stream the originals too: the whole balanced set.
+    include_originals : bool, default True
+        Stream the originals too, spread evenly over the units: the whole balanced set, as
+        ``fit_resample`` returns it; False streams the new samples only.
     transform : callable, optional
-        Applied to each uint8 image; default: float32 (C, H, W) in [0, 1].
+        Applied to each uint8 image, in the layout of ``images``; default: float32 (C, H, W) in [0, 1].
     threads_per_worker : int, default 1
         onnxruntime and numba threads in each DataLoader worker.
     """
@@ -80,7 +83,7 @@ class DeepSMOTEStream(IterableDataset):
         k_neighbors: int = 5,
         seed: int = 0,
         shard_size: int = DEFAULT_SHARD_SIZE,
-        include_originals: bool = False,
+        include_originals: bool = True,
         transform: Callable[[np.ndarray], Any] | None = None,
         threads_per_worker: int = 1,
         sampler: str = "smote",
@@ -106,7 +109,7 @@ class DeepSMOTEStream(IterableDataset):
         self.synthesizer: Synthesizer = synthesizer.keeping_originals(images) if include_originals else synthesizer
         self.units: MixedPlan = plan_mixed(new, counts if include_originals else None, shard_size)
         self.classes = fitted.classes_
-        self.transform = transform or to_tensor
+        self.transform = transform or partial(to_tensor, channels_first=synthesizer.layout.channels_first)
         self.threads_per_worker = threads_per_worker
         self.soft_labels = soft_labels
         self.shuffle = shuffle

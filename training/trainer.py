@@ -27,7 +27,7 @@ import torch
 from deepsmote.runtime.atomic import atomic_path
 from deepsmote.runtime.bundle import PROVIDERS, Provider
 from deepsmote.runtime.console import QUIET, LineProgress, interactive, verbosity
-from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.errors import DeepSMOTEError, InvalidInputError
 from deepsmote.runtime.pixels import to_model
 from deepsmote.runtime.readers import LabelledImages
 from tqdm import tqdm
@@ -125,30 +125,30 @@ class TrainConfig:
         for name in ("epochs", "width", "latent_dim", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DeepSMOTEError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
             if value > _MAX_SIZES[name]:
                 # Refused before torch allocates: a huge size would exhaust memory, not train.
-                raise DeepSMOTEError(f"`{name}` must be at most {_MAX_SIZES[name]}, got {_short(value)}")
+                raise InvalidInputError(f"`{name}` must be at most {_MAX_SIZES[name]}, got {_short(value)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise DeepSMOTEError(f"lr must be a positive number, got {self.lr!r}")
+            raise InvalidInputError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.penalty_weight) and self.penalty_weight >= 0):
-            raise DeepSMOTEError(f"penalty_weight must be a number >= 0, got {self.penalty_weight!r}")
+            raise InvalidInputError(f"penalty_weight must be a number >= 0, got {self.penalty_weight!r}")
         if self.arch not in ARCHITECTURES:
-            raise DeepSMOTEError(f"`arch` must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+            raise InvalidInputError(f"`arch` must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.loss not in LOSSES:
-            raise DeepSMOTEError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise InvalidInputError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if isinstance(self.res_blocks, bool) or not isinstance(self.res_blocks, int) or self.res_blocks < 0:
-            raise DeepSMOTEError(f"`res_blocks` must be an integer >= 0, got {self.res_blocks!r}")
+            raise InvalidInputError(f"`res_blocks` must be an integer >= 0, got {self.res_blocks!r}")
         if self.penalty not in PENALTIES:
-            raise DeepSMOTEError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
+            raise InvalidInputError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
         if self.device not in DEVICES:
-            raise DeepSMOTEError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise InvalidInputError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
-            raise DeepSMOTEError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise InvalidInputError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.conv not in CONV_ALGORITHMS:
-            raise DeepSMOTEError(f"`conv` must be one of {', '.join(CONV_ALGORITHMS)}, got {self.conv!r}")
+            raise InvalidInputError(f"`conv` must be one of {', '.join(CONV_ALGORITHMS)}, got {self.conv!r}")
         if not 0 <= self.seed < 2**63:
-            raise DeepSMOTEError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+            raise InvalidInputError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def resolve_device(device: str) -> torch.device:
         If 'cuda' is asked for and torch cannot use it.
     """
     if device not in DEVICES:
-        raise DeepSMOTEError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        raise InvalidInputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise DeepSMOTEError(
             f"--device cuda: torch {torch.__version__} cannot use a CUDA GPU here; "

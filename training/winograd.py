@@ -31,7 +31,7 @@ from deepsmote.kernels.winograd import (
     output_transform_adjoint,
     winograd_matrices,
 )
-from deepsmote.runtime.errors import DeepSMOTEError
+from deepsmote.runtime.errors import DeepSMOTEError, InvalidInputError
 from torch import nn
 
 from .model import ModelConfig, build_models
@@ -142,7 +142,7 @@ def check_conv_algorithm(algorithm: str, model: ModelConfig, precision: str, dev
         or for a decoder without stride-1 transposed convolutions (any but the 28x28 ``paper`` one).
     """
     if algorithm not in CONV_ALGORITHMS:
-        raise DeepSMOTEError(f"`conv` must be one of {', '.join(CONV_ALGORITHMS)}, got {algorithm!r}")
+        raise InvalidInputError(f"`conv` must be one of {', '.join(CONV_ALGORITHMS)}, got {algorithm!r}")
     if algorithm == "direct":
         return
     if device.type != "cpu" or precision != "fp32":
@@ -153,7 +153,7 @@ def check_conv_algorithm(algorithm: str, model: ModelConfig, precision: str, dev
     with torch.device("meta"):
         _, decoder = build_models(model)
     if not any(applies_to(layer) for layer in decoder.modules()):
-        raise DeepSMOTEError(
+        raise InvalidInputError(
             "`conv` winograd computes stride-1 transposed convolutions, which only the 28x28 `arch` paper "
             "decoder has; use `conv` direct"
         )

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DeepSMOTEError
+from ..errors import BundleNotFoundError, DeepSMOTEError
 from .graphs import MalformedModel, ValueInfo, external_data_locations, graph_signature
 from .manifest import (
     CLASSIFIER_FILE,
@@ -192,6 +192,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     :data:`MAX_JSON_DIGITS` digits, NaN or nesting deeper than the parser's stack.
     """
     bundle = Path(path)
+    if not bundle.exists():
+        raise BundleNotFoundError(
+            f"{bundle}: not a bundle directory (nothing is there); train one with `deepsmote train`"
+        )
     if not bundle.is_dir():
         raise DeepSMOTEError(f"{bundle}: not a bundle directory; train one with `deepsmote train`")
     where = bundle / MANIFEST_NAME

@@ -10,7 +10,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 
 from __future__ import annotations
 
-from ..errors import DeepSMOTEError
+from ..errors import DeepSMOTEError, InvalidInputError
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -30,7 +30,7 @@ def decoder_graph(graph: bytes, precision: str) -> bytes:
         For an unknown precision, or fp16 without the ``onnx`` package.
     """
     if precision not in PRECISIONS:
-        raise DeepSMOTEError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        raise InvalidInputError(f"`precision` must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if precision == "fp32":
         return graph
     try:

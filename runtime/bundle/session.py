@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any, Literal
 
-from ..errors import DeepSMOTEError
+from ..errors import DeepSMOTEError, InvalidInputError
 
 Provider = Literal["auto", "cpu", "cuda", "openvino"]
 PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda", "openvino")
@@ -56,7 +56,7 @@ def resolve_provider(provider: str) -> str:
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if provider not in PROVIDERS:
-        raise DeepSMOTEError(f"provider must be one of {', '.join(PROVIDERS)}, got '{provider}'")
+        raise InvalidInputError(f"`provider` must be one of {', '.join(PROVIDERS)}, got '{provider}'")
     if provider == "auto":
         # Never OpenVINO: it decodes the default resize-conv model at 0.5-0.6x the CPU provider's
         # rate (the paper's model at 1.13-1.17x), so it is only taken when asked for.

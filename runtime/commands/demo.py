@@ -14,6 +14,7 @@ import click
 
 from ..console import verbosity_options
 from ..errors import DeepSMOTEError
+from ..outdir import REPORT_FILE
 
 MARKER = "demo.json"
 
@@ -35,8 +36,8 @@ def _run(command: str, args: list[str]) -> None:
 @verbosity_options
 def demo(out: Path, epochs: int, width: int, latent_dim: int, seed: int, overwrite: bool) -> None:
     """Train a small model on the embedded 100:1 Fashion-MNIST subset, export it, generate a
-    balanced set with the torch-free runtime, and draw real vs synthetic images."""
-    from deepsmote.data import fmnist_mini
+    balanced set with the torch-free runtime, draw real vs synthetic images and write the report."""
+    from deepsmote.data import FMNIST_CLASSES, fmnist_mini
 
     if out.exists():
         ours = (out / MARKER).exists() or not any(out.iterdir())
@@ -69,6 +70,7 @@ def demo(out: Path, epochs: int, width: int, latent_dim: int, seed: int, overwri
         )
         _run("generate", [str(bundle), data, "--out", str(generated), "--seed", str(seed)])
         _run("grid", [str(bundle), data, "--out", str(picture), "--seed", str(seed), "--interpolate", "0,1"])
+        _run("report", [str(generated), "--names", ",".join(FMNIST_CLASSES)])
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -78,7 +80,11 @@ def demo(out: Path, epochs: int, width: int, latent_dim: int, seed: int, overwri
         "bundle": str(bundle),
         "generated": str(generated),
         "grid": str(picture),
+        "report": str(generated / REPORT_FILE),
         "counts": summary["counts"],
     }
     (out / MARKER).write_text(json.dumps(record, indent=2) + "\n")
-    click.echo(f"\ndemo done in {record['seconds']} s: bundle {bundle}, images {generated}, grid {picture}")
+    click.echo(
+        f"\ndemo done in {record['seconds']} s: bundle {bundle}, images {generated}, grid {picture}, "
+        f"report {record['report']}"
+    )

@@ -12,9 +12,9 @@ import click
 from ..bundle import CPU_DECODE_BATCH, GPU_DECODE_BATCH, PRECISIONS, PROVIDERS, load_bundle, read_manifest
 from ..codes import LatentCache, read_latent_cache
 from ..console import QUIET, table, verbosity, verbosity_options
-from ..errors import DeepSMOTEError
+from ..errors import InvalidInputError
 from ..gate import DEFAULT_MAX_DRAW_RATIO, check_threshold
-from ..job import ENGINES, check_remix_job, generate_dataset, plan_table
+from ..job import ENGINES, check_remix_job, generate_dataset, plan_table, resolve_originals
 from ..mixing import check_share
 from ..outdir import refuse_out_inside_data
 from ..plan import DEFAULT_SHARD_SIZE
@@ -83,7 +83,12 @@ from .options import remix_options, remix_settings, resize_options, sampler_opti
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES))
 @click.option("--address", default=None, help="Ray cluster address (--engine ray); default: start a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Ray workers (--engine ray).")
-@click.option("--include-originals", is_flag=True, help="Write the originals too: OUT is the whole balanced set.")
+@click.option(
+    "--include-originals/--synthetic-only",
+    default=None,
+    help="Write the originals too, so OUT is the whole balanced set (the default from DATA), or only the new "
+    "samples (the only choice from CODES).",
+)
 @click.option(
     "--filter",
     "filter_threshold",
@@ -135,7 +140,7 @@ def generate(
     engine: str,
     address: str | None,
     workers: int | None,
-    include_originals: bool,
+    include_originals: bool | None,
     filter_threshold: float | None,
     max_draw_ratio: int,
     synthetic_share: float,
@@ -143,7 +148,7 @@ def generate(
     overwrite: bool,
     dry_run: bool,
 ) -> None:
-    """Oversample DATA with BUNDLE and write the synthetic images to OUT.
+    """Oversample DATA with BUNDLE and write the balanced set to OUT: the originals and the new images.
 
     DATA is an ImageFolder directory, an .npz with 'images' and 'labels', or an IDX images
     file, read in batches (only the codes are kept); or CODES, the latent cache that
@@ -179,7 +184,7 @@ def generate(
         loaded = load_bundle(bundle)  # a broken bundle is refused now, not at the real run
         if isinstance(dataset, LatentCache):
             dataset.check_bundle(loaded)
-        plan = plan_table(dataset, sampling_strategy, fmt, shard_size, include_originals)
+        plan = plan_table(dataset, sampling_strategy, fmt, shard_size, resolve_originals(include_originals, dataset))
         click.echo(f"plan for {out} (dry run: nothing written)")
         click.echo(table(["class", "current", "target", "to generate", "shards"], [list(r.values()) for r in plan]))
         return
@@ -211,9 +216,11 @@ def generate(
     )
     synthetic = sum(c["synthetic"] for c in summary["counts"].values())
     repeated = sum(c.get("repeated", 0) for c in summary["counts"].values())
+    originals = sum(c["original"] for c in summary["counts"].values()) if summary["include_originals"] else 0
+    wrote = f"{f'{originals} originals, ' if originals else ''}{synthetic} synthetic images"
+    wrote += f" and {repeated} repeats of real ones" if repeated else ""
     click.echo(
-        f"wrote {synthetic} synthetic images{f' and {repeated} repeats of real ones' if repeated else ''} "
-        f"({summary['images_generated_this_run']} this run) to {out} "
+        f"wrote {wrote} ({summary['images_generated_this_run']} this run) to {out} "
         f"on {summary['provider']} in {summary['timings_s']['total']} s"
     )
     click.echo(count_table(summary))
@@ -242,7 +249,7 @@ def count_table(summary: dict) -> str:
 
 
 def read_codes_input(
-    path: str, labels: str | None, size: Resize | None, include_originals: bool, synthetic_share: float
+    path: str, labels: str | None, size: Resize | None, include_originals: bool | None, synthetic_share: float
 ) -> LatentCache:
     """CODES in place of DATA, refusing the options that need the images (a share below 1 repeats them)."""
     needs = (
@@ -253,7 +260,7 @@ def read_codes_input(
     )
     for given, flag in needs:
         if given:
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"{flag} needs the images, but {path} is CODES (a latent cache: codes only); give DATA instead, "
                 f"or leave out {flag}"
             )

@@ -11,7 +11,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..bundle import PROVIDERS, load_bundle, open_models
 from ..console import verbosity_options
-from ..errors import DeepSMOTEError
+from ..errors import DeepSMOTEError, InvalidInputError
 from ..pixels import from_model, to_model
 from ..readers import label_values
 from ..remix import RemixSettings
@@ -141,7 +141,7 @@ def grid(
             first, second = (int(v) for v in pair.split(","))
             ends = dataset.take([first, second])
         except (ValueError, IndexError):
-            raise DeepSMOTEError(
+            raise InvalidInputError(
                 f"--interpolate must be two indices 'I,J' below {len(dataset)}, got '{pair}'"
             ) from None
         models = open_models(loaded, provider)

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import DeepSMOTEError
+from ..errors import InvalidInputError
 
 if TYPE_CHECKING:
     from ..outdir import OutputDir
@@ -67,16 +67,16 @@ def make_engine(name: str, options: Mapping[str, Any]) -> Engine:
 
     Raises
     ------
-    DeepSMOTEError
+    InvalidInputError
         For an unknown name, an option the engine does not take, or an engine whose extra is
         missing.
     """
     if name not in _REGISTRY:
-        raise DeepSMOTEError(f"engine must be one of {', '.join(ENGINES)}, got '{name}'")
+        raise InvalidInputError(f"`engine` must be one of {', '.join(ENGINES)}, got '{name}'")
     module_name, class_name = _REGISTRY[name].split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
     try:
         inspect.signature(engine_class).bind(**options)
     except TypeError as exc:
-        raise DeepSMOTEError(f"engine '{name}' does not take these options ({exc})") from None
+        raise InvalidInputError(f"engine '{name}' does not take these options ({exc})") from None
     return engine_class(**options)

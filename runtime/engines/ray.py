@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import DeepSMOTEError
+from ..errors import DeepSMOTEError, InvalidInputError
 from ..outdir import JOB_FILE, OutputDir
 from ..plan import Unit
 from ..synthesis import Synthesizer
@@ -186,13 +186,13 @@ def _check_options(
     workers: int | None, cpus_per_worker: float, gpus_per_worker: float | None, max_retries: int
 ) -> None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise DeepSMOTEError(f"workers must be a positive integer or None, got {workers!r}")
+        raise InvalidInputError(f"workers must be a positive integer or None, got {workers!r}")
     if not isinstance(cpus_per_worker, int | float) or cpus_per_worker <= 0:
-        raise DeepSMOTEError(f"cpus_per_worker must be a positive number, got {cpus_per_worker!r}")
+        raise InvalidInputError(f"cpus_per_worker must be a positive number, got {cpus_per_worker!r}")
     if gpus_per_worker is not None and (not isinstance(gpus_per_worker, int | float) or gpus_per_worker < 0):
-        raise DeepSMOTEError(f"gpus_per_worker must be a non-negative number or None, got {gpus_per_worker!r}")
+        raise InvalidInputError(f"gpus_per_worker must be a non-negative number or None, got {gpus_per_worker!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise DeepSMOTEError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        raise InvalidInputError(f"max_retries must be a non-negative integer, got {max_retries!r}")
 
 
 def _worker_count(ray: ModuleType, workers: int | None, cpus: float, gpus: float) -> int:
