@@ -75,6 +75,10 @@ def resolve_provider(provider: str) -> str:
 # 311,000 images/s.
 CUDA_DETERMINISTIC = {"cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"}
 CUDA_FAST = {"cudnn_conv_algo_search": "HEURISTIC"}
+EXTERNAL_DATA_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+# Below a device file: no path under it exists (ENOTDIR), and onnxruntime refuses absolute
+# locations and those that climb out of the folder.
+NO_EXTERNAL_DATA_FOLDER = os.path.join(os.devnull, "no-external-data")
 
 
 def create_session(
@@ -85,7 +89,9 @@ def create_session(
     Parameters
     ----------
     model : bytes
-        The ONNX graph. Loading from bytes means no external-data file can be resolved.
+        The ONNX graph. Any external-data reference it holds (the bundle check refuses them) is
+        resolved against :data:`NO_EXTERNAL_DATA_FOLDER`, where no file is, never against the
+        working directory.
     provider : {'auto', 'cpu', 'cuda', 'openvino'}
         Where to run.
     threads : int, optional
@@ -105,6 +111,10 @@ def create_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Fatal only: a failed run is reported as one line by Models, not by onnxruntime's own log.
     options.log_severity_level = 4
+    # A graph loaded from bytes resolves external data against the working directory; the bundle
+    # check refuses every such reference, and this makes onnxruntime resolve any that slipped
+    # through against a path that cannot be a directory, so no file can be read.
+    options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, NO_EXTERNAL_DATA_FOLDER)
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
