@@ -6,7 +6,10 @@ with an install hint when torch is missing.
 
 Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progress unwinds
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
-says what was kept and how to resume. The exit status is 128 + the signal number.
+says what was kept and how to resume. The exit status is 128 + the signal number. A signal
+also ends every onnxruntime run in flight (``RunOptions.terminate``): Python runs its handler
+only between bytecodes, so a thread woken by the C-level handler (``signal.set_wakeup_fd``) ends
+the runs, and a graph that would run for ever cannot keep the command from stopping.
 
 Whatever the arguments and files, a command ends in success or one line ``Error: ...`` on stderr
 and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix,
@@ -134,6 +137,54 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+_SESSION_MODULE = "deepsmote.runtime.bundle.session"
+
+
+def _end_runs_on_signal(read_fd: int) -> None:
+    """Until the write end closes: end every onnxruntime run at each SIGINT or SIGTERM written to ``read_fd``."""
+    try:
+        while data := os.read(read_fd, 512):
+            # The module is imported where a command runs graphs; before that there is no run to end.
+            session = sys.modules.get(_SESSION_MODULE)
+            for signum in data:
+                if signum in (signal.SIGINT, signal.SIGTERM) and session is not None:
+                    session.terminate_runs(signum)
+    finally:
+        os.close(read_fd)
+
+
+@contextmanager
+def _signals_end_runs() -> Iterator[None]:
+    """While a command runs, SIGINT and SIGTERM end its onnxruntime runs at once, from a thread.
+
+    Left alone where this is not the main thread or another wakeup fd is set (a host's event loop).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    if previous != -1:
+        signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+    watcher = threading.Thread(target=_end_runs_on_signal, args=(read_fd,), name="deepsmote-signals", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(write_fd)  # the watcher reads the end of the pipe and closes its end
+        watcher.join(timeout=5)
+        session = sys.modules.get(_SESSION_MODULE)
+        if session is not None:
+            # A process that goes on (a test, a host calling main) may run graphs again.
+            session.allow_runs()
+
+
 def _report_stop(interrupt: KeyboardInterrupt) -> None:
     """One line on what a signal stopped, what was kept and how to resume; exit 128 + signal."""
     terminated = isinstance(interrupt, _Terminated)
@@ -172,7 +223,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debugging(args)
     try:
-        with _sigterm_as_interrupt(), one_line_warnings():
+        with _sigterm_as_interrupt(), _signals_end_runs(), one_line_warnings():
             return cli.main(args=args, prog_name="deepsmote", standalone_mode=False)
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)

@@ -452,3 +452,109 @@ def test_sigterm_is_handled_only_while_a_command_runs_and_only_if_unclaimed(monk
         assert seen[-1] is mine and signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# --- a signal while a graph runs for ever ---------------------------------------------------
+
+
+def _endless_decoder(bundle: Path) -> None:
+    """Make ``bundle``'s decoder.onnx a graph of its signature whose one call never ends: a Loop
+    of 10^15 steps (onnxruntime returns to Python only when it is done)."""
+    import onnx
+    from deepsmote.runtime.bundle import sha256_file
+    from onnx import TensorProto, helper
+
+    manifest = json.loads((bundle / "deepsmote.json").read_text())
+    channels, height, width = manifest["image_shape"]
+
+    def info(name, shape, kind=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Identity", ["go"], ["go_out"])],
+        "body",
+        [info("i", [], TensorProto.INT64), info("go", [], TensorProto.BOOL), info("x_in", ["N", 1])],
+        [info("go_out", [], TensorProto.BOOL), info("x_out", ["N", 1])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )
+    nodes = [
+        helper.make_node("ReduceSum", ["latent", "axis"], ["s"]),
+        helper.make_node("Mul", ["s", "zero"], ["z"]),
+        helper.make_node("Loop", ["steps", "true", "z"], ["y"], body=body),
+        helper.make_node("Shape", ["latent"], ["n"], end=1),
+        helper.make_node("Concat", ["n", "chw"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["y", "ones"], ["y4"]),
+        helper.make_node("Expand", ["y4", "shape"], ["image"]),
+    ]
+    weights = [
+        helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("steps", TensorProto.INT64, [], [10**15]),
+        helper.make_tensor("true", TensorProto.BOOL, [], [True]),
+        helper.make_tensor("chw", TensorProto.INT64, [3], [channels, height, width]),
+        helper.make_tensor("ones", TensorProto.INT64, [4], [-1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [info("latent", ["N", manifest["latent_dim"]])],
+        [info("image", ["N", channels, height, width])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), bundle / "decoder.onnx")
+    manifest["files"]["decoder.onnx"] = sha256_file(bundle / "decoder.onnx")
+    (bundle / "deepsmote.json").write_text(json.dumps(manifest))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's CPU time from /proc")
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [
+        ("inspect", signal.SIGINT),
+        ("inspect", signal.SIGTERM),
+        ("generate", signal.SIGINT),
+        ("generate", signal.SIGTERM),
+    ],
+    ids=["inspect-SIGINT", "inspect-SIGTERM", "generate-SIGINT", "generate-SIGTERM"],
+)
+def test_a_signal_ends_a_graph_call_that_would_run_for_ever(tiny_bundle, tmp_path, command, signum):
+    # inspect runs its graphs on the main thread (one thread), generate on a pool of two: the
+    # signal must end the run in onnxruntime either way, and the command exit as a signal stops it.
+    from deepsmote.runtime.bundle import CPU_DECODER_FILE, FP16_DECODER_FILE
+    from helpers import without_graphs
+
+    bundle = without_graphs(tiny_bundle, tmp_path / "bundle", CPU_DECODER_FILE, FP16_DECODER_FILE)
+    _endless_decoder(bundle)
+    out = tmp_path / "out"
+    args = ["inspect", str(bundle)]
+    if command == "generate":
+        args = [
+            "generate",
+            str(bundle),
+            str(fmnist_mini()),
+            "--out",
+            str(out),
+            "--strategy",
+            '{"9": 40}',
+            "--threads",
+            "2",
+        ]
+    process = start(args)
+    # CPU time, not wall time: start-up takes about a second of it, the loop the rest.
+    wait_until(lambda: _cpu_seconds(process.pid) > 4, process, "the endless graph was running")
+    process.send_signal(signum)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("the command did not exit within 30 s of the signal") from None
+    assert process.returncode == 128 + signum, stderr
+    assert last_line(stderr).startswith("Interrupted" if signum == signal.SIGINT else "Terminated")
+    assert [line for line in stderr.splitlines() if not line.startswith("Warning:")] == [last_line(stderr)]
+    assert not list(tmp_path.rglob("*.partial"))
