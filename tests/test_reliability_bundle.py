@@ -527,3 +527,10 @@ def test_a_session_resolves_no_external_data_even_past_the_scanner(tmp_path, mon
     model = graph([float_info("x", ["N", 4])], [float_info("y", ["N", 4])], nodes)
     model.graph.initializer.append(zero)
     one_line("onnxruntime cannot load the graph", create_session, model.SerializeToString(), "cpu")
+
+
+def test_a_manifest_class_name_that_is_not_utf8_is_refused(bundle):
+    manifest = manifest_of(bundle)
+    manifest["classes"][0] = "bad\udcff"
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))  # ASCII JSON: the escape \udcff
+    one_line("manifest class name 'bad\\\\udcff' is not valid UTF-8", load_bundle, bundle)

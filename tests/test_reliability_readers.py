@@ -645,3 +645,55 @@ if __name__ == "__main__":
     if args.limit_as:
         resource.setrlimit(resource.RLIMIT_AS, (args.limit_as, args.limit_as))
     print(json.dumps(fuzz(args.cases, args.seed)))
+
+
+# --- class names that cannot be written (issue #40) -----------------------------------------
+
+
+def _folder_of(root: Path, classes: list[bytes], per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        folder = os.path.join(os.fsencode(root), name)
+        os.makedirs(folder)
+        for i in range(per_class):
+            Path(os.fsdecode(os.path.join(folder, b"%d.png" % i))).write_bytes(
+                png_bytes(rng.integers(0, 256, (28, 28), np.uint8))
+            )
+    return root
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "npz labels", "npz classes"])
+def test_a_class_name_that_is_not_utf8_is_refused_before_anything_is_written(tiny_bundle, tmp_path, capsys, kind):
+    from helpers import run_main
+
+    images = np.random.default_rng(1).integers(0, 256, (12, 28, 28), np.uint8)
+    if kind == "imagefolder":
+        data = _folder_of(tmp_path / "data", [b"good", b"bad\xff\xfe"])
+        shown = "b'bad\\xff\\xfe'"
+    elif kind == "npz labels":
+        data = tmp_path / "data.npz"
+        data.write_bytes(npz_bytes(images=images, labels=np.array(["good"] * 6 + ["bad\ud800"] * 6)))
+        shown = "'bad\\ud800'"
+    else:
+        data = tmp_path / "data.npz"
+        labels = np.repeat([0, 1], 6)
+        data.write_bytes(npz_bytes(images=images, labels=labels, classes=np.array(["good", "bad\udcff"])))
+        shown = "'bad\\udcff'"
+    with pytest.raises(DeepSMOTEError, match="is not valid UTF-8") as info:
+        read_dataset(data)
+    assert shown in str(info.value)
+    out = tmp_path / "out"
+    for fmt in ("imagefolder", "npz"):
+        code, _, err = run_main(["generate", tiny_bundle, data, "--out", out, "--format", fmt, "--quiet"], capsys)
+        assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
+        assert "is not valid UTF-8" in err and shown in err
+        assert not out.exists()
+
+
+def test_a_hidden_class_folder_with_images_is_named_in_a_warning(tmp_path):
+    data = _folder_of(tmp_path / "data", [b"a", b"b", b".hidden"])
+    (tmp_path / "data" / ".git").mkdir()  # no images: no warning about it
+    with pytest.warns(UserWarning, match=r"\.hidden: a hidden folder with images is not read as a class") as caught:
+        loaded = read_dataset(data)
+    assert loaded.classes == ("a", "b") and len(loaded.labels) == 12
+    assert not any(".git" in str(w.message) for w in caught)
