@@ -697,3 +697,106 @@ def test_a_hidden_class_folder_with_images_is_named_in_a_warning(tmp_path):
         loaded = read_dataset(data)
     assert loaded.classes == ("a", "b") and len(loaded.labels) == 12
     assert not any(".git" in str(w.message) for w in caught)
+
+
+# --- the streaming readers check what the whole-file readers check (issue #40) ---------------
+
+
+def _mini_images() -> tuple[np.ndarray, np.ndarray]:
+    from deepsmote.data import fmnist_mini
+
+    data = read_dataset(fmnist_mini())
+    keep = np.flatnonzero(data.labels < 3)[::4]
+    return data.images[keep], data.labels[keep]
+
+
+def _patch_central_crc(raw: bytes, member: str) -> bytes:
+    """``raw`` (a zip) with the central directory's CRC-32 of ``member`` inverted."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        at = archive.start_dir
+    data = bytearray(raw)
+    while data[at : at + 4] == b"PK\x01\x02":
+        name_len, extra_len, comment_len = struct.unpack("<3H", data[at + 28 : at + 34])
+        if data[at + 46 : at + 46 + name_len] == member.encode():
+            data[at + 16 : at + 20] = bytes(b ^ 0xFF for b in data[at + 16 : at + 20])
+            return bytes(data)
+        at += 46 + name_len + extra_len + comment_len
+    raise AssertionError(f"no member {member}")
+
+
+def _corrupt_data(tmp_path: Path, kind: str) -> Path:
+    images, labels = _mini_images()
+    if kind == "stored npz, pixel flipped":
+        raw = bytearray(npz_bytes(images=images, labels=labels))
+        at = raw.index(images.tobytes()[:64]) + len(images.tobytes()) // 2
+        raw[at] ^= 0x5A
+        path = tmp_path / "data.npz"
+        path.write_bytes(bytes(raw))
+        return path
+    if kind == "compressed npz, CRC wrong":
+        path = tmp_path / "data.npz"
+        path.write_bytes(_patch_central_crc(npz_bytes(compressed=True, images=images, labels=labels), "images.npy"))
+        return path
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    if kind == "gzipped IDX, CRC wrong":
+        raw = bytearray(gzip.compress(idx_bytes(images)))
+        raw[-8] ^= 0xFF  # the trailer's CRC-32
+    else:  # 16 MB of garbage past the data, the trailer's size forged to the header's
+        body = idx_bytes(images)
+        raw = bytearray(gzip.compress(body + os.urandom(16 * MiB)))
+        raw[-4:] = struct.pack("<I", len(body) % 2**32)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+CORRUPT_KINDS = [
+    "stored npz, pixel flipped",
+    "compressed npz, CRC wrong",
+    "gzipped IDX, CRC wrong",
+    "gzip, forged size",
+]
+
+
+@pytest.mark.parametrize("kind", CORRUPT_KINDS)
+def test_generate_and_encode_refuse_corrupt_pixels_that_read_dataset_refuses(tiny_bundle, tmp_path, capsys, kind):
+    from helpers import run_main
+
+    data = _corrupt_data(tmp_path, kind)
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        read_dataset(data)
+    out, codes = tmp_path / "out", tmp_path / "codes.npz"
+    for args in (
+        ["generate", tiny_bundle, data, "--out", out, "--quiet"],
+        ["encode", tiny_bundle, data, "--out", codes],
+    ):
+        code, _, err = run_main(args, capsys)
+        assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, (args[0], err)
+        assert str(data) in err and ("corrupt" in err or "longer" in err), err
+    assert not out.exists() and not codes.exists()
+
+
+@pytest.mark.parametrize("kind", CORRUPT_KINDS)
+def test_rows_read_out_of_order_are_checked_first(tmp_path, kind):
+    from deepsmote.runtime.stream import open_dataset
+
+    source = open_dataset(_corrupt_data(tmp_path, kind))
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        source.take([1, 0])
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        open_dataset(_corrupt_data(tmp_path, kind)).load()
+
+
+def test_intact_data_reads_the_same_in_and_out_of_order(tmp_path):
+    from deepsmote.runtime.stream import open_dataset
+
+    images, labels = _mini_images()
+    for name, raw in (
+        ("a.npz", npz_bytes(images=images, labels=labels)),
+        ("b.npz", npz_bytes(True, images=images, labels=labels)),
+    ):
+        (tmp_path / name).write_bytes(raw)
+        source = open_dataset(tmp_path / name)
+        picks = np.array([5, 3, 0, len(images) - 1])
+        assert np.array_equal(source.take(picks), images[picks])
+        assert np.array_equal(source.load().images, images)
