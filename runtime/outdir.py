@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .atomic import TMP_SUFFIX
+from .atomic import TMP_SUFFIX, fsync_dir
 from .errors import DeepSMOTEError
 from .plan import Unit
 from .writers import write_atomic, write_error
@@ -286,6 +286,8 @@ class OutputDir:
         marker = self.path / f"{DONE_PREFIX}{unit.name}"
         with self._writing(marker):
             marker.touch()
+            # The unit's files were synced as they were written; now the mark itself.
+            fsync_dir(self.path)
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         """Write ``OUT/name`` atomically."""

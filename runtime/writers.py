@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
+from .atomic import sync_files, write_bytes_atomic
 from .errors import DeepSMOTEError
 from .plan import Unit
 from .synthesis import Samples
@@ -89,8 +89,9 @@ def write_error(out: Path, target: Path, exc: OSError) -> DeepSMOTEError:
     return DeepSMOTEError(f"cannot write to `out` {out}: {exc.strerror or exc} (writing {where}); {hint}")
 
 
-def write_atomic(out: Path, path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (inside ``out``) atomically (:mod:`deepsmote.runtime.atomic`).
+def write_atomic(out: Path, path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` (inside ``out``) atomically (:mod:`deepsmote.runtime.atomic`),
+    flushed to the disk before it is renamed unless ``sync`` is False.
 
     Raises
     ------
@@ -98,7 +99,7 @@ def write_atomic(out: Path, path: Path, data: bytes) -> None:
         If the write fails; the temporary file is removed first, also when interrupted.
     """
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, sync=sync)
     except OSError as exc:
         raise write_error(out, path, exc) from None
 
@@ -209,8 +210,15 @@ class ImageFolderWriter:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise write_error(self.out, folder, exc) from None
+        written = []
         for i, png in enumerate(encode_pngs(samples.images, self.threads)):
-            write_atomic(self.out, folder / f"{_stem(unit, i)}.png", png)
+            written.append(folder / f"{_stem(unit, i)}.png")
+            # Synced together below, before the unit's done mark can be written.
+            write_atomic(self.out, written[-1], png, sync=False)
+        try:
+            sync_files(written)
+        except OSError as exc:
+            raise write_error(self.out, folder, exc) from None
 
     def entries(self, unit: Unit) -> list[tuple[str, str]]:
         folder = self.dirs[self._class_of(unit)]

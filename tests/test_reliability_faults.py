@@ -558,3 +558,140 @@ def test_a_signal_ends_a_graph_call_that_would_run_for_ever(tiny_bundle, tmp_pat
     assert last_line(stderr).startswith("Interrupted" if signum == signal.SIGINT else "Terminated")
     assert [line for line in stderr.splitlines() if not line.startswith("Warning:")] == [last_line(stderr)]
     assert not list(tmp_path.rglob("*.partial"))
+
+
+# --- a bundle replaced in place: kill -9 at the worst moments ------------------------------
+
+# Kills the process right after the step that takes the old bundle away: the first rename of the
+# bundle itself (two renames), or the atomic exchange; or right after the copy of the bundle.
+_KILL_PRELUDE = """
+import os, shutil, signal, sys
+from deepsmote.runtime import atomic
+bundle, moment = os.path.abspath(sys.argv[2]), os.environ["KILL_AT"]
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+rename, copytree = os.rename, shutil.copytree
+def killing_rename(src, dst, *a, **k):
+    rename(src, dst, *a, **k)
+    if moment == "replace" and os.path.abspath(src) == bundle:
+        die()
+os.rename = killing_rename
+if hasattr(atomic, "_exchange"):
+    exchange = atomic._exchange
+    if os.environ.get("NO_EXCHANGE"):
+        atomic._exchange = lambda a, b: False
+    else:
+        def killing_exchange(a, b):
+            done = exchange(a, b)
+            if done and moment == "replace":
+                die()
+            return done
+        atomic._exchange = killing_exchange
+def killing_copytree(src, dst, *a, **k):
+    copytree(src, dst, *a, **k)
+    if moment == "copy":
+        die()
+shutil.copytree = killing_copytree
+"""
+GATE_ARGS = ["--steps", "3", "--width", "4", "--batch-size", "32", "--seed", "0"]
+
+
+def _leftovers(bundle: Path) -> list[str]:
+    return sorted(p.name for p in bundle.parent.iterdir() if p.name.startswith(f".{bundle.name}."))
+
+
+def _killed_add_classifier(bundle: Path, moment: str, **env: str) -> None:
+    from helpers import run_cli
+
+    environment = {**os.environ, "KILL_AT": moment, **env}
+    args = ["add-classifier", str(bundle), str(fmnist_mini()), *GATE_ARGS, "--overwrite"]
+    result = run_cli(*args, check=False, prelude=_KILL_PRELUDE, env=environment)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+
+
+@pytest.mark.parametrize("moment", ["copy", "replace"])
+def test_add_classifier_killed_leaves_a_whole_bundle_and_the_next_run_cleans_up(tiny_bundle, tmp_path, moment):
+    from deepsmote.runtime.bundle import CLASSIFIER_FILE, load_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    _killed_add_classifier(bundle, moment)
+    # Killed after the copy: the old bundle; after the exchange: the new one. Never nothing.
+    assert load_bundle(bundle).has_graph(CLASSIFIER_FILE) == (moment == "replace")
+    assert _leftovers(bundle), "the kill left nothing beside the bundle to clean up"
+    main(["add-classifier", str(bundle), str(fmnist_mini()), *GATE_ARGS, "--overwrite", "--quiet"])
+    assert load_bundle(bundle).has_graph(CLASSIFIER_FILE)
+    assert _leftovers(bundle) == []
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_start(tiny_bundle, tmp_path):
+    # Where the system has no atomic exchange, the old bundle is renamed aside, then the new one
+    # into place; a kill between the two leaves no bundle at the path until the next start puts
+    # the old one back.
+    from deepsmote.runtime.atomic import recover_dir
+    from deepsmote.runtime.bundle import CLASSIFIER_FILE, load_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    before = tree_digest(bundle)
+    _killed_add_classifier(bundle, "replace", NO_EXCHANGE="1")
+    assert not bundle.exists() and len(_leftovers(bundle)) == 2
+    recover_dir(bundle)
+    assert tree_digest(bundle) == before and not load_bundle(bundle).has_graph(CLASSIFIER_FILE)
+    assert _leftovers(bundle) == []
+
+
+def test_a_running_replacement_is_left_alone(tmp_path):
+    from deepsmote.runtime.atomic import beside, recover_dir
+
+    target = tmp_path / "bundle"
+    target.mkdir()
+    mine = beside(target, "tmp")  # this process's: alive
+    mine.mkdir()
+    dead = target.with_name(f".bundle.tmp-{2**22 + 12345}-0a1b2c3d")  # beyond any pid: not running
+    dead.mkdir()
+    stranger = tmp_path / ".bundle.tmp-notours"
+    stranger.mkdir()
+    recover_dir(target)
+    assert mine.is_dir() and stranger.is_dir() and not dead.exists()
+
+
+# --- durability: nothing is trusted before it is on the disk -------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "npz", "webdataset"])
+def test_files_and_directories_are_synced_before_a_rename_or_a_done_mark(tiny_bundle, tmp_path, monkeypatch, fmt):
+    out = tmp_path / "out"
+    synced: set[tuple[int, int]] = set()  # (device, inode): a file synced under its temporary name
+    problems: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def key(path) -> tuple[int, int]:
+        info = os.stat(path)
+        return info.st_dev, info.st_ino
+
+    def recording_fsync(fd):
+        fsync(fd)
+        info = os.fstat(fd)
+        synced.add((info.st_dev, info.st_ino))
+        if os.path.samestat(info, os.stat(out)):
+            # OUT synced (after a done mark): every file of each unit marked done is synced.
+            for mark in done_marks(out):
+                unit = mark.name.removeprefix(DONE_PREFIX)
+                for file in out.rglob(f"*{unit}*"):
+                    if file.is_file() and not file.name.startswith(".") and key(file) not in synced:
+                        problems.append(f"{file.name} not synced before the done mark of {unit}")
+
+    def recording_replace(src, dst, *args, **kwargs):
+        if Path(src).name.endswith(".partial") and Path(dst).suffix != ".png" and key(src) not in synced:
+            problems.append(f"{Path(dst).name} renamed into place before it was synced")
+        replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    main(["generate", str(tiny_bundle), str(fmnist_mini()), "--out", str(out), "--format", fmt, "--quiet",
+          "--strategy", '{"9": 25, "8": 25}', "--shard-size", "10"])  # fmt: skip
+    assert len(done_marks(out)) >= 4 and problems == []
+    assert key(out) in synced
+    written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".npz", ".tar")]
+    assert written and all(key(p) in synced for p in written)
