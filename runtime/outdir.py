@@ -36,6 +36,9 @@ from .writers import write_atomic, write_error
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
 DONE_PREFIX = ".deepsmote-done-"
+# One line per unit, appended before the unit's files are written: with the done marks, the
+# job's own record of the files it may have written, the only ones `overwrite` removes.
+UNITS_FILE = ".deepsmote-units"
 MANIFEST_FILE = "manifest.csv"
 SUMMARY_FILE = "summary.json"
 # The names the writers give a unit's files (writers.py): per-class units and mixed shards.
@@ -182,21 +185,41 @@ class OutputDir:
         write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
-        # Only what a job writes: files named as its units' files are (also those of a unit that a
-        # killed run left unmarked), the units its done marks name, its partial files, its
-        # manifest, settings and summary. A forged or foreign job file cannot make deepsmote delete
-        # files named otherwise.
-        units = [mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)]
+        # Only what the job's own records name: the files of the units its done marks and its
+        # units file name (also those of a unit that a killed run left unmarked), its hidden
+        # partial files, its manifest, settings and summary. A forged or foreign job file cannot
+        # make deepsmote delete or replace anything else: a file named like a unit's that no
+        # record names is refused, before anything is removed.
+        units = {mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)} | self._started_units()
+        remove, foreign = [], []
         for entry in self._entries():
             name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
-            if entry.name.endswith(TMP_SUFFIX) or _UNIT_FILE.fullmatch(name) or any(_of_unit(name, u) for u in units):
-                self._remove(entry)
-        for folder in sorted({e.parent for e in self._entries()} - {self.path}, reverse=True):
+            ours = any(_of_unit(name, u) for u in units)
+            if ours or (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
+                remove.append(entry)
+            elif _UNIT_FILE.fullmatch(name):
+                foreign.append(entry)
+        if foreign:
+            raise DeepSMOTEError(
+                f"`out` {self.path} holds {foreign[0].relative_to(self.path)}, named like a deepsmote output file "
+                "but not recorded by the job there; move it away or choose another `out`"
+            )
+        for entry in remove:
+            self._remove(entry)
+        for folder in sorted({e.parent for e in remove} - {self.path}, reverse=True):
             if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                 self._remove(folder)
-        for record in (*done_marks(self.path), *(self.path / n for n in (MANIFEST_FILE, SUMMARY_FILE, JOB_FILE))):
+        records = (MANIFEST_FILE, SUMMARY_FILE, UNITS_FILE, JOB_FILE)
+        for record in (*done_marks(self.path), *(self.path / n for n in records)):
             if record.is_file() and not record.is_symlink():
                 self._remove(record)
+
+    def _started_units(self) -> set[str]:
+        try:
+            text = (self.path / UNITS_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return set()
+        return {line for line in text.splitlines() if line}
 
     def _entries(self) -> list[Path]:
         """The files in OUT and in its folders one level down (where writers put files), links left alone."""
@@ -216,7 +239,8 @@ class OutputDir:
                 entry.unlink()
 
     def _remove_partials(self) -> None:
-        for partial in self.path.rglob(f"*{TMP_SUFFIX}"):
+        # Hidden, as atomic_path names them: a user's file that ends in .partial is not ours.
+        for partial in self.path.rglob(f".*{TMP_SUFFIX}"):
             with self._writing(partial):
                 partial.unlink()
 
@@ -280,6 +304,17 @@ class OutputDir:
             for entry in entries:
                 if is_done_mark(entry.name):
                     yield entry.name.removeprefix(DONE_PREFIX)
+
+    def mark_started(self, unit: Unit) -> None:
+        """Record ``unit`` in the job's units file; call before writing any of its files."""
+        target = self.path / UNITS_FILE
+        with self._writing(target):
+            # One short append per unit: whole lines, also from several processes (Ray).
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{unit.name}\n".encode())
+            finally:
+                os.close(fd)
 
     def mark_done(self, unit: Unit) -> None:
         """Record ``unit`` as complete; call after its files are in place."""

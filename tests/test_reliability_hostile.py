@@ -406,6 +406,21 @@ def test_overwrite_also_removes_a_unit_a_killed_run_left_unmarked(bundle, tmp_pa
     assert (out / "mine.txt").read_text() == "the user's"
 
 
+def test_overwrite_over_a_forged_job_file_never_replaces_a_file_named_like_a_shard(bundle, tmp_path, capsys):
+    # The job file is forged: nothing deepsmote recorded names the user's file, so it is neither
+    # removed nor written over; the job is refused before anything in OUT changes.
+    out = tmp_path / "out"
+    (out / "9").mkdir(parents=True)
+    user_file = out / "9" / "class-0009-shard-000000-00000.png"
+    user_file.write_bytes(b"the user's")
+    (out / JOB_FILE).write_text(json.dumps({"format": "imagefolder"}))
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    code, _, err = generate(bundle, out, capsys, "--overwrite")
+    assert code == 1 and "named like a deepsmote output file but not recorded by the job" in error_line(err), err
+    assert user_file.read_bytes() == b"the user's"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
 def test_an_idx_header_of_another_shape_is_refused_before_the_data_is_read(bundle, tmp_path, capsys, monkeypatch):
     images = np.zeros((6, 32, 32), dtype=np.uint8)
     header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
