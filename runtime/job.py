@@ -348,7 +348,9 @@ def generate_dataset(
             f"{MANIFEST_FILE}, or `fmt` npz, webdataset or parquet",
             stacklevel=2,
         )
-    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
+    # A resumed job's done units are on disk already: at most a unit's size each.
+    done = sum(1 for _ in OutputDir(Path(out), {}).done_names()) * shard_size if (Path(out) / JOB_FILE).is_file() else 0
+    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new), done)
     from_cache = isinstance(data, LatentCache)
     models = open_models(loaded, provider, threads, precision, encoder=not from_cache, classifier=threshold is not None)
     codes, members, fingerprint = codes_of(models, data, encoded)
