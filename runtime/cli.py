@@ -22,22 +22,41 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import os
 import signal
 import sys
-import threading
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
-from typing import Any
 
-import click
+_COMMAND = os.path.basename(sys.argv[0]) in ("deepsmote", "cli.py") if sys.argv else False
 
-from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity
-from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_training_extra
+
+def _stopped_while_starting(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """Ctrl-C before the command has started (while modules load): one line and exit 130."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGINT)  # nothing has started, so nothing to clean up
+    _previous_hook(kind, value, tb)
+
+
+# Only in the `deepsmote` command itself (its script or `python -m deepsmote.runtime.cli`): a
+# KeyboardInterrupt that escapes an import at the top of the script would be a traceback.
+_previous_hook = sys.excepthook
+if _COMMAND:
+    sys.excepthook = _stopped_while_starting
+
+import gc  # noqa: E402
+import importlib  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity  # noqa: E402
+from .errors import TRAINING_MODULES, DeepSMOTEError, cli_message, missing_training_extra  # noqa: E402
 
 # name -> "module:attribute"; imported on first use only.
 _LAZY_COMMANDS = {

@@ -695,3 +695,45 @@ def test_files_and_directories_are_synced_before_a_rename_or_a_done_mark(tiny_bu
     assert key(out) in synced
     written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".npz", ".tar")]
     assert written and all(key(p) in synced for p in written)
+
+
+# --- Ctrl-C while the command starts ---------------------------------------------------------
+
+
+def test_ctrl_c_while_the_command_loads_its_modules_is_one_line_and_exit_130():
+    # SIGINT delivered while cli.py imports click, as a Ctrl-C in the command's first moments
+    # lands: the KeyboardInterrupt escapes the script's import, before main() runs.
+    script = textwrap.dedent(
+        """
+        import builtins, os, signal, sys
+        sys.argv[0] = "deepsmote"
+        real_import = builtins.__import__
+        def interrupting_import(name, *args, **kwargs):
+            if name == "click":
+                builtins.__import__ = real_import
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_import(name, *args, **kwargs)
+        builtins.__import__ = interrupting_import
+        from deepsmote.runtime.cli import entry_point
+        entry_point(["--version"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert result.returncode == 130 and result.stderr == "Interrupted.\n", (result.returncode, result.stderr)
+
+
+def test_importing_the_runtime_loads_nothing_heavy():
+    # What runs before the command can take over Ctrl-C: the package's own import.
+    from helpers import run_python
+
+    run_python(
+        "import sys\nimport deepsmote.runtime\n"
+        "assert not {'numpy', 'onnxruntime', 'click'} & set(sys.modules), sorted(sys.modules)\n"
+        "from deepsmote.runtime import DeepSMOTE, read_dataset\nprint('ok')"
+    )
