@@ -534,3 +534,23 @@ def test_a_manifest_class_name_that_is_not_utf8_is_refused(bundle):
     manifest["classes"][0] = "bad\udcff"
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))  # ASCII JSON: the escape \udcff
     one_line("manifest class name 'bad\\\\udcff' is not valid UTF-8", load_bundle, bundle)
+
+
+def test_a_huge_sparse_graph_file_is_refused_before_it_is_read(bundle, tmp_path):
+    # 3 GB of holes: read whole it would take 3 GB of memory; under a 1.5 GiB address-space
+    # limit the check must come from its size alone.
+    import subprocess
+    import sys
+
+    with open(bundle / "decoder.onnx", "r+b") as f:
+        f.truncate(3 * 10**9)
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))\n"
+        "from deepsmote.runtime.bundle import load_bundle\n"
+        "from deepsmote.runtime.errors import DeepSMOTEError\n"
+        "try:\n    load_bundle(sys.argv[1])\nexcept DeepSMOTEError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "decoder.onnx: 3000000000 bytes, more than a self-contained ONNX file can hold" in result.stdout
