@@ -480,6 +480,16 @@ def test_train_with_a_huge_latent_dim_is_one_line(tmp_path, capsys, value):
     assert not (tmp_path / "b").exists()
 
 
+def test_train_with_a_huge_res_blocks_is_refused_up_front(tmp_path, capsys):
+    import time
+
+    start = time.monotonic()
+    args = ["train", FMNIST, "--out", tmp_path / "b", "--res-blocks", "100000", "--epochs", "1"]
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "--res-blocks must be at most 64, got 100000" in error_line(err)
+    assert time.monotonic() - start < 30 and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [["generate"], ["generate", "a", "b", "--out", "o", "--k", "0"], ["nope"], ["--nope"], ["grid", "--per-row"]],
