@@ -44,6 +44,7 @@ _previous_hook = sys.excepthook
 if _COMMAND:
     sys.excepthook = _stopped_while_starting
 
+import errno  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import threading  # noqa: E402
@@ -214,6 +215,26 @@ def _report_stop(interrupt: KeyboardInterrupt) -> None:
     sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes a name)",
+    errno.EROFS: "write to a writable place",
+    errno.EACCES: "check the permissions or use another place",
+    errno.EPERM: "check the permissions or use another place",
+}
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed file operation: what failed, on which file, and what to do."""
+    name = exc.filename if exc.filename is not None else ""
+    shown = os.fsdecode(name) if isinstance(name, bytes | str) else str(name)
+    if len(shown) > 120:
+        shown = f"{shown[:60]}...{shown[-40:]}"
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path and the disk")
+    return f"{shown + ': ' if shown else ''}{exc.strerror}; {hint}"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -260,6 +281,9 @@ def main(argv: list[str] | None = None) -> Any:
             _error(f"{exc.format_message()} ({_usage_hint(args)})", exc.exit_code)
         if isinstance(exc, click.ClickException):
             _error(exc.format_message(), exc.exit_code)
+        if isinstance(exc, OSError) and exc.strerror:
+            # The system refused a file operation no check foresaw: the environment, not a bug.
+            _error(_os_error_message(exc))
         if isinstance(exc, MemoryError):
             _error("out of memory; ask for less (fewer samples, smaller batches) or use a larger machine")
         # A bug: one line naming it, and how to get the traceback for a report.

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import warnings
 import zipfile
@@ -643,6 +644,8 @@ def _opening_image(file: Path):
             yield image
     except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Pillow names the buffer it was given (<_io.BytesIO object at 0x...>): name the file.
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", file.name, detail)
         raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None
 
 

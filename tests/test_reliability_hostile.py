@@ -636,3 +636,116 @@ def test_a_resumed_job_counts_only_what_is_left(bundle, tmp_path, monkeypatch):
     with pytest.raises(DeepSMOTEError, match="1000 files in imagefolder, more than the 999"):
         monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((*free[:7], 999, 0, 255)))
         check_capacity(tmp_path, "imagefolder", (1, 28, 28), 1000)
+
+
+# --- issue #40: failures that were reported as bugs --------------------------------------------
+
+
+def _codes_of_magnitude(bundle: Path, tmp_path: Path, value: float) -> Path:
+    """A latent cache of FMNIST whose codes are +-``value``, digest and all as encode writes it."""
+    import zipfile
+
+    from deepsmote.runtime import codes as codes_module
+
+    cache = tmp_path / "plain.codes"
+    code = run_main(["encode", bundle, FMNIST, "--out", cache, "--quiet"], _NoCapture())
+    assert code[0] == 0
+    with zipfile.ZipFile(cache) as archive:
+        arrays = {name: np.load(archive.open(f"{name}.npy")) for name in ("codes", "labels", "index")}
+        header = json.loads(np.load(archive.open("header.npy")).tobytes())
+    arrays["codes"] = np.where(np.arange(arrays["codes"].size).reshape(arrays["codes"].shape) % 2, value, -value)
+    arrays["codes"] = arrays["codes"].astype(np.float32)
+    header["sha256"] = codes_module._digest(arrays, header)
+    crafted = tmp_path / "huge.codes"
+    with open(crafted, "wb") as f:
+        np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    return crafted
+
+
+class _NoCapture:
+    def readouterr(self):
+        return "", ""
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("resize of 5000 digits", "--resize must be HxW with sides 1..1024"),
+        ("max-draw-ratio 10^21", "--max-draw-ratio must be at most 1000000"),
+        ("codes near 3e38", "cannot be searched (codes are too large"),
+        ("300-character out", "File name too long; use a shorter name"),
+    ],
+)
+def test_hostile_options_are_errors_that_name_the_problem_not_bugs(bundle, tmp_path, capsys, case, needle):
+    data, extra = FMNIST, []
+    if case == "resize of 5000 digits":
+        extra = ["--resize", f"{'9' * 5000}x28"]
+    elif case == "max-draw-ratio 10^21":
+        from deepsmote.runtime import DeepSMOTEError
+        from deepsmote.runtime.gate import check_ratio
+
+        with pytest.raises(DeepSMOTEError, match="must be at most"):
+            check_ratio(10**21)
+        extra = ["--max-draw-ratio", str(10**21)]
+    elif case == "codes near 3e38":
+        data = _codes_of_magnitude(bundle, tmp_path, 3e38)
+    out = tmp_path / ("a" * 300 if case == "300-character out" else "out")
+    code, _, err = run_main(["generate", bundle, data, "--out", out, "--strategy", SMALL, "--quiet", *extra], capsys)
+    line = error_line(err)
+    assert code == 1 and needle in line and "a bug" not in line, line
+    assert out.name not in os.listdir(tmp_path)  # (a name too long to stat)
+
+
+def test_enospc_while_writing_a_bundle_is_an_error_not_a_bug(tiny_bundle, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from deepsmote.training import export as export_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "bundle"))
+
+    monkeypatch.setattr(export_module, "replace_dir", full)
+    checkpoint = tiny_bundle.with_name("bundle.run") / "best.pt"
+    code, _, err = run_main(["export", checkpoint, "--out", tmp_path / "bundle"], capsys)
+    line = error_line(err)
+    assert code == 1 and "No space left on device; free some space or write elsewhere" in line, line
+    assert "a bug" not in line and not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "a link", "a list", "counts mistyped"])
+def test_report_of_a_damaged_summary_is_an_error_naming_it(tmp_path, capsys, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.csv").write_text("file,key,label,class,synthetic\n")
+    summary = out / "summary.json"
+    if kind == "garbage":
+        summary.write_bytes(b"\x00garbage")
+    elif kind == "a link":
+        (tmp_path / "elsewhere.json").write_text("{}")
+        summary.symlink_to(tmp_path / "elsewhere.json")
+    elif kind == "a list":
+        summary.write_text("[1, 2]")
+    else:
+        summary.write_text(json.dumps({"classes": ["a"], "counts": {"a": {"original": "x"}}, "format": "npz"}))
+    code, _, err = run_main(["report", out], capsys)
+    line = error_line(err)
+    assert code == 1 and f"{summary}:" in line and "rerun the generate job" in line and "a bug" not in line, line
+    assert not (out / "report.html").exists()
+
+
+def test_report_names_html_when_its_page_cannot_be_written(tmp_path, capsys, monkeypatch):
+    from deepsmote.runtime import report as report_module
+
+    monkeypatch.setattr(report_module, "build_report", lambda out: "<html></html>")
+    target = tmp_path / "missing-folder" / "page.html"
+    code, _, err = run_main(["report", tmp_path, "--html", target], capsys)
+    line = error_line(err)
+    assert code == 1 and f"cannot write the report {target}" in line and "--html" in line and "--out" not in line
+
+
+def test_an_unreadable_image_is_named_not_its_buffer(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a png")
+    with pytest.raises(DeepSMOTEError, match="unreadable image") as info:
+        read_dataset(tmp_path)
+    assert "BytesIO" not in str(info.value) and "broken.png" in str(info.value)
