@@ -6,6 +6,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import time
@@ -32,7 +33,7 @@ from .bundle import (
 from .codes import LatentCache, codes_of
 from .console import LineProgress
 from .engines import ENGINES, make_engine
-from .errors import DeepSMOTEError
+from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, check_ratio, check_threshold
 from .latent_samplers import check_sampler
 from .layout import ImageLayout
@@ -211,6 +212,28 @@ def _acceptance(synthesizer: Synthesizer, classes: tuple[str, ...], engine: str)
     }
 
 
+# The pixels of one output unit, which a job holds (and a writer encodes) at once.
+MAX_UNIT_BYTES = 1 << 30
+
+
+def check_shard_size(shard_size: int, image_shape: tuple[int, int, int]) -> None:
+    """Refuse a ``shard_size`` whose units' pixels would exceed :data:`MAX_UNIT_BYTES` of memory.
+
+    Raises
+    ------
+    InvalidInputError
+        For a size that is not a positive integer, or too large for images of ``image_shape``.
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise InvalidInputError(f"`shard_size` must be a positive integer, got {shard_size!r}")
+    most = max(1, MAX_UNIT_BYTES // math.prod(image_shape))
+    if shard_size > most:
+        raise InvalidInputError(
+            f"`shard_size` {str(shard_size)[:30]} holds more than the {MAX_UNIT_BYTES >> 20} MiB of pixels a unit "
+            f"may hold at {'x'.join(map(str, image_shape))}; use at most {most}"
+        )
+
+
 def generate_dataset(
     bundle: str | os.PathLike,
     data: LabelledImages | ImageSource | LatentCache,
@@ -307,6 +330,7 @@ def generate_dataset(
                     f"only); give DATA ({data.source}) instead of CODES"
                 )
     check_image_shape(data.image_shape, loaded.image_shape)
+    check_shard_size(shard_size, loaded.image_shape)
 
     def job_settings(fingerprint: str) -> JobSettings:
         return JobSettings(

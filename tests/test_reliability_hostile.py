@@ -749,3 +749,13 @@ def test_an_unreadable_image_is_named_not_its_buffer(tmp_path):
     with pytest.raises(DeepSMOTEError, match="unreadable image") as info:
         read_dataset(tmp_path)
     assert "BytesIO" not in str(info.value) and "broken.png" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "webdataset"])
+def test_a_shard_size_beyond_the_memory_bound_is_refused_up_front(bundle, tmp_path, capsys, fmt):
+    out = tmp_path / "out"
+    args = ["generate", bundle, FMNIST, "--out", out, "--format", fmt, "--shard-size", "100000000"]
+    code, _, err = run_main([*args, "--strategy", '{"9": 3000000}', "--quiet"], capsys)
+    line = error_line(err)
+    assert code == 1 and "--shard-size 100000000 holds more than the 1024 MiB" in line and "at most 1369568" in line
+    assert not out.exists()
