@@ -194,7 +194,7 @@ class OutputDir:
         remove, foreign = [], []
         for entry in self._entries():
             name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
-            ours = any(_of_unit(name, u) for u in units)
+            ours = any(unit in units for unit in _units_named(name))
             if ours or (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
                 remove.append(entry)
             elif _UNIT_FILE.fullmatch(name):
@@ -329,7 +329,10 @@ class OutputDir:
         write_atomic(self.path, self.path / name, (json.dumps(content, indent=2) + "\n").encode())
 
 
-def _of_unit(name: str, unit: str) -> bool:
-    """Whether the file ``name`` (temporary prefix and suffix removed) belongs to the unit ``unit``."""
+def _units_named(name: str) -> tuple[str, ...]:
+    """The unit names the file ``name`` (temporary prefix and suffix removed) may belong to: its
+    stem (``<unit>.npz``), without ``train-`` (``train-<unit>.tar``) or without a sample number
+    (``<unit>-00001.png``), so a file is matched against the units in one set lookup each."""
     stem = name.split(".", 1)[0]
-    return stem in (unit, f"train-{unit}") or re.fullmatch(rf"{re.escape(unit)}-\d{{5,}}", stem) is not None
+    numbered = re.fullmatch(r"(.+)-\d{5,}", stem)
+    return (stem, stem.removeprefix("train-"), *((numbered[1],) if numbered else ()))
