@@ -6,7 +6,10 @@ with an install hint when torch is missing.
 
 Ctrl-C (SIGINT) and SIGTERM stop a command the same clean way: the work in progress unwinds
 (temporary files removed, locks released, finished shards and checkpoints kept), and one line
-says what was kept and how to resume. The exit status is 128 + the signal number.
+says what was kept and how to resume. The exit status is 128 + the signal number. A signal
+also ends every onnxruntime run in flight (``RunOptions.terminate``): Python runs its handler
+only between bytecodes, so a thread woken by the C-level handler (``signal.set_wakeup_fd``) ends
+the runs, and a graph that would run for ever cannot keep the command from stopping.
 
 Whatever the arguments and files, a command ends in success or one line ``Error: ...`` on stderr
 and a non-zero exit, never a traceback: a :class:`DeepSMOTEError` names the problem and the fix
@@ -21,22 +24,42 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import os
 import signal
 import sys
-import threading
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
-from typing import Any
 
-import click
+_COMMAND = os.path.basename(sys.argv[0]) in ("deepsmote", "cli.py") if sys.argv else False
 
-from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity
-from .errors import TRAINING_MODULES, DeepSMOTEError, InvalidInputError, cli_message, missing_training_extra
+
+def _stopped_while_starting(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """Ctrl-C before the command has started (while modules load): one line and exit 130."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGINT)  # nothing has started, so nothing to clean up
+    _previous_hook(kind, value, tb)
+
+
+# Only in the `deepsmote` command itself (its script or `python -m deepsmote.runtime.cli`): a
+# KeyboardInterrupt that escapes an import at the top of the script would be a traceback.
+_previous_hook = sys.excepthook
+if _COMMAND:
+    sys.excepthook = _stopped_while_starting
+
+import errno  # noqa: E402
+import gc  # noqa: E402
+import importlib  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from .console import NORMAL, QUIET, VERBOSE, one_line_warnings, set_verbosity  # noqa: E402
+from .errors import TRAINING_MODULES, DeepSMOTEError, InvalidInputError, cli_message, missing_training_extra  # noqa: E402
 
 # name -> "module:attribute"; imported on first use only.
 _LAZY_COMMANDS = {
@@ -138,6 +161,54 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+_SESSION_MODULE = "deepsmote.runtime.bundle.session"
+
+
+def _end_runs_on_signal(read_fd: int) -> None:
+    """Until the write end closes: end every onnxruntime run at each SIGINT or SIGTERM written to ``read_fd``."""
+    try:
+        while data := os.read(read_fd, 512):
+            # The module is imported where a command runs graphs; before that there is no run to end.
+            session = sys.modules.get(_SESSION_MODULE)
+            for signum in data:
+                if signum in (signal.SIGINT, signal.SIGTERM) and session is not None:
+                    session.terminate_runs(signum)
+    finally:
+        os.close(read_fd)
+
+
+@contextmanager
+def _signals_end_runs() -> Iterator[None]:
+    """While a command runs, SIGINT and SIGTERM end its onnxruntime runs at once, from a thread.
+
+    Left alone where this is not the main thread or another wakeup fd is set (a host's event loop).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    if previous != -1:
+        signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+    watcher = threading.Thread(target=_end_runs_on_signal, args=(read_fd,), name="deepsmote-signals", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(write_fd)  # the watcher reads the end of the pipe and closes its end
+        watcher.join(timeout=5)
+        session = sys.modules.get(_SESSION_MODULE)
+        if session is not None:
+            # A process that goes on (a test, a host calling main) may run graphs again.
+            session.allow_runs()
+
+
 def _report_stop(interrupt: KeyboardInterrupt) -> None:
     """One line on what a signal stopped, what was kept and how to resume; exit 128 + signal."""
     terminated = isinstance(interrupt, _Terminated)
@@ -146,6 +217,26 @@ def _report_stop(interrupt: KeyboardInterrupt) -> None:
     lead = "\n" if sys.stderr.isatty() and not terminated else ""
     click.echo(f"{lead}{'Terminated' if terminated else 'Interrupted'}{f': {notes}' if notes else '.'}", err=True)
     sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes a name)",
+    errno.EROFS: "write to a writable place",
+    errno.EACCES: "check the permissions or use another place",
+    errno.EPERM: "check the permissions or use another place",
+}
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed file operation: what failed, on which file, and what to do."""
+    name = exc.filename if exc.filename is not None else ""
+    shown = os.fsdecode(name) if isinstance(name, bytes | str) else str(name)
+    if len(shown) > 120:
+        shown = f"{shown[:60]}...{shown[-40:]}"
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path and the disk")
+    return f"{shown + ': ' if shown else ''}{exc.strerror}; {hint}"
 
 
 def _one_line(text: str) -> str:
@@ -176,7 +267,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debugging(args)
     try:
-        with _sigterm_as_interrupt(), one_line_warnings():
+        with _sigterm_as_interrupt(), _signals_end_runs(), one_line_warnings():
             return cli.main(args=args, prog_name="deepsmote", standalone_mode=False)
     except _Stopped as stopped:
         _report_stop(stopped.interrupt)
@@ -197,6 +288,9 @@ def main(argv: list[str] | None = None) -> Any:
             _error(f"{exc.format_message()} ({_usage_hint(args)})", exc.exit_code)
         if isinstance(exc, click.ClickException):
             _error(exc.format_message(), exc.exit_code)
+        if isinstance(exc, OSError) and exc.strerror:
+            # The system refused a file operation no check foresaw: the environment, not a bug.
+            _error(_os_error_message(exc))
         if isinstance(exc, MemoryError):
             _error("out of memory; ask for less (fewer samples, smaller batches) or use a larger machine")
         # A bug: one line naming it, and how to get the traceback for a report.

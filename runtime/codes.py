@@ -40,14 +40,15 @@ from .bundle import Bundle, Models, load_bundle, open_models
 from .errors import DeepSMOTEError
 from .memory import release_free_memory
 from .pixels import to_model
-from .readers import LATENT_CACHE_MEMBERS, DataDigest, npz_member, read_npz_member, reading
+from .readers import LATENT_CACHE_MEMBERS, DataDigest, check_class_names, npz_member, read_npz_member, reading
 from .resize import check_image_shape
 from .stream import ImageSource, member_data_offset
 
 __all__ = ["LatentCache", "codes_of", "encode_dataset", "encode_stream", "read_latent_cache", "write_latent_cache"]
 
 CACHE_FORMAT = "deepsmote-codes"
-CACHE_VERSION = 1
+# 2 (0.12.1): the header's fields are inside the digest; version 1 caches are refused.
+CACHE_VERSION = 2
 _ARRAYS = ("codes", "labels", "index")
 
 
@@ -240,8 +241,11 @@ def encode_dataset(
     return read_latent_cache(write_latent_cache(out, loaded, data, codes, fingerprint))
 
 
-def _digest(arrays: dict[str, np.ndarray]) -> str:
+def _digest(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> str:
+    """sha256 over the header's fields (all but ``sha256``, canonical JSON) and the arrays."""
     digest = hashlib.sha256()
+    fields = {key: value for key, value in header.items() if key != "sha256"}
+    digest.update(json.dumps(fields, sort_keys=True, ensure_ascii=True).encode())
     for name in _ARRAYS:
         array = arrays[name]
         digest.update(repr((name, array.shape, array.dtype.str)).encode())
@@ -285,8 +289,8 @@ def write_latent_cache(
         "data": fingerprint,
         "source": source.path,
         "count": len(source),
-        "sha256": _digest(arrays),
     }
+    header["sha256"] = _digest(arrays, header)
     text = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     try:
         with atomic_path(target) as tmp, open(tmp, "wb") as f:
@@ -339,10 +343,10 @@ def read_latent_cache(path: str | os.PathLike) -> LatentCache:
     with reading(path):
         codes = np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=(n, z)) if n else np.empty((0, z))
     arrays = {"codes": codes, "labels": labels, "index": index}
-    if _digest(arrays) != header["sha256"]:
-        raise corrupt("its arrays do not match the digest in its header")
+    if _digest(arrays, header) != header["sha256"]:
+        raise corrupt("its header or arrays do not match the digest in its header")
     classes = tuple(header["classes"])
-    if n == 0 or labels.min() < 0 or labels.max() >= len(classes) or index.min() < 0:
+    if n == 0 or labels.min() < 0 or labels.max() >= len(classes) or index.min() < 0 or np.any(np.diff(index) <= 0):
         raise corrupt("labels or DATA indices out of range")
     return LatentCache(
         path,
@@ -358,16 +362,41 @@ def read_latent_cache(path: str | os.PathLike) -> LatentCache:
 
 
 def _header(raw: np.ndarray, corrupt: Any) -> dict[str, Any]:
+    """The header's fields, each of the type and range ``write_latent_cache`` writes, or ``corrupt``."""
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise corrupt("its header is not JSON") from None
     keys = ("format", "version", "bundle", "latent_dim", "image_shape", "classes", "data", "source", "count", "sha256")
     if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or any(k not in header for k in keys):
         raise corrupt("not a latent cache of deepsmote encode")
     if header["version"] != CACHE_VERSION:
-        raise corrupt(f"format version {header['version']}, this deepsmote reads {CACHE_VERSION}")
+        raise corrupt(f"format version {header['version']!r}, this deepsmote reads {CACHE_VERSION}")
+    for key in ("bundle", "data", "sha256"):
+        if not _is_sha256(header[key]):
+            raise corrupt(f"its header's {key!r} is not a sha256")
+    if not _is_int(header["latent_dim"], 1) or not _is_int(header["count"], 1):
+        raise corrupt("its header's 'latent_dim' and 'count' must be positive integers")
+    shape = header["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v, 1) for v in shape) and shape[0] in (1, 3)):
+        raise corrupt(f"its header's 'image_shape' must be [C, H, W] with C 1 or 3, got {str(shape)[:80]}")
+    classes = header["classes"]
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise corrupt("its header's 'classes' must be a non-empty list of names")
+    if len(set(classes)) != len(classes):
+        raise corrupt("its header names a class twice")
+    if not isinstance(header["source"], str):
+        raise corrupt("its header's 'source' must be a string")
+    check_class_names(classes, f"CODES {header['source'][:200]}")
     return header
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _is_int(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 2**53
 
 
 def codes_of(

@@ -29,6 +29,7 @@ _FLAGS = {
     "fmt": "--format",
     "n_threads": "--threads",
     "filter_threshold": "--filter",
+    "target": "--html",  # write_report's page
 }
 
 

@@ -74,6 +74,9 @@ def check_threshold(filter_threshold: float | None) -> float | None:
     return float(filter_threshold)
 
 
+MAX_DRAW_RATIO = 1_000_000
+
+
 def check_ratio(max_draw_ratio: int) -> int:
     """``max_draw_ratio`` as a positive integer.
 
@@ -84,6 +87,9 @@ def check_ratio(max_draw_ratio: int) -> int:
     """
     if isinstance(max_draw_ratio, bool) or not isinstance(max_draw_ratio, int | np.integer) or max_draw_ratio < 1:
         raise InvalidInputError(f"`max_draw_ratio` must be a positive integer, got {max_draw_ratio!r}")
+    if max_draw_ratio > MAX_DRAW_RATIO:
+        # Rounds times a shard's samples must stay a count numpy can hold.
+        raise InvalidInputError(f"`max_draw_ratio` must be at most {MAX_DRAW_RATIO}, got {str(max_draw_ratio)[:40]}")
     return int(max_draw_ratio)
 
 

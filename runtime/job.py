@@ -6,6 +6,7 @@ Internal module: use the public names of :mod:`deepsmote.runtime`.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import time
@@ -289,6 +290,28 @@ def _acceptance(synthesizer: Synthesizer, classes: tuple[str, ...], engine: str)
     }
 
 
+# The pixels of one output unit, which a job holds (and a writer encodes) at once.
+MAX_UNIT_BYTES = 1 << 30
+
+
+def check_shard_size(shard_size: int, image_shape: tuple[int, int, int]) -> None:
+    """Refuse a ``shard_size`` whose units' pixels would exceed :data:`MAX_UNIT_BYTES` of memory.
+
+    Raises
+    ------
+    InvalidInputError
+        For a size that is not a positive integer, or too large for images of ``image_shape``.
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise InvalidInputError(f"`shard_size` must be a positive integer, got {shard_size!r}")
+    most = max(1, MAX_UNIT_BYTES // math.prod(image_shape))
+    if shard_size > most:
+        raise InvalidInputError(
+            f"`shard_size` {str(shard_size)[:30]} holds more than the {MAX_UNIT_BYTES >> 20} MiB of pixels a unit "
+            f"may hold at {'x'.join(map(str, image_shape))}; use at most {most}"
+        )
+
+
 def generate_dataset(
     bundle: str | os.PathLike,
     data: LabelledImages | ImageSource | LatentCache,
@@ -397,6 +420,7 @@ def generate_dataset(
                     f"only); give DATA ({data.source}) instead of CODES"
                 )
     check_image_shape(data.image_shape, loaded.image_shape)
+    check_shard_size(shard_size, loaded.image_shape)
 
     def job_settings(fingerprint: str) -> JobSettings:
         return JobSettings(
@@ -440,7 +464,9 @@ def generate_dataset(
             f"{MANIFEST_FILE}, or `fmt` npz, webdataset or parquet",
             stacklevel=2,
         )
-    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new))
+    # A resumed job's done units are on disk already: at most a unit's size each.
+    done = sum(1 for _ in OutputDir(Path(out), {}).done_names()) * shard_size if (Path(out) / JOB_FILE).is_file() else 0
+    check_capacity(Path(out), fmt, loaded.image_shape, sum(int(n) for n in new), done)
     from_cache = isinstance(data, LatentCache)
     models = open_models(loaded, provider, threads, precision, encoder=not from_cache, classifier=threshold is not None)
     codes, members, fingerprint = codes_of(models, data, encoded)

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .atomic import TMP_SUFFIX
+from .atomic import TMP_SUFFIX, fsync_dir
 from .errors import DeepSMOTEError
 from .plan import Unit
 from .writers import METADATA_FILE, ROWS_PREFIX, write_atomic, write_error
@@ -36,6 +36,9 @@ from .writers import METADATA_FILE, ROWS_PREFIX, write_atomic, write_error
 JOB_FILE = ".deepsmote-job.json"
 LOCK_FILE = ".deepsmote.lock"
 DONE_PREFIX = ".deepsmote-done-"
+# One line per unit, appended before the unit's files are written: with the done marks, the
+# job's own record of the files it may have written, the only ones `overwrite` removes.
+UNITS_FILE = ".deepsmote-units"
 MANIFEST_FILE = "manifest.csv"
 SUMMARY_FILE = "summary.json"
 # Written after a job by `deepsmote report` (runtime/report.py): a new job's OUT must not keep it.
@@ -184,23 +187,45 @@ class OutputDir:
         write_atomic(self.path, job_file, json.dumps(self.settings, indent=1, sort_keys=True).encode())
 
     def _clear(self) -> None:
-        # Only what a job writes: files named as its units' files are (also those of a unit that a
-        # killed run left unmarked), the units its done marks name, its partial files and metadata
-        # rows, its manifest, metadata, settings, summary and report. A forged or foreign job file
-        # cannot make deepsmote delete files named otherwise.
-        units = [mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)]
+        # Only what the job's own records name: the files and metadata rows of the units its done
+        # marks and its units file name (also those of a unit that a killed run left unmarked), its
+        # hidden partial files, its manifest, metadata, settings, summary and report. A forged or
+        # foreign job file cannot make deepsmote delete or replace anything else: a file named like
+        # a unit's that no record names is refused, before anything is removed.
+        units = {mark.name.removeprefix(DONE_PREFIX) for mark in done_marks(self.path)} | self._started_units()
+        remove, foreign = [], []
         for entry in self._entries():
+            if entry.name.startswith(ROWS_PREFIX):
+                if entry.name.removeprefix(ROWS_PREFIX).removesuffix(TMP_SUFFIX).removesuffix(".csv") in units:
+                    remove.append(entry)
+                continue
             name = entry.name.removeprefix(".").removesuffix(TMP_SUFFIX)
-            ours = entry.name.endswith(TMP_SUFFIX) or entry.name.startswith(ROWS_PREFIX) or _UNIT_FILE.fullmatch(name)
-            if ours or any(_of_unit(name, u) for u in units):
-                self._remove(entry)
-        for folder in sorted({e.parent for e in self._entries()} - {self.path}, reverse=True):
+            ours = any(unit in units for unit in _units_named(name))
+            if ours or (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
+                remove.append(entry)
+            elif _UNIT_FILE.fullmatch(name):
+                foreign.append(entry)
+        if foreign:
+            raise DeepSMOTEError(
+                f"`out` {self.path} holds {foreign[0].relative_to(self.path)}, named like a deepsmote output file "
+                "but not recorded by the job there; move it away or choose another `out`"
+            )
+        for entry in remove:
+            self._remove(entry)
+        for folder in sorted({e.parent for e in remove} - {self.path}, reverse=True):
             if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                 self._remove(folder)
-        records = (MANIFEST_FILE, METADATA_FILE, SUMMARY_FILE, REPORT_FILE, JOB_FILE)
+        records = (MANIFEST_FILE, METADATA_FILE, SUMMARY_FILE, REPORT_FILE, UNITS_FILE, JOB_FILE)
         for record in (*done_marks(self.path), *(self.path / n for n in records)):
             if record.is_file() and not record.is_symlink():
                 self._remove(record)
+
+    def _started_units(self) -> set[str]:
+        try:
+            text = (self.path / UNITS_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return set()
+        return {line for line in text.splitlines() if line}
 
     def _entries(self) -> list[Path]:
         """The files in OUT and in its folders one level down (where writers put files), links left alone."""
@@ -220,7 +245,8 @@ class OutputDir:
                 entry.unlink()
 
     def _remove_partials(self) -> None:
-        for partial in self.path.rglob(f"*{TMP_SUFFIX}"):
+        # Hidden, as atomic_path names them: a user's file that ends in .partial is not ours.
+        for partial in self.path.rglob(f".*{TMP_SUFFIX}"):
             with self._writing(partial):
                 partial.unlink()
 
@@ -285,18 +311,34 @@ class OutputDir:
                 if is_done_mark(entry.name):
                     yield entry.name.removeprefix(DONE_PREFIX)
 
+    def mark_started(self, unit: Unit) -> None:
+        """Record ``unit`` in the job's units file; call before writing any of its files."""
+        target = self.path / UNITS_FILE
+        with self._writing(target):
+            # One short append per unit: whole lines, also from several processes (Ray).
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{unit.name}\n".encode())
+            finally:
+                os.close(fd)
+
     def mark_done(self, unit: Unit) -> None:
         """Record ``unit`` as complete; call after its files are in place."""
         marker = self.path / f"{DONE_PREFIX}{unit.name}"
         with self._writing(marker):
             marker.touch()
+            # The unit's files were synced as they were written; now the mark itself.
+            fsync_dir(self.path)
 
     def write_json(self, name: str, content: dict[str, Any]) -> None:
         """Write ``OUT/name`` atomically."""
         write_atomic(self.path, self.path / name, (json.dumps(content, indent=2) + "\n").encode())
 
 
-def _of_unit(name: str, unit: str) -> bool:
-    """Whether the file ``name`` (temporary prefix and suffix removed) belongs to the unit ``unit``."""
+def _units_named(name: str) -> tuple[str, ...]:
+    """The unit names the file ``name`` (temporary prefix and suffix removed) may belong to: its
+    stem (``<unit>.npz``), without ``train-`` (``train-<unit>.tar``) or without a sample number
+    (``<unit>-00001.png``), so a file is matched against the units in one set lookup each."""
     stem = name.split(".", 1)[0]
-    return stem in (unit, f"train-{unit}") or re.fullmatch(rf"{re.escape(unit)}-\d{{5,}}", stem) is not None
+    numbered = re.fullmatch(r"(.+)-\d{5,}", stem)
+    return (stem, stem.removeprefix("train-"), *((numbered[1],) if numbered else ()))

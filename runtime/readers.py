@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import warnings
 import zipfile
@@ -525,7 +526,7 @@ def classes_of_indices(labels: np.ndarray, names: np.ndarray, path: Path) -> tup
         raise DeepSMOTEError(f"{path}: 'classes' must be distinct strings, shape (K,)")
     if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):
         raise DeepSMOTEError(f"{path}: with 'classes', 'labels' must be integers in 0..{len(names) - 1}")
-    return labels.astype(np.int64), tuple(names.tolist())
+    return labels.astype(np.int64), check_class_names(names.tolist(), path)
 
 
 # --- ImageFolder -----------------------------------------------------------------------------
@@ -565,7 +566,18 @@ def index_image_folder(path: str | os.PathLike, resize: Resize | None = None) ->
 
     root = Path(path)
     with reading(root):
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    class_dirs = [p for p in folders if not p.name.startswith(".")]
+    hidden = [p for p in folders if p.name.startswith(".") and _holds_images(p)]
+    if hidden:
+        # torchvision's ImageFolder takes hidden folders as classes; deepsmote leaves them out
+        # (its own bookkeeping is hidden), so say so rather than drop images silently.
+        warnings.warn(
+            f"{hidden[0]}: a hidden folder with images is not read as a class"
+            f"{f' ({len(hidden)} such folders)' if len(hidden) > 1 else ''}; "
+            "rename it without the leading '.' to use it",
+            stacklevel=2,
+        )
     found: list[Path] = []
     labels: list[int] = []
     classes: list[str] = []
@@ -580,6 +592,7 @@ def index_image_folder(path: str | os.PathLike, resize: Resize | None = None) ->
         if not images:
             warnings.warn(f"{class_dir}: no images; class '{class_dir.name}' skipped", stacklevel=2)
             continue
+        check_class_names([class_dir.name], root, "class folder name")
         label = len(classes)
         classes.append(class_dir.name)
         for file in images:
@@ -609,6 +622,14 @@ def index_image_folder(path: str | os.PathLike, resize: Resize | None = None) ->
     )
 
 
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` holds a file with an image suffix (an unreadable folder holds none)."""
+    try:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _opening_image(file: Path):
     """The Pillow image of ``file``, decoded only in its suffix's format; damage becomes one line."""
@@ -623,6 +644,8 @@ def _opening_image(file: Path):
             yield image
     except (*_READ_ERRORS, Image.DecompressionBombError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Pillow names the buffer it was given (<_io.BytesIO object at 0x...>): name the file.
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", file.name, detail)
         raise DeepSMOTEError(f"{file}: unreadable image ({detail}); remove or replace it") from None
 
 
@@ -687,7 +710,7 @@ def classes_of_values(values: np.ndarray, path: Path) -> tuple[np.ndarray, tuple
     order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank[labels.ravel()], tuple(names[i] for i in order)
+    return rank[labels.ravel()], check_class_names([names[i] for i in order], path)
 
 
 def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
@@ -704,6 +727,24 @@ def _concatenate(parts: list[LabelledImages], path: Path) -> LabelledImages:
     return LabelledImages(
         np.concatenate([p.images for p in parts]), np.concatenate(labels).astype(np.int64), tuple(names)
     )
+
+
+def check_class_names(names: Sequence[str], where: object, what: str = "class name") -> tuple[str, ...]:
+    """``names`` as a tuple, each checked to be UTF-8 text, or a one-line error naming the first that is not.
+
+    Class names are written as UTF-8 (``manifest.csv``, ``summary.json``, the bundle's manifest,
+    tar and Parquet members); a folder name of other bytes (read as lone surrogates) or a label
+    with a lone surrogate cannot be, so it is refused before anything is written.
+    """
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(name) if what == "class folder name" else name
+            raise DeepSMOTEError(
+                f"{where}: {what} {shown!r} is not valid UTF-8; rename it (class names are written as UTF-8 text)"
+            ) from None
+    return tuple(names)
 
 
 def natural_key(name: str) -> tuple[int, int | str]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .errors import DeepSMOTEError, InvalidInputError
 
 # Thumbnails per class row, of each kind; synthetic images beside their nearest real one per class.
@@ -144,6 +145,42 @@ def _img(image: np.ndarray, title: str, css: str = "") -> str:
         f'<img class="{css}" src="data:image/png;base64,{data}" alt="{html.escape(title)}" '
         f'title="{html.escape(title)}">'
     )
+
+
+# summary.json is a few kB; a larger one was not written by generate.
+_MAX_SUMMARY_BYTES = 16 << 20
+
+
+def _summary(file: Path) -> dict[str, Any]:
+    """``summary.json`` as generate writes it, or a one-line error naming what is wrong with it."""
+    fix = "rerun the generate job to rewrite it"
+    if file.is_symlink() or not file.is_file():
+        raise DeepSMOTEError(f"{file}: not a regular file (a link?); {fix}")
+    if file.stat().st_size > _MAX_SUMMARY_BYTES:
+        raise DeepSMOTEError(f"{file}: {file.stat().st_size} bytes, not a summary generate writes; {fix}")
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DeepSMOTEError(f"{file}: not valid JSON ({type(exc).__name__}); {fix}") from None
+    ok = (
+        isinstance(summary, dict)
+        and isinstance(summary.get("classes"), list)
+        and all(isinstance(c, str) for c in summary["classes"])
+        and isinstance(summary.get("counts"), dict)
+        and all(
+            isinstance(summary["counts"].get(c), dict)
+            and all(isinstance(summary["counts"][c].get(k), int) for k in ("original", "synthetic", "total"))
+            for c in summary["classes"]
+        )
+        and all(isinstance(summary.get(k), str) for k in ("format", "deepsmote_version"))
+        and isinstance(summary.get("timings_s"), dict)
+        and isinstance(summary.get("bundle"), dict)
+        and isinstance(summary["bundle"].get("path"), str)
+        and all(k in summary for k in ("seed", "k_neighbors", "provider", "images_per_s"))
+    )
+    if not ok:
+        raise DeepSMOTEError(f"{file}: not the summary of a deepsmote generate job (fields missing or mistyped); {fix}")
+    return summary
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -270,7 +307,7 @@ def build_report(out: Path, data: str | None = None, names: Sequence[str] | None
     summary_file, manifest_file = out / "summary.json", out / "manifest.csv"
     if not summary_file.is_file() or not manifest_file.is_file():
         raise DeepSMOTEError(f"`out` {out} holds no finished deepsmote generate job; run generate first")
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    summary = _summary(summary_file)
     classes = list(summary["classes"])
     if names is not None and len(names) != len(classes):
         raise InvalidInputError(f"`names` gives {len(names)} names for the job's {len(classes)} classes")
@@ -397,6 +434,10 @@ def _loss_section(bundle: Path) -> str:
 
 def write_report(out: Path, target: Path, data: str | None = None, names: Sequence[str] | None = None) -> None:
     """Write the report of OUT to ``target`` atomically (see :func:`build_report`)."""
-    from .writers import write_atomic
-
-    write_atomic(target.parent, target, build_report(out, data, names).encode())
+    page = build_report(out, data, names).encode()
+    try:
+        write_bytes_atomic(target, page)
+    except OSError as exc:
+        raise DeepSMOTEError(
+            f"cannot write the report {target}: {exc.strerror or exc}; give `target` a writable path"
+        ) from None

@@ -86,7 +86,8 @@ def parse_resize(text: str | None, crop: str = "none") -> Resize | None:
             raise InvalidInputError(f"`crop` {crop} needs a target size: pass `resize` HxW as well")
         return None
     match = _SIZE.match(text)
-    if match is None or not all(1 <= int(v) <= MAX_SIDE for v in match.groups()):
+    # A side of more digits than any allowed one is refused before int() (which refuses 4,300).
+    if match is None or not all(len(v) <= 6 and 1 <= int(v) <= MAX_SIDE for v in match.groups()):
         raise InvalidInputError(f"`resize` must be HxW with sides 1..{MAX_SIDE}, like 64x64; got {text!r}")
     return Resize(int(match[1]), int(match[2]), crop)  # type: ignore[arg-type]
 

@@ -28,6 +28,7 @@ import os
 import struct
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,13 @@ class ArrayRows:
 class FileRows:
     """Rows of a fixed size at ``offset`` in a file (raw or gzipped) or in a compressed zip member.
 
-    Picklable: the open stream of a compressed file is not shipped; a copy opens its own.
+    The data is checked as the whole-file readers check it: a gzip stream or a compressed member
+    by its CRC and length when a read reaches its end (one byte more must find the end), a
+    stored ``.npz`` member by the zip directory's CRC (``crc``, over the member from
+    ``member_start``), computed over reads in order from the first row. Rows read out of order
+    (:meth:`take`, or a :meth:`read` that skips) before such a pass has been checked are served
+    after one checking pass over the data, so no unchecked pixel is used. Picklable: the open
+    stream of a compressed file is not shipped; a copy opens its own.
     """
 
     path: Path
@@ -108,29 +115,53 @@ class FileRows:
     shape: tuple[int, ...]
     count: int
     opener: str  # 'raw' (positioned reads), 'gzip', or 'zip:<member>' (decompressed streams)
+    crc: int | None = None  # a stored zip member's CRC-32 ('raw' only; a raw IDX file has none)
+    member_start: int = 0  # where the stored member (its .npy header first) starts in the file
     _stream: Any = field(default=None, init=False, repr=False, compare=False)
     _lock: Any = field(default=None, init=False, repr=False, compare=False)
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
+    _running: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def row_bytes(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def _end(self) -> int:
+        return self.offset + self.count * self.row_bytes
+
+    @property
+    def _has_check(self) -> bool:
+        return self.opener != "raw" or self.crc is not None
+
     def read(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, start), min(stop, self.count)
         size = max(0, stop - start) * self.row_bytes
         where = self.offset + start * self.row_bytes
-        with reading(self.path):
-            if self.opener == "raw":
-                with open(self.path, "rb") as f:
-                    data = os.pread(f.fileno(), size, where)
-            else:
-                data = self._read_stream(where, size)
+        if self.opener == "raw" and (self._checked or self.crc is None):
+            # Positioned reads need no lock: threads read rows at once.
+            data = self._pread(where, size)
+        else:
+            with self._guard():
+                if not self._checked and self._has_check and not self._in_order(where):
+                    self._check_all()
+                data = self._pread(where, size) if self.opener == "raw" else self._read_stream(where, size)
+                if not self._checked and self._has_check:
+                    self._follow(where, data)
+        return np.frombuffer(data, dtype=np.uint8).reshape(stop - start, *self.shape)
+
+    def _pread(self, where: int, size: int) -> bytes:
+        with reading(self.path), open(self.path, "rb") as f:
+            data = os.pread(f.fileno(), size, where)
         if len(data) != size:
             raise DeepSMOTEError(f"{self.path}: the file ends early; it is truncated or corrupt")
-        return np.frombuffer(data, dtype=np.uint8).reshape(stop - start, *self.shape)
+        return data
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         order = np.unique(indices)
+        if len(order) and not self._checked and self._has_check:
+            with self._guard():
+                self._check_all()
         out = np.empty((len(order), *self.shape), dtype=np.uint8)
         # Runs of consecutive rows in one read each, in increasing order (forward in a stream).
         cuts = np.flatnonzero(np.diff(order) != 1) + 1
@@ -140,19 +171,86 @@ class FileRows:
             at += len(run)
         return out[np.searchsorted(order, indices)]
 
-    def _read_stream(self, where: int, size: int) -> bytes:
+    def _guard(self) -> Any:
         if self._lock is None:
-            self._lock = threading.Lock()
-        with self._lock:
+            self._lock = threading.RLock()
+        return self._lock
+
+    def _in_order(self, where: int) -> bool:
+        """Whether a read at ``where`` continues the checked pass (or starts it at the first row)."""
+        return where == self.offset if self._running is None else where == self._running[0]
+
+    def _follow(self, where: int, data: bytes) -> None:
+        """Carry the pass that checks the data over ``data``, read at ``where``; check it at the end."""
+        if self.opener == "raw":
+            if self._running is None:
+                with reading(self.path), open(self.path, "rb") as f:
+                    head = os.pread(f.fileno(), self.offset - self.member_start, self.member_start)
+                self._running = (self.offset, zlib.crc32(head))
+            position, crc = self._running
+            self._running = (position + len(data), zlib.crc32(data, crc))
+            if where + len(data) == self._end:
+                self._finish(self._running[1])
+        elif where + len(data) == self._end:
+            with reading(self.path):
+                # One byte more: the stream's end, where gzip and zipfile check CRC and length.
+                longer = self._stream.read(1)
+            if longer:
+                self._longer()
+            self._checked = True
+        else:
+            self._running = (where + len(data), 0)
+
+    def _finish(self, crc: int) -> None:
+        if crc != self.crc:
+            raise DeepSMOTEError(f"{self.path}: CRC-32 check of the images failed; the file is corrupt")
+        self._checked = True
+
+    def _longer(self) -> None:
+        raise DeepSMOTEError(
+            f"{self.path}: the data is longer than its header says ({self.count} images); the file is corrupt"
+        )
+
+    def _check_all(self) -> None:
+        """One pass over all the data, checked, before rows are read out of order."""
+        if self.opener == "raw":
+            crc = 0
+            with reading(self.path), open(self.path, "rb") as f:
+                for at in range(self.member_start, self._end, READ_BYTES):
+                    chunk = os.pread(f.fileno(), min(READ_BYTES, self._end - at), at)
+                    if not chunk:
+                        raise DeepSMOTEError(f"{self.path}: the file ends early; it is truncated or corrupt")
+                    crc = zlib.crc32(chunk, crc)
+            self._finish(crc)
+            return
+        with reading(self.path), self._open_stream() as stream:
+            left = self._end
+            while left:
+                chunk = stream.read(min(READ_BYTES, left))
+                if not chunk:
+                    raise DeepSMOTEError(f"{self.path}: the file ends early; it is truncated or corrupt")
+                left -= len(chunk)
+            longer = stream.read(1)
+        if longer:
+            self._longer()
+        self._checked = True
+
+    def _open_stream(self) -> Any:
+        if self.opener == "gzip":
+            return gzip.open(self.path, "rb")
+        archive = zipfile.ZipFile(self.path)
+        return archive.open(self.opener.removeprefix("zip:"))
+
+    def _read_stream(self, where: int, size: int) -> bytes:
+        with reading(self.path):
             if self._stream is None:
-                if self.opener == "gzip":
-                    self._stream = gzip.open(self.path, "rb")
-                else:
-                    archive = zipfile.ZipFile(self.path)
-                    self._stream = archive.open(self.opener.removeprefix("zip:"))
+                self._stream = self._open_stream()
             if self._stream.tell() != where:
                 self._stream.seek(where)
-            return self._stream.read(size)
+            data = self._stream.read(size)
+        if len(data) != size:
+            raise DeepSMOTEError(f"{self.path}: the file ends early; it is truncated or corrupt")
+        return data
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_stream": None, "_lock": None}
@@ -213,7 +311,14 @@ class ConcatRows:
         return np.cumsum([0, *(part.count for part in self.parts)])
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        return self.take(np.arange(start, min(stop, self.count)))
+        # Each part read in order, so that each checks its data as it goes (FileRows).
+        starts = self._starts()
+        pieces = [
+            part.read(max(start, lo) - lo, min(stop, hi) - lo)
+            for part, lo, hi in zip(self.parts, starts[:-1], starts[1:], strict=True)
+            if max(start, lo) < min(stop, hi)
+        ]
+        return np.concatenate(pieces) if pieces else self.take(np.arange(0))
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         starts = self._starts()
@@ -419,7 +524,7 @@ def _open_npz(path: Path) -> ImageSource:
         raise DeepSMOTEError(f"{path}: holds no images")
     item = tuple(shape[1:3]) if len(shape) == 3 or shape[3] == 1 else tuple(shape[1:])
     if offset is not None:
-        rows = FileRows(path, offset + images.header_len, item, shape[0], "raw")
+        rows = FileRows(path, offset + images.header_len, item, shape[0], "raw", images.info.CRC, offset)
     else:
         rows = FileRows(path, images.header_len, item, shape[0], f"zip:{images.info.filename}")
     return ImageSource(str(path), indices, classes, item, rows)

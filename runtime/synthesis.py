@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from deepsmote.kernels import NeighborRows, interpolate, kneighbors, row_kernel
 from deepsmote.kernels import set_num_threads as set_kernel_threads
+from deepsmote.kernels.knn import check_codes
 
 from .bundle import Bundle, Models, open_models, provider_option
 from .errors import DeepSMOTEError, InvalidInputError
@@ -131,6 +132,12 @@ def class_latents(codes: np.ndarray, k_neighbors: int, class_name: str, draws: i
     check_class_size(len(codes), class_name)
     if not np.isfinite(codes).all():
         raise DeepSMOTEError(f"the encoder produced NaN or inf codes for class '{class_name}'; the bundle is broken")
+    try:
+        check_codes(codes)
+    except ValueError as exc:
+        raise DeepSMOTEError(
+            f"the codes of class '{class_name}' cannot be searched ({exc}); the bundle's encoder or CODES is broken"
+        ) from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kernel = row_kernel(len(codes), draws)

@@ -19,8 +19,8 @@ import csv
 import errno
 import io
 import json
+import math
 import os
-import shutil
 import tarfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .atomic import atomic_path, write_bytes_atomic
+from .atomic import atomic_path, sync_files, write_bytes_atomic
 from .errors import DeepSMOTEError
 from .plan import Unit
 from .synthesis import Samples
@@ -90,8 +90,9 @@ def write_error(out: Path, target: Path, exc: OSError) -> DeepSMOTEError:
     return DeepSMOTEError(f"cannot write to `out` {out}: {exc.strerror or exc} (writing {where}); {hint}")
 
 
-def write_atomic(out: Path, path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (inside ``out``) atomically (:mod:`deepsmote.runtime.atomic`).
+def write_atomic(out: Path, path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` (inside ``out``) atomically (:mod:`deepsmote.runtime.atomic`),
+    flushed to the disk before it is renamed unless ``sync`` is False.
 
     Raises
     ------
@@ -99,16 +100,19 @@ def write_atomic(out: Path, path: Path, data: bytes) -> None:
         If the write fails; the temporary file is removed first, also when interrupted.
     """
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, sync=sync)
     except OSError as exc:
         raise write_error(out, path, exc) from None
 
 
 # The longest file name, in bytes, that Linux and macOS file systems take.
 NAME_MAX = 255
-# The fewest bytes one sample can take in each format: a minimal PNG file; two 512-byte tar
-# headers and two 512-byte blocks; the raw pixels of an uncompressed npz.
+# A PNG's fixed bytes (signature, IHDR, IDAT and IEND framing) and the fewest bytes per pixel
+# value that a decoded image compresses to: deflate of decoded DeepSMOTE images gives 0.9-1.2
+# bytes per value at 28x28, so a quarter is an estimate no real job stays under.
 _PNG_MIN_BYTES = 67
+_PNG_MIN_BYTES_PER_VALUE = 0.25
+_TAR_BLOCK = 512
 
 
 def safe_class_dir(name: str) -> str:
@@ -127,38 +131,64 @@ def safe_class_dir(name: str) -> str:
     return name
 
 
-def min_sample_bytes(fmt: str, image_shape: tuple[int, int, int]) -> int:
-    """The fewest bytes one sample of (C, H, W) ``image_shape`` can take on disk in ``fmt``."""
-    # Parquet and WebDataset hold each image as a PNG too, plus their own framing.
-    return {
-        "imagefolder": _PNG_MIN_BYTES,
-        "parquet": _PNG_MIN_BYTES,
-        "webdataset": 4 * 512,
-        "npz": int(np.prod(image_shape)),
-    }[fmt]
+def min_sample_bytes(fmt: str, image_shape: tuple[int, int, int], block: int = 1) -> int:
+    """The fewest bytes one sample of (C, H, W) ``image_shape`` can take on disk in ``fmt``.
+
+    ``block`` is the file system's allocation unit: an ImageFolder PNG is a file of its own, which
+    takes at least one block however small it is.
+    """
+    png = _PNG_MIN_BYTES + math.ceil(_PNG_MIN_BYTES_PER_VALUE * math.prod(image_shape))
+    if fmt == "imagefolder":
+        return -(-png // block) * block
+    if fmt == "parquet":
+        return png
+    if fmt == "webdataset":
+        # Per sample three members (.png, .cls, .json): a header block each, and their data in blocks.
+        return 3 * _TAR_BLOCK + -(-png // _TAR_BLOCK) * _TAR_BLOCK + 2 * _TAR_BLOCK
+    return math.prod(image_shape)
 
 
-def check_capacity(out: Path, fmt: str, image_shape: tuple[int, int, int], samples: int) -> None:
-    """Refuse a job of ``samples`` new samples that OUT's file system could never hold, even empty.
+def check_capacity(out: Path, fmt: str, image_shape: tuple[int, int, int], samples: int, done_samples: int = 0) -> None:
+    """Refuse a job of ``samples`` new samples whose files would not fit in the space OUT has free.
+
+    The space free to this user (``statvfs``) is compared with the samples not done yet (at most
+    ``done_samples`` are already on disk, for a resumed job) at the fewest bytes a sample takes in
+    the format (:func:`min_sample_bytes`); for an ImageFolder also the free inodes, one per file.
 
     Raises
     ------
     DeepSMOTEError
-        When ``samples`` times the format's smallest sample exceeds the file system's size.
+        When the job cannot fit, before any work.
     """
     anchor = out
     while not anchor.exists() and anchor != anchor.parent:
         anchor = anchor.parent
     try:
-        capacity = shutil.disk_usage(anchor).total
-    except OSError:
+        info = os.statvfs(anchor)
+    except (OSError, AttributeError):
         return
-    need = samples * min_sample_bytes(fmt, image_shape)
-    if need > capacity:
+    left = max(0, samples - done_samples)
+    free = info.f_bavail * info.f_frsize
+    per_sample = min_sample_bytes(fmt, image_shape, info.f_frsize or 1)
+    need = left * per_sample
+    fix = "free some space, choose another `out`, or ask for fewer with `sampling_strategy`"
+    if need > free:
         raise DeepSMOTEError(
-            f"the job asks for {samples} new samples, at least {need / 1e12:.3g} TB in {fmt}, more than the "
-            f"{capacity / 1e12:.3g} TB file system of `out` {out} holds; ask for fewer with `sampling_strategy`"
+            f"the job's {left} new samples take at least {_size(need)} in {fmt} (~{per_sample} bytes each), "
+            f"more than the {_size(free)} free in `out` {out}; {fix}"
         )
+    if fmt == "imagefolder" and info.f_files and left > info.f_favail:
+        raise DeepSMOTEError(
+            f"the job's {left} new samples are {left} files in {fmt}, more than the {info.f_favail} "
+            f"the file system of `out` {out} has left; {fix}"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 class UnitWriter(Protocol):
@@ -244,8 +274,15 @@ class ImageFolderWriter:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise write_error(self.out, folder, exc) from None
+        written = []
         for i, png in enumerate(encode_pngs(samples.images, self.threads)):
-            write_atomic(self.out, folder / f"{_stem(unit, i)}.png", png)
+            written.append(folder / f"{_stem(unit, i)}.png")
+            # Synced together below, before the unit's done mark can be written.
+            write_atomic(self.out, written[-1], png, sync=False)
+        try:
+            sync_files(written)
+        except OSError as exc:
+            raise write_error(self.out, folder, exc) from None
         text = io.StringIO()
         rows = csv.writer(text, lineterminator="\n")
         for i, (file, _) in enumerate(self.entries(unit)):

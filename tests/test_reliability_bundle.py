@@ -310,14 +310,248 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 def test_deeply_nested_graph_is_a_one_line_error(bundle):
-    from deepsmote.runtime.bundle import graphs as scan
+    from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
 
+    def number(message, name: str) -> int:
+        return message.DESCRIPTOR.fields_by_name[name].number
+
+    node, attribute = number(GraphProto, "node"), number(NodeProto, "attribute")
+    subgraph, graph = number(AttributeProto, "g"), number(ModelProto, "graph")
     # 30 KB: a graph in a node attribute in a graph ... 3000 levels deep.
     nested = b""
     for _ in range(3000):
-        nested = _field(scan._GRAPH_NODE, _field(scan._NODE_ATTRIBUTE, _field(scan._ATTR_GRAPH, nested)))
-    (bundle / "encoder.onnx").write_bytes(_field(scan._MODEL_GRAPH, nested))
+        nested = _field(node, _field(attribute, _field(subgraph, nested)))
+    (bundle / "encoder.onnx").write_bytes(_field(graph, nested))
     manifest = manifest_of(bundle)
     manifest["files"]["encoder.onnx"] = sha256_file(bundle / "encoder.onnx")
     set_manifest(bundle, manifest)
     one_line("not a valid ONNX file", load_bundle, bundle)
+
+
+# --- external data anywhere in a graph ----------------------------------------------------------
+
+
+def _external_tensor(name: str, location: str) -> onnx.TensorProto:
+    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def _holder(tensor: onnx.TensorProto) -> onnx.GraphProto:
+    """A subgraph whose one initializer is ``tensor``."""
+    return helper.make_graph([], "sub", [], [], initializer=[tensor])
+
+
+def _sparse(tensor: onnx.TensorProto, where: str) -> onnx.SparseTensorProto:
+    plain = helper.make_tensor("p", TensorProto.INT64, [1], [0])
+    values, indices = (tensor, plain) if where == "values" else (plain, tensor)
+    return helper.make_sparse_tensor(values, indices, [4])
+
+
+def _function_default(tensor: onnx.TensorProto) -> onnx.FunctionProto:
+    """A local function whose attribute ``t`` defaults to ``tensor``, read by its Constant node."""
+    const = helper.make_node("Constant", [], ["c"])
+    const.attribute.append(onnx.AttributeProto(name="value", ref_attr_name="t", type=onnx.AttributeProto.TENSOR))
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    opset = [helper.make_opsetid("", 17)]
+    return helper.make_function(
+        "local", "F", ["x"], ["y"], [const, add], opset, attribute_protos=[helper.make_attribute("t", tensor)]
+    )
+
+
+def _nested(tensor: onnx.TensorProto, levels: int) -> onnx.GraphProto:
+    inner = _holder(tensor)
+    for _ in range(levels):
+        inner = helper.make_graph(
+            [helper.make_node("If", ["b"], ["y"], then_branch=inner, else_branch=inner)], "g", [], []
+        )
+    return inner
+
+
+# Each place the ONNX schema lets a TensorProto be: the model with an external tensor there.
+_PLACES = {
+    "initializer": lambda t: helper.make_model(_holder(t)),
+    "sparse initializer values": lambda t: helper.make_model(
+        helper.make_graph([], "g", [], [], sparse_initializer=[_sparse(t, "values")])
+    ),
+    "sparse initializer indices": lambda t: helper.make_model(
+        helper.make_graph([], "g", [], [], sparse_initializer=[_sparse(t, "indices")])
+    ),
+    "Constant value": lambda t: helper.make_model(
+        helper.make_graph([helper.make_node("Constant", [], ["c"], value=t)], "g", [], [])
+    ),
+    "attribute tensors": lambda t: helper.make_model(
+        helper.make_graph([helper.make_node("Op", [], [], ts=[t])], "g", [], [])
+    ),
+    "attribute sparse tensor": lambda t: helper.make_model(
+        helper.make_graph([helper.make_node("Op", [], [], s=_sparse(t, "values"))], "g", [], [])
+    ),
+    "attribute sparse tensors": lambda t: helper.make_model(
+        helper.make_graph([helper.make_node("Op", [], [], ss=[_sparse(t, "values")])], "g", [], [])
+    ),
+    "If branch, 20 levels deep": lambda t: helper.make_model(_nested(t, 20)),
+    "attribute graphs": lambda t: helper.make_model(
+        helper.make_graph([helper.make_node("Op", [], [], gs=[_holder(t)])], "g", [], [])
+    ),
+    "training initialization": lambda t: _training(t, "initialization"),
+    "training algorithm": lambda t: _training(t, "algorithm"),
+    "function node": lambda t: helper.make_model(
+        helper.make_graph([], "g", [], []),
+        functions=[helper.make_function("local", "F", [], [], [helper.make_node("Constant", [], ["c"], value=t)], [])],
+    ),
+    "function attribute default": lambda t: helper.make_model(
+        helper.make_graph([], "g", [], []), functions=[_function_default(t)]
+    ),
+    "function node's subgraph": lambda t: helper.make_model(
+        helper.make_graph([], "g", [], []),
+        functions=[
+            helper.make_function("local", "F", [], [], [helper.make_node("Op", [], [], body=_nested(t, 3))], [])
+        ],
+    ),
+}
+
+
+def _training(tensor: onnx.TensorProto, field: str) -> onnx.ModelProto:
+    model = helper.make_model(helper.make_graph([], "g", [], []))
+    getattr(model.training_info.add(), field).CopyFrom(_holder(tensor))
+    return model
+
+
+@pytest.mark.parametrize("place", sorted(_PLACES))
+def test_the_scanner_finds_external_data_wherever_a_tensor_can_be(place):
+    model = _PLACES[place](_external_tensor("t", "secret.bin"))
+    assert "secret.bin" in external_data_locations(model.SerializeToString())
+
+
+def test_the_scanner_follows_every_path_of_the_schema_to_a_tensor():
+    # The schema's own answer: every message field from ModelProto through which a TensorProto
+    # can be reached. A field the scanner does not follow is a place to hide external data.
+    from deepsmote.runtime.bundle import graphs as scan
+    from google.protobuf.descriptor import FieldDescriptor
+
+    messages, todo = {}, [onnx.ModelProto.DESCRIPTOR]
+    while todo:
+        descriptor = todo.pop()
+        if descriptor.name not in messages:
+            messages[descriptor.name] = descriptor
+            todo += [f.message_type for f in descriptor.fields if f.type == FieldDescriptor.TYPE_MESSAGE]
+    reach, grew = {"TensorProto"}, True
+    while grew:
+        before = len(reach)
+        reach |= {
+            name
+            for name, d in messages.items()
+            if any(f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.name in reach for f in d.fields)
+        }
+        grew = len(reach) > before
+    expected = {
+        name: {
+            f.number: f.message_type.name
+            for f in messages[name].fields
+            if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.name in reach
+        }
+        for name in reach
+    }
+    assert scan._TENSOR_PATHS == expected
+    assert onnx.TensorProto.DESCRIPTOR.fields_by_name["external_data"].number == scan._TENSOR_EXTERNAL_DATA
+    assert onnx.TensorProto.DESCRIPTOR.fields_by_name["data_location"].number == scan._TENSOR_DATA_LOCATION
+
+
+def _decoder_with_a_function_default(bundle: Path, location: str) -> onnx.ModelProto:
+    """A decoder of the bundle's signature whose local function's attribute default is an external tensor."""
+    manifest = manifest_of(bundle)
+    channels, height, width = manifest["image_shape"]
+    size = channels * height * width
+    tensor = _external_tensor("t", location)
+    tensor.dims[:] = [size]
+    tensor.external_data[2].value = str(4 * size)
+    nodes = [
+        helper.make_node("ReduceSum", ["latent", "one"], ["s"]),
+        helper.make_node("Mul", ["s", "zero"], ["z"]),
+        helper.make_node("F", ["z"], ["flat"], domain="local"),
+        helper.make_node("Reshape", ["flat", "shape"], ["image"]),
+    ]
+    weights = [
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("shape", TensorProto.INT64, [4], [-1, channels, height, width]),
+    ]
+    main_graph = helper.make_graph(
+        nodes,
+        "g",
+        [float_info("latent", ["N", manifest["latent_dim"]])],
+        [float_info("image", ["N", channels, height, width])],
+        weights,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    return helper.make_model(main_graph, opset_imports=opsets, functions=[_function_default(tensor)])
+
+
+def test_external_data_in_a_function_attribute_default_is_refused_by_every_command(
+    bundle, tmp_path, capsys, monkeypatch
+):
+    # The sweep's case: the file named relative to the working directory, where a job runs.
+    size = int(np.prod(manifest_of(bundle)["image_shape"]))
+    monkeypatch.chdir(tmp_path)
+    np.full(size, 0.5, np.float32).tofile(tmp_path / "secret.bin")
+    replace_graph(bundle, "decoder.onnx", _decoder_with_a_function_default(bundle, "secret.bin"))
+    one_line("decoder.onnx: weights stored as external data \\('secret.bin'\\)", load_bundle, bundle)
+    out = tmp_path / "out"
+    for args in (["inspect", bundle], ["generate", bundle, fmnist_mini(), "--out", out, "--strategy", '{"9": 10}']):
+        code, stdout, err = run_main(args, capsys)
+        assert code == 1 and "hashes: ok" not in stdout, (args, stdout, err)
+        assert err.startswith("Error: ") and "external data ('secret.bin')" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_session_resolves_no_external_data_even_past_the_scanner(tmp_path, monkeypatch):
+    # The scanner is the first wall; the session is the second: a graph handed to create_session
+    # with an external tensor in an If branch, the file in the working directory, which
+    # onnxruntime would read there (the subgraph's initializer is loaded as it is).
+    from deepsmote.runtime.bundle import create_session
+
+    monkeypatch.chdir(tmp_path)
+    np.arange(4, dtype=np.float32).tofile(tmp_path / "secret.bin")
+
+    def branch() -> onnx.GraphProto:
+        add = helper.make_node("Add", ["x", "c"], ["z"])
+        return helper.make_graph([add], "b", [], [float_info("z", ["N", 4])], [_external_tensor("c", "secret.bin")])
+
+    nodes = [
+        helper.make_node("ReduceMin", ["x"], ["m"], keepdims=0),
+        helper.make_node("Greater", ["m", "zero"], ["b"]),
+        helper.make_node("If", ["b"], ["y"], then_branch=branch(), else_branch=branch()),
+    ]
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    model = graph([float_info("x", ["N", 4])], [float_info("y", ["N", 4])], nodes)
+    model.graph.initializer.append(zero)
+    one_line("onnxruntime cannot load the graph", create_session, model.SerializeToString(), "cpu")
+
+
+def test_a_manifest_class_name_that_is_not_utf8_is_refused(bundle):
+    manifest = manifest_of(bundle)
+    manifest["classes"][0] = "bad\udcff"
+    (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))  # ASCII JSON: the escape \udcff
+    one_line("manifest class name 'bad\\\\udcff' is not valid UTF-8", load_bundle, bundle)
+
+
+def test_a_huge_sparse_graph_file_is_refused_before_it_is_read(bundle, tmp_path):
+    # 3 GB of holes: read whole it would take 3 GB of memory; under a 1.5 GiB address-space
+    # limit the check must come from its size alone.
+    import subprocess
+    import sys
+
+    with open(bundle / "decoder.onnx", "r+b") as f:
+        f.truncate(3 * 10**9)
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))\n"
+        "from deepsmote.runtime.bundle import load_bundle\n"
+        "from deepsmote.runtime.errors import DeepSMOTEError\n"
+        "try:\n    load_bundle(sys.argv[1])\nexcept DeepSMOTEError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "decoder.onnx: 3000000000 bytes, more than a self-contained ONNX file can hold" in result.stdout

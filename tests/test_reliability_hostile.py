@@ -252,7 +252,7 @@ def test_hostile_counts_under_a_memory_limit_end_in_one_line(bundle, tmp_path, c
     )
     line = error_line(result.stderr)
     # more than a class may reach is a bad --strategy (a usage error); more than the disk holds, a failure
-    assert (result.returncode, "file system" in line or "a class may reach" in line) == (
+    assert (result.returncode, "free in" in line or "a class may reach" in line) == (
         2 if "a class may reach" in line else 1,
         True,
     ), line
@@ -411,6 +411,21 @@ def test_overwrite_also_removes_a_unit_a_killed_run_left_unmarked(bundle, tmp_pa
     assert (out / "mine.txt").read_text() == "the user's"
 
 
+def test_overwrite_over_a_forged_job_file_never_replaces_a_file_named_like_a_shard(bundle, tmp_path, capsys):
+    # The job file is forged: nothing deepsmote recorded names the user's file, so it is neither
+    # removed nor written over; the job is refused before anything in OUT changes.
+    out = tmp_path / "out"
+    (out / "9").mkdir(parents=True)
+    user_file = out / "9" / "class-0009-shard-000000-00000.png"
+    user_file.write_bytes(b"the user's")
+    (out / JOB_FILE).write_text(json.dumps({"format": "imagefolder"}))
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    code, _, err = generate(bundle, out, capsys, "--overwrite")
+    assert code == 1 and "named like a deepsmote output file but not recorded by the job" in error_line(err), err
+    assert user_file.read_bytes() == b"the user's"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
 def test_an_idx_header_of_another_shape_is_refused_before_the_data_is_read(bundle, tmp_path, capsys, monkeypatch):
     images = np.zeros((6, 32, 32), dtype=np.uint8)
     header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
@@ -468,6 +483,16 @@ def test_train_with_a_huge_latent_dim_is_one_line(tmp_path, capsys, value):
     code, _, err = run_main(["train", FMNIST, "--out", tmp_path / "b", "--latent-dim", value, "--epochs", "1"], capsys)
     assert code == 2 and "--latent-dim must be at most 4096" in error_line(err)
     assert not (tmp_path / "b").exists()
+
+
+def test_train_with_a_huge_res_blocks_is_refused_up_front(tmp_path, capsys):
+    import time
+
+    start = time.monotonic()
+    args = ["train", FMNIST, "--out", tmp_path / "b", "--res-blocks", "100000", "--epochs", "1"]
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "--res-blocks must be at most 64, got 100000" in error_line(err)
+    assert time.monotonic() - start < 30 and not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize(
@@ -580,3 +605,164 @@ def test_property_any_crafted_graph_ends_in_one_line_or_success(bundle, tmp_path
     assert (code == 0) == (kind == "honest" or (kind, batch) == ("batch of one", "1")), err
     if code != 0:
         assert "onnx" in error_line(err)
+
+
+# A file system of 1 PB with 10 GB free, 4 KiB blocks and 10^6 free inodes.
+_SMALL_FREE_SPACE = """
+import os
+def statvfs(path):
+    return os.statvfs_result((4096, 4096, 2**38, 10**10 // 4096, 10**10 // 4096, 10**9, 10**6, 10**6, 0, 255))
+os.statvfs = statvfs
+"""
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "parquet", "webdataset", "npz"])
+def test_a_job_larger_than_the_free_space_is_refused_within_seconds(bundle, tmp_path, fmt):
+    out = tmp_path / "out"
+    code = f"import sys\n{_SMALL_FREE_SPACE}\nfrom deepsmote.runtime.cli import entry_point\nentry_point(sys.argv[1:])"
+    args = ["generate", str(bundle), str(FMNIST), "--out", str(out), "--format", fmt, "--strategy", '{"1": 1000000000}']
+    try:
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the job started writing instead of being refused") from None
+    line = error_line(result.stderr)
+    assert result.returncode == 1 and "more than the 10 GB free in --out" in line, line
+    assert not out.exists()
+
+
+def test_a_resumed_job_counts_only_what_is_left(bundle, tmp_path, monkeypatch):
+    from deepsmote.runtime.writers import check_capacity
+
+    free = os.statvfs_result((4096, 4096, 2**38, 2500, 2500, 10**9, 10**6, 10**6, 0, 255))  # 10 MB free
+    monkeypatch.setattr(os, "statvfs", lambda path: free)
+    with pytest.raises(DeepSMOTEError, match=r"the job.s 3000 new samples take at least 12\.3 MB in imagefolder"):
+        check_capacity(tmp_path, "imagefolder", (1, 28, 28), 3000)
+    check_capacity(tmp_path, "imagefolder", (1, 28, 28), 3000, done_samples=1000)
+    with pytest.raises(DeepSMOTEError, match="1000 files in imagefolder, more than the 999"):
+        monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((*free[:7], 999, 0, 255)))
+        check_capacity(tmp_path, "imagefolder", (1, 28, 28), 1000)
+
+
+# --- issue #40: failures that were reported as bugs --------------------------------------------
+
+
+def _codes_of_magnitude(bundle: Path, tmp_path: Path, value: float) -> Path:
+    """A latent cache of FMNIST whose codes are +-``value``, digest and all as encode writes it."""
+    import zipfile
+
+    from deepsmote.runtime import codes as codes_module
+
+    cache = tmp_path / "plain.codes"
+    code = run_main(["encode", bundle, FMNIST, "--out", cache, "--quiet"], _NoCapture())
+    assert code[0] == 0
+    with zipfile.ZipFile(cache) as archive:
+        arrays = {name: np.load(archive.open(f"{name}.npy")) for name in ("codes", "labels", "index")}
+        header = json.loads(np.load(archive.open("header.npy")).tobytes())
+    arrays["codes"] = np.where(np.arange(arrays["codes"].size).reshape(arrays["codes"].shape) % 2, value, -value)
+    arrays["codes"] = arrays["codes"].astype(np.float32)
+    header["sha256"] = codes_module._digest(arrays, header)
+    crafted = tmp_path / "huge.codes"
+    with open(crafted, "wb") as f:
+        np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    return crafted
+
+
+class _NoCapture:
+    def readouterr(self):
+        return "", ""
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("resize of 5000 digits", "--resize must be HxW with sides 1..1024"),
+        ("max-draw-ratio 10^21", "--max-draw-ratio must be at most 1000000"),
+        ("codes near 3e38", "cannot be searched (codes are too large"),
+        ("300-character out", "File name too long; use a shorter name"),
+    ],
+)
+def test_hostile_options_are_errors_that_name_the_problem_not_bugs(bundle, tmp_path, capsys, case, needle):
+    data, extra = FMNIST, []
+    if case == "resize of 5000 digits":
+        extra = ["--resize", f"{'9' * 5000}x28"]
+    elif case == "max-draw-ratio 10^21":
+        from deepsmote.runtime import DeepSMOTEError
+        from deepsmote.runtime.gate import check_ratio
+
+        with pytest.raises(DeepSMOTEError, match="must be at most"):
+            check_ratio(10**21)
+        extra = ["--max-draw-ratio", str(10**21)]
+    elif case == "codes near 3e38":
+        data = _codes_of_magnitude(bundle, tmp_path, 3e38)
+    out = tmp_path / ("a" * 300 if case == "300-character out" else "out")
+    code, _, err = run_main(["generate", bundle, data, "--out", out, "--strategy", SMALL, "--quiet", *extra], capsys)
+    line = error_line(err)
+    # A bad option value is a usage error (exit 2); the others fail while running (exit 1).
+    usage = case in ("resize of 5000 digits", "max-draw-ratio 10^21")
+    assert code == (2 if usage else 1) and needle in line and "a bug" not in line, line
+    assert out.name not in os.listdir(tmp_path)  # (a name too long to stat)
+
+
+def test_enospc_while_writing_a_bundle_is_an_error_not_a_bug(tiny_bundle, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from deepsmote.training import export as export_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "bundle"))
+
+    monkeypatch.setattr(export_module, "replace_dir", full)
+    checkpoint = tiny_bundle.with_name("bundle.run") / "best.pt"
+    code, _, err = run_main(["export", checkpoint, "--out", tmp_path / "bundle"], capsys)
+    line = error_line(err)
+    assert code == 1 and "No space left on device; free some space or write elsewhere" in line, line
+    assert "a bug" not in line and not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "a link", "a list", "counts mistyped"])
+def test_report_of_a_damaged_summary_is_an_error_naming_it(tmp_path, capsys, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.csv").write_text("file,key,label,class,synthetic\n")
+    summary = out / "summary.json"
+    if kind == "garbage":
+        summary.write_bytes(b"\x00garbage")
+    elif kind == "a link":
+        (tmp_path / "elsewhere.json").write_text("{}")
+        summary.symlink_to(tmp_path / "elsewhere.json")
+    elif kind == "a list":
+        summary.write_text("[1, 2]")
+    else:
+        summary.write_text(json.dumps({"classes": ["a"], "counts": {"a": {"original": "x"}}, "format": "npz"}))
+    code, _, err = run_main(["report", out], capsys)
+    line = error_line(err)
+    assert code == 1 and f"{summary}:" in line and "rerun the generate job" in line and "a bug" not in line, line
+    assert not (out / "report.html").exists()
+
+
+def test_report_names_html_when_its_page_cannot_be_written(tmp_path, capsys, monkeypatch):
+    from deepsmote.runtime import report as report_module
+
+    monkeypatch.setattr(report_module, "build_report", lambda out, *args: "<html></html>")
+    target = tmp_path / "missing-folder" / "page.html"
+    code, _, err = run_main(["report", tmp_path, "--html", target], capsys)
+    line = error_line(err)
+    assert code == 1 and f"cannot write the report {target}" in line and "--html" in line and "--out" not in line
+
+
+def test_an_unreadable_image_is_named_not_its_buffer(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a png")
+    with pytest.raises(DeepSMOTEError, match="unreadable image") as info:
+        read_dataset(tmp_path)
+    assert "BytesIO" not in str(info.value) and "broken.png" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "webdataset"])
+def test_a_shard_size_beyond_the_memory_bound_is_refused_up_front(bundle, tmp_path, capsys, fmt):
+    out = tmp_path / "out"
+    args = ["generate", bundle, FMNIST, "--out", out, "--format", fmt, "--shard-size", "100000000"]
+    code, _, err = run_main([*args, "--strategy", '{"9": 3000000}', "--quiet"], capsys)
+    line = error_line(err)
+    assert code == 2 and "--shard-size 100000000 holds more than the 1024 MiB" in line and "at most 1369568" in line
+    assert not out.exists()

@@ -645,3 +645,158 @@ if __name__ == "__main__":
     if args.limit_as:
         resource.setrlimit(resource.RLIMIT_AS, (args.limit_as, args.limit_as))
     print(json.dumps(fuzz(args.cases, args.seed)))
+
+
+# --- class names that cannot be written (issue #40) -----------------------------------------
+
+
+def _folder_of(root: Path, classes: list[bytes], per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        folder = os.path.join(os.fsencode(root), name)
+        os.makedirs(folder)
+        for i in range(per_class):
+            Path(os.fsdecode(os.path.join(folder, b"%d.png" % i))).write_bytes(
+                png_bytes(rng.integers(0, 256, (28, 28), np.uint8))
+            )
+    return root
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "npz labels", "npz classes"])
+def test_a_class_name_that_is_not_utf8_is_refused_before_anything_is_written(tiny_bundle, tmp_path, capsys, kind):
+    from helpers import run_main
+
+    images = np.random.default_rng(1).integers(0, 256, (12, 28, 28), np.uint8)
+    if kind == "imagefolder":
+        data = _folder_of(tmp_path / "data", [b"good", b"bad\xff\xfe"])
+        shown = "b'bad\\xff\\xfe'"
+    elif kind == "npz labels":
+        data = tmp_path / "data.npz"
+        data.write_bytes(npz_bytes(images=images, labels=np.array(["good"] * 6 + ["bad\ud800"] * 6)))
+        shown = "'bad\\ud800'"
+    else:
+        data = tmp_path / "data.npz"
+        labels = np.repeat([0, 1], 6)
+        data.write_bytes(npz_bytes(images=images, labels=labels, classes=np.array(["good", "bad\udcff"])))
+        shown = "'bad\\udcff'"
+    with pytest.raises(DeepSMOTEError, match="is not valid UTF-8") as info:
+        read_dataset(data)
+    assert shown in str(info.value)
+    out = tmp_path / "out"
+    for fmt in ("imagefolder", "npz"):
+        code, _, err = run_main(["generate", tiny_bundle, data, "--out", out, "--format", fmt, "--quiet"], capsys)
+        assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
+        assert "is not valid UTF-8" in err and shown in err
+        assert not out.exists()
+
+
+def test_a_hidden_class_folder_with_images_is_named_in_a_warning(tmp_path):
+    data = _folder_of(tmp_path / "data", [b"a", b"b", b".hidden"])
+    (tmp_path / "data" / ".git").mkdir()  # no images: no warning about it
+    with pytest.warns(UserWarning, match=r"\.hidden: a hidden folder with images is not read as a class") as caught:
+        loaded = read_dataset(data)
+    assert loaded.classes == ("a", "b") and len(loaded.labels) == 12
+    assert not any(".git" in str(w.message) for w in caught)
+
+
+# --- the streaming readers check what the whole-file readers check (issue #40) ---------------
+
+
+def _mini_images() -> tuple[np.ndarray, np.ndarray]:
+    from deepsmote.data import fmnist_mini
+
+    data = read_dataset(fmnist_mini())
+    keep = np.flatnonzero(data.labels < 3)[::4]
+    return data.images[keep], data.labels[keep]
+
+
+def _patch_central_crc(raw: bytes, member: str) -> bytes:
+    """``raw`` (a zip) with the central directory's CRC-32 of ``member`` inverted."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        at = archive.start_dir
+    data = bytearray(raw)
+    while data[at : at + 4] == b"PK\x01\x02":
+        name_len, extra_len, comment_len = struct.unpack("<3H", data[at + 28 : at + 34])
+        if data[at + 46 : at + 46 + name_len] == member.encode():
+            data[at + 16 : at + 20] = bytes(b ^ 0xFF for b in data[at + 16 : at + 20])
+            return bytes(data)
+        at += 46 + name_len + extra_len + comment_len
+    raise AssertionError(f"no member {member}")
+
+
+def _corrupt_data(tmp_path: Path, kind: str) -> Path:
+    images, labels = _mini_images()
+    if kind == "stored npz, pixel flipped":
+        raw = bytearray(npz_bytes(images=images, labels=labels))
+        at = raw.index(images.tobytes()[:64]) + len(images.tobytes()) // 2
+        raw[at] ^= 0x5A
+        path = tmp_path / "data.npz"
+        path.write_bytes(bytes(raw))
+        return path
+    if kind == "compressed npz, CRC wrong":
+        path = tmp_path / "data.npz"
+        path.write_bytes(_patch_central_crc(npz_bytes(compressed=True, images=images, labels=labels), "images.npy"))
+        return path
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    if kind == "gzipped IDX, CRC wrong":
+        raw = bytearray(gzip.compress(idx_bytes(images)))
+        raw[-8] ^= 0xFF  # the trailer's CRC-32
+    else:  # 16 MB of garbage past the data, the trailer's size forged to the header's
+        body = idx_bytes(images)
+        raw = bytearray(gzip.compress(body + os.urandom(16 * MiB)))
+        raw[-4:] = struct.pack("<I", len(body) % 2**32)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+CORRUPT_KINDS = [
+    "stored npz, pixel flipped",
+    "compressed npz, CRC wrong",
+    "gzipped IDX, CRC wrong",
+    "gzip, forged size",
+]
+
+
+@pytest.mark.parametrize("kind", CORRUPT_KINDS)
+def test_generate_and_encode_refuse_corrupt_pixels_that_read_dataset_refuses(tiny_bundle, tmp_path, capsys, kind):
+    from helpers import run_main
+
+    data = _corrupt_data(tmp_path, kind)
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        read_dataset(data)
+    out, codes = tmp_path / "out", tmp_path / "codes.npz"
+    for args in (
+        ["generate", tiny_bundle, data, "--out", out, "--quiet"],
+        ["encode", tiny_bundle, data, "--out", codes],
+    ):
+        code, _, err = run_main(args, capsys)
+        assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, (args[0], err)
+        assert str(data) in err and ("corrupt" in err or "longer" in err), err
+    assert not out.exists() and not codes.exists()
+
+
+@pytest.mark.parametrize("kind", CORRUPT_KINDS)
+def test_rows_read_out_of_order_are_checked_first(tmp_path, kind):
+    from deepsmote.runtime.stream import open_dataset
+
+    source = open_dataset(_corrupt_data(tmp_path, kind))
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        source.take([1, 0])
+    with pytest.raises(DeepSMOTEError, match=r"corrupt|longer"):
+        open_dataset(_corrupt_data(tmp_path, kind)).load()
+
+
+def test_intact_data_reads_the_same_in_and_out_of_order(tmp_path):
+    from deepsmote.runtime.stream import open_dataset
+
+    images, labels = _mini_images()
+    for name, raw in (
+        ("a.npz", npz_bytes(images=images, labels=labels)),
+        ("b.npz", npz_bytes(True, images=images, labels=labels)),
+    ):
+        (tmp_path / name).write_bytes(raw)
+        source = open_dataset(tmp_path / name)
+        picks = np.array([5, 3, 0, len(images) - 1])
+        assert np.array_equal(source.take(picks), images[picks])
+        assert np.array_equal(source.load().images, images)

@@ -316,9 +316,9 @@ def test_scanner_field_numbers_match_onnx_schema():
 
     assert ModelProto.DESCRIPTOR.fields_by_name["graph"].number == scan._MODEL_GRAPH
     assert GraphProto.DESCRIPTOR.fields_by_name["initializer"].number == scan._GRAPH_INITIALIZER
-    assert GraphProto.DESCRIPTOR.fields_by_name["node"].number == scan._GRAPH_NODE
-    assert AttributeProto.DESCRIPTOR.fields_by_name["t"].number == scan._ATTR_TENSOR
-    assert AttributeProto.DESCRIPTOR.fields_by_name["g"].number == scan._ATTR_GRAPH
+    assert scan._TENSOR_PATHS["GraphProto"][GraphProto.DESCRIPTOR.fields_by_name["node"].number] == "NodeProto"
+    assert scan._TENSOR_PATHS["AttributeProto"][AttributeProto.DESCRIPTOR.fields_by_name["t"].number] == "TensorProto"
+    assert scan._TENSOR_PATHS["AttributeProto"][AttributeProto.DESCRIPTOR.fields_by_name["g"].number] == "GraphProto"
     assert TensorProto.DESCRIPTOR.fields_by_name["external_data"].number == scan._TENSOR_EXTERNAL_DATA
     assert TensorProto.DESCRIPTOR.fields_by_name["data_location"].number == scan._TENSOR_DATA_LOCATION
 

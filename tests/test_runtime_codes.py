@@ -160,6 +160,39 @@ def test_a_corrupt_or_truncated_cache_is_refused(damage, needle, codes, tmp_path
         read_latent_cache(broken)
 
 
+def _with_header(codes: Path, target: Path, edit) -> Path:
+    """A copy of ``codes`` whose header (its sha256 kept) was edited by ``edit``."""
+    with zipfile.ZipFile(codes) as archive:
+        arrays = {name: np.load(archive.open(f"{name}.npy")) for name in ("codes", "labels", "index")}
+        header = json.loads(np.load(archive.open("header.npy")).tobytes())
+    edit(header)
+    with open(target, "wb") as f:
+        np.savez(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    return target
+
+
+HEADER_EDITS = {
+    "duplicate classes": (lambda h: h["classes"].__setitem__(1, h["classes"][0]), "names a class twice"),
+    "classes swapped": (lambda h: h["classes"].reverse(), "do not match the digest"),
+    "source renamed": (lambda h: h.__setitem__("source", "elsewhere"), "do not match the digest"),
+    "latent_dim a string": (lambda h: h.__setitem__("latent_dim", "16"), "'latent_dim' and 'count' must be"),
+    "count a float": (lambda h: h.__setitem__("count", 900.0), "'latent_dim' and 'count' must be"),
+    "image_shape short": (lambda h: h.__setitem__("image_shape", [1, 28]), "'image_shape' must be [C, H, W]"),
+    "classes a string": (lambda h: h.__setitem__("classes", "0123456789"), "'classes' must be a non-empty list"),
+    "bundle a number": (lambda h: h.__setitem__("bundle", 7), "'bundle' is not a sha256"),
+    "source a list": (lambda h: h.__setitem__("source", [1]), "'source' must be a string"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(HEADER_EDITS))
+def test_every_header_field_is_checked_and_inside_the_digest(edit, codes, tmp_path, capsys):
+    change, needle = HEADER_EDITS[edit]
+    broken = _with_header(codes, tmp_path / "edited.codes", change)
+    code, _, err = run_main(["generate", GOLDEN_BUNDLE, broken, "--out", tmp_path / "out", "--format", "npz"], capsys)
+    one_line_error(code, err, f"CODES {broken}", needle, "re-run deepsmote encode")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.codes"]
+
+
 @pytest.mark.parametrize(
     ("command", "extra", "needles"),
     [

@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from deepsmote.runtime.atomic import beside, recover_dir, replace_dir
 from deepsmote.runtime.bundle import (
     CPU_DECODER_FILE,
     DECODER_FILE,
@@ -173,6 +173,9 @@ def refuse_existing(out: Path, overwrite: bool) -> None:
     Even with ``overwrite`` only a bundle (or an empty directory) is replaced, so a mistyped
     ``--out`` never deletes someone's files.
     """
+    # What a killed export or add-classifier left beside ``out``: the old bundle put back where
+    # the kill fell between two renames, temporary copies removed.
+    recover_dir(out)
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
@@ -316,21 +319,13 @@ def _manifest(state: dict[str, Any], checks: list[Check], logs: list[str], bundl
 
 
 def _move_into_place(staging: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished bundle to ``out``; an old ``out`` is removed only after that."""
-    if not (out.exists() or out.is_symlink()):
-        os.rename(staging, out)
-        return
-    refuse_existing(out, overwrite)  # ``out`` may have appeared while we exported; it is a bundle
-    old = _beside(out, "old")
-    os.rename(out, old)
-    try:
-        os.rename(staging, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old)
+    """Put the finished bundle at ``out``: synced, then exchanged with an old ``out`` in one step
+    (:func:`~deepsmote.runtime.atomic.replace_dir`), so ``out`` always names a whole bundle."""
+    if out.exists() or out.is_symlink():
+        refuse_existing(out, overwrite)  # ``out`` may have appeared while we exported; it is a bundle
+    replace_dir(staging, out)
 
 
 def _beside(out: Path, kind: str) -> Path:
-    """A fresh hidden name next to ``out``: ``.BUNDLE.tmp-1a2b3c4d``."""
-    return out.with_name(f".{out.name}.{kind}-{secrets.token_hex(4)}")
+    """A fresh hidden name next to ``out`` that a later run cleans if this process is killed."""
+    return beside(out, kind)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deepsmote.runtime.atomic import recover_dir
 from deepsmote.runtime.bundle import (
     CLASSIFIER_FILE,
     CLASSIFIER_INPUT,
@@ -240,6 +241,8 @@ def add_classifier(
         or a failed export; the bundle is then as it was.
     """
     path = Path(os.path.abspath(bundle))
+    # A copy or an old bundle that a killed add-classifier left beside it: cleaned or put back.
+    recover_dir(path)
     loaded = load_bundle(path)
     if tuple(data.classes) != loaded.classes:
         raise DeepSMOTEError(

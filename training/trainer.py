@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # Bounds far above any useful model of the supported 28..64-pixel images.
 _MAX_SIZES = {"epochs": 1_000_000, "width": 512, "latent_dim": 4096, "batch_size": 1 << 16}
+# Residual blocks per stage: a few help; 64 make a model of hundreds of layers already.
+MAX_RES_BLOCKS = 64
 
 
 def _short(value: int) -> str:
@@ -139,6 +141,9 @@ class TrainConfig:
             raise InvalidInputError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if isinstance(self.res_blocks, bool) or not isinstance(self.res_blocks, int) or self.res_blocks < 0:
             raise InvalidInputError(f"`res_blocks` must be an integer >= 0, got {self.res_blocks!r}")
+        if self.res_blocks > MAX_RES_BLOCKS:
+            # Refused before torch builds the layers, like a huge `width`.
+            raise InvalidInputError(f"`res_blocks` must be at most {MAX_RES_BLOCKS}, got {_short(self.res_blocks)}")
         if self.penalty not in PENALTIES:
             raise InvalidInputError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
         if self.device not in DEVICES:

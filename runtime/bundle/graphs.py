@@ -17,14 +17,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Field numbers from onnx.proto, checked against the onnx package's descriptors in tests.
-_MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 7, 20, 25
-_TRAINING_GRAPHS = (1, 2)
-_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
-_NODE_ATTRIBUTE = 5
-_FUNCTION_NODE = 7
-_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
-_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_MODEL_GRAPH = 7
 _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+# Every message field of onnx.proto on a path from ModelProto to a TensorProto: message name ->
+# {field number: message name}. The external-data scan follows all of them, so no TensorProto
+# of the model is left out (functions' attribute defaults included); a test rebuilds this table
+# from the onnx package's descriptors, so a field added to the schema fails it until it is here.
+_TENSOR_PATHS: dict[str, dict[int, str]] = {
+    "ModelProto": {7: "GraphProto", 20: "TrainingInfoProto", 25: "FunctionProto"},
+    "TrainingInfoProto": {1: "GraphProto", 2: "GraphProto"},
+    "FunctionProto": {7: "NodeProto", 11: "AttributeProto"},
+    "GraphProto": {1: "NodeProto", 5: "TensorProto", 15: "SparseTensorProto"},
+    "NodeProto": {5: "AttributeProto"},
+    "AttributeProto": {
+        5: "TensorProto",
+        6: "GraphProto",
+        10: "TensorProto",
+        11: "GraphProto",
+        22: "SparseTensorProto",
+        23: "SparseTensorProto",
+    },
+    "SparseTensorProto": {1: "TensorProto", 2: "TensorProto"},
+    "TensorProto": {},
+}
+_GRAPH_INITIALIZER = 5
 _TENSOR_NAME = 8
 _GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _VALUE_NAME, _VALUE_TYPE = 1, 2
@@ -116,55 +132,40 @@ def _tensor(data: memoryview) -> Iterator[str]:
         yield from locations or ["<no location>"]
 
 
-def _sparse(data: memoryview) -> Iterator[str]:
-    for tensor in _children(data, (_SPARSE_VALUES, _SPARSE_INDICES)):
-        yield from _tensor(tensor)
-
-
-def _nodes(nodes: Iterator[memoryview], depth: int) -> Iterator[str]:
-    for node in nodes:
-        for attribute in _children(node, (_NODE_ATTRIBUTE,)):
-            for number, wire, value in _fields(attribute):
-                if wire != 2:
-                    continue
-                if number in (_ATTR_TENSOR, _ATTR_TENSORS):
-                    yield from _tensor(value)  # type: ignore[arg-type]
-                elif number in (_ATTR_GRAPH, _ATTR_GRAPHS):
-                    yield from _graph(value, depth + 1)  # type: ignore[arg-type]
-                elif number in (_ATTR_SPARSE, _ATTR_SPARSES):
-                    yield from _sparse(value)  # type: ignore[arg-type]
-
-
-def _graph(data: memoryview, depth: int = 0) -> Iterator[str]:
-    if depth > MAX_DEPTH:
-        raise MalformedModel(f"subgraphs nested more than {MAX_DEPTH} levels deep")
-    for tensor in _children(data, (_GRAPH_INITIALIZER,)):
-        yield from _tensor(tensor)
-    for sparse in _children(data, (_GRAPH_SPARSE_INITIALIZER,)):
-        yield from _sparse(sparse)
-    yield from _nodes(_children(data, (_GRAPH_NODE,)), depth)
+def _scan(data: memoryview, message: str, depth: int) -> Iterator[str]:
+    """External-data locations of every TensorProto within ``data``, a serialized ``message``."""
+    if message == "TensorProto":
+        yield from _tensor(data)
+        return
+    if message == "GraphProto":
+        # Subgraphs nest (If, Loop, Scan bodies, graph attributes of functions' nodes).
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise MalformedModel(f"subgraphs nested more than {MAX_DEPTH} levels deep")
+    paths = _TENSOR_PATHS[message]
+    for number, wire, value in _fields(data):
+        child = paths.get(number)
+        if child is not None and wire == 2:
+            yield from _scan(value, child, depth)  # type: ignore[arg-type]
 
 
 def external_data_locations(model: bytes) -> list[str]:
     """Locations of every tensor stored as external data in a serialized ModelProto.
 
+    Every TensorProto is looked at, wherever the schema allows one: initializers, sparse
+    tensors, node attributes, functions' nodes and attribute defaults, training graphs, and
+    subgraphs at any depth up to :data:`MAX_DEPTH`. A tensor marked external without a location
+    is reported as ``<no location>``.
+
     Raises
     ------
     MalformedModel
-        If the bytes are not a well-formed protobuf message.
+        If the bytes are not a well-formed protobuf message, or nest subgraphs deeper than
+        :data:`MAX_DEPTH`.
     """
-    found: list[str] = []
     # Slices of a memoryview share its memory: slicing the bytes would copy every weight tensor
     # once per enclosing message (~0.15 s for a paper-size decoder).
-    view = memoryview(model)
-    for graph in _children(view, (_MODEL_GRAPH,)):
-        found += _graph(graph)
-    for info in _children(view, (_MODEL_TRAINING_INFO,)):
-        for graph in _children(info, _TRAINING_GRAPHS):
-            found += _graph(graph)
-    for function in _children(view, (_MODEL_FUNCTIONS,)):
-        found += _nodes(_children(function, (_FUNCTION_NODE,)), 0)
-    return found
+    return list(_scan(memoryview(model), "ModelProto", 0))
 
 
 @dataclass(frozen=True)

@@ -317,9 +317,28 @@ def _checked(bundle: Bundle, name: str, data: bytes, digest: str) -> bytes:
     return data
 
 
+# protobuf serializes no message of 2 GiB or more, so a self-contained ONNX file is smaller.
+MAX_GRAPH_BYTES = 2**31 - 1
+
+
 def _read_and_hash(file: Path) -> tuple[bytes, str]:
-    data = file.read_bytes()
-    return data, sha256_bytes(data)
+    """The bytes of graph file ``file`` and their sha256; a file too large to be a graph is refused unread."""
+    size = file.stat().st_size
+    if size > MAX_GRAPH_BYTES:
+        raise DeepSMOTEError(
+            f"{file}: {size} bytes, more than a self-contained ONNX file can hold (2 GiB); the file was "
+            "modified or corrupted, re-export the bundle"
+        )
+    with open(file, "rb") as f:
+        # One byte more than its size: a file that grows while it is read is not read on and on.
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise DeepSMOTEError(f"{file}: changed while it was read; re-export the bundle or stop what writes it")
+    digest = hashlib.sha256()
+    view = memoryview(data)
+    for start in range(0, len(view), 1 << 24):  # in slices: the GIL is let go between them
+        digest.update(view[start : start + (1 << 24)])
+    return data, digest.hexdigest()
 
 
 def _check_signature(which: str, kind: str, found: list[ValueInfo], expected: tuple[str, tuple]) -> None:

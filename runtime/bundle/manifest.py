@@ -286,6 +286,13 @@ def _check(manifest: Any, where: Path) -> None:
         raise DeepSMOTEError(f"{where}: manifest 'latent_dim' must be positive, got {manifest['latent_dim']}")
     if not all(isinstance(c, str) for c in manifest["classes"]):
         raise DeepSMOTEError(f"{where}: manifest 'classes' must be a list of strings")
+    for name in manifest["classes"]:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DeepSMOTEError(
+                f"{where}: manifest class name {name!r} is not valid UTF-8; re-export the bundle"
+            ) from None
     if manifest["pixel_range"] != [-1, 1]:
         raise DeepSMOTEError(f"{where}: manifest 'pixel_range' must be [-1, 1], got {manifest['pixel_range']}")
     files = manifest["files"]

@@ -60,7 +60,17 @@ from .manifest import (
 )
 from .pixel_session import DEVICES, FINITE_CHECK, PIXEL_GRAPH_FILE, PIXEL_INPUT, PIXEL_OUTPUT, pixel_graph
 from .precision import decoder_graph
-from .session import CPU_PROVIDER, CUDA_DETERMINISTIC, CUDA_FAST, OPENVINO_PROVIDER, create_session, resolve_provider
+from .session import (
+    CPU_PROVIDER,
+    CUDA_DETERMINISTIC,
+    CUDA_FAST,
+    OPENVINO_PROVIDER,
+    RunTerminated,
+    await_stop,
+    create_session,
+    resolve_provider,
+    run_options,
+)
 
 # Codes per onnxruntime decoder call when the caller does not choose.
 CPU_DECODE_BATCH = 16
@@ -235,12 +245,18 @@ class Models:
     def _each_batch(self, n: int, batch_size: int, run_batch: Callable[[int], None]) -> None:
         """``run_batch(start)`` for the start of every batch of ``n`` items, on the pool where there is one."""
         starts = range(0, n, batch_size)
-        if self.pool is None or len(starts) == 1:
-            for start in starts:
-                run_batch(start)
-        else:
-            # list() re-raises the first error of any batch.
-            list(self.pool.map(run_batch, starts))
+        try:
+            if self.pool is None or len(starts) == 1:
+                for start in starts:
+                    run_batch(start)
+            else:
+                # list() re-raises the first error of any batch.
+                list(self.pool.map(run_batch, starts))
+        except RunTerminated:
+            # A signal ended the runs: its handler raises on this thread, as it would have
+            # between two calls, so the command stops as a signal stops it.
+            await_stop()
+            raise
 
     def _run(
         self, session: Any, graph: str, name: str, x: np.ndarray, batch_size: int, item_shape: tuple[int, ...]
@@ -266,13 +282,17 @@ class Models:
 
 
 def _reported(where: str, run: Callable[..., Any], *args: Any, fix: str = "the bundle is broken") -> Any:
-    """``run(*args)``, an onnxruntime failure turned into a one-line :class:`DeepSMOTEError` naming
-    ``where`` and ending in ``fix``."""
-    try:
-        return run(*args)
-    except Exception as exc:  # onnxruntime's run-time errors share no base class but Exception
-        reason = " ".join(str(exc).split())[:300]
-        raise DeepSMOTEError(f"{where}: onnxruntime failed running the graph ({reason}); {fix}") from None
+    """``run(*args, run_options)``, an onnxruntime failure turned into a one-line
+    :class:`DeepSMOTEError` naming ``where`` and ending in ``fix``; a run ended by
+    :func:`~.session.terminate_runs` raises :class:`~.session.RunTerminated`."""
+    with run_options() as options:
+        try:
+            return run(*args, options)
+        except Exception as exc:  # onnxruntime's run-time errors share no base class but Exception
+            if options.terminate:
+                raise RunTerminated(f"{where}: stopped by a signal") from None
+            reason = " ".join(str(exc).split())[:300]
+            raise DeepSMOTEError(f"{where}: onnxruntime failed running the graph ({reason}); {fix}") from None
 
 
 def _check_output(where: str, batch: int, item_shape: tuple[int, ...], dtype: str, shape: tuple[int, ...]) -> None:

@@ -6,6 +6,11 @@ one session on every thread, float32). A provider that is asked for and missing 
 lists the available ones, and the provider a session really runs on is read back, so a silent
 fallback is caught.
 
+Every run takes its ``RunOptions`` from :func:`run_options`, which keeps the runs in flight, so
+that :func:`terminate_runs` (the CLI calls it from a thread when SIGINT or SIGTERM arrives) ends
+each of them within onnxruntime, and any started after it at once: a graph that runs for ever
+(a ``Loop`` of 10^15 steps) cannot keep a stopped command from exiting.
+
 Internal module: use the public names of :mod:`deepsmote.runtime.bundle`.
 """
 
@@ -13,6 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from ..errors import DeepSMOTEError, InvalidInputError
@@ -75,6 +84,10 @@ def resolve_provider(provider: str) -> str:
 # 311,000 images/s.
 CUDA_DETERMINISTIC = {"cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"}
 CUDA_FAST = {"cudnn_conv_algo_search": "HEURISTIC"}
+EXTERNAL_DATA_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+# Below a device file: no path under it exists (ENOTDIR), and onnxruntime refuses absolute
+# locations and those that climb out of the folder.
+NO_EXTERNAL_DATA_FOLDER = os.path.join(os.devnull, "no-external-data")
 
 
 def create_session(
@@ -85,7 +98,9 @@ def create_session(
     Parameters
     ----------
     model : bytes
-        The ONNX graph. Loading from bytes means no external-data file can be resolved.
+        The ONNX graph. Any external-data reference it holds (the bundle check refuses them) is
+        resolved against :data:`NO_EXTERNAL_DATA_FOLDER`, where no file is, never against the
+        working directory.
     provider : {'auto', 'cpu', 'cuda', 'openvino'}
         Where to run.
     threads : int, optional
@@ -105,6 +120,10 @@ def create_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Fatal only: a failed run is reported as one line by Models, not by onnxruntime's own log.
     options.log_severity_level = 4
+    # A graph loaded from bytes resolves external data against the working directory; the bundle
+    # check refuses every such reference, and this makes onnxruntime resolve any that slipped
+    # through against a path that cannot be a directory, so no file can be read.
+    options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, NO_EXTERNAL_DATA_FOLDER)
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -140,3 +159,66 @@ def create_session(
         log.warning("onnxruntime fell back from %s to %s", wanted, used)
     log.info("onnxruntime session on %s", used)
     return session, used
+
+
+class RunTerminated(DeepSMOTEError):
+    """An onnxruntime run ended by :func:`terminate_runs` (a signal stopped the command)."""
+
+
+_runs_lock = threading.Lock()
+_in_flight: set[Any] = set()
+_terminated_by: list[int] = []
+
+
+@contextmanager
+def run_options() -> Iterator[Any]:
+    """The ``RunOptions`` of one onnxruntime run, terminated by :func:`terminate_runs`.
+
+    A run that starts after :func:`terminate_runs` starts terminated and returns at once.
+    """
+    options = import_onnxruntime().RunOptions()
+    with _runs_lock:
+        options.terminate = bool(_terminated_by)
+        _in_flight.add(options)
+    try:
+        yield options
+    finally:
+        with _runs_lock:
+            _in_flight.discard(options)
+
+
+def terminate_runs(signum: int) -> None:
+    """End every onnxruntime run in flight and refuse new ones, for the signal ``signum``.
+
+    Safe from any thread but not from a Python signal handler (it takes a lock the interrupted
+    code may hold); the CLI calls it from a thread that the C-level handler wakes.
+    """
+    with _runs_lock:
+        _terminated_by.append(signum)
+        for options in _in_flight:
+            options.terminate = True
+
+
+def allow_runs() -> None:
+    """Let runs start again after :func:`terminate_runs` (a command's end, in a process that goes on)."""
+    with _runs_lock:
+        _terminated_by.clear()
+
+
+def runs_terminated() -> bool:
+    """Whether :func:`terminate_runs` was called since the last :func:`allow_runs`."""
+    return bool(_terminated_by)
+
+
+def await_stop(timeout: float = 5.0) -> None:
+    """On the main thread, give the Python handler of the signal that terminated the runs the
+    moment it needs to raise (it runs between bytecodes, after the run that the signal ended).
+
+    Elsewhere, or where no handler raises within ``timeout`` seconds, it returns and the caller
+    raises :class:`RunTerminated`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.01)

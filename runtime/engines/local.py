@@ -44,6 +44,7 @@ class LocalEngine:
         writer = make_writer(fmt, out.path, classes, synthesizer.threads or os.cpu_count() or 1)
 
         def write(unit: Unit, samples: Samples) -> None:
+            out.mark_started(unit)
             writer.write(unit, samples)
             out.mark_done(unit)
 

@@ -125,6 +125,7 @@ class ShardWorker:
         if self._writer is None:
             # PNGs on the threads the worker's sessions run on (its reserved CPUs).
             self._writer = make_writer(self.fmt, self.out.path, self.classes, synthesizer.threads or 1)
+        self.out.mark_started(shard)
         self._writer.write(shard, synthesizer.samples(shard))
         self.out.mark_done(shard)
         return shard
