@@ -120,7 +120,9 @@ def test_a_penalty_weight_of_zero_trains_as_reconstruction_alone(small, tmp_path
     # At λ = 0 the penalty is still drawn and computed, but adds nothing to any gradient, so the
     # weights are those of the run without a penalty, step for step.
     config = replace(TINY, epochs=2)
-    weightless = torch.load(train(small, replace(config, penalty_weight=0.0), tmp_path / "zero").last, weights_only=True)
+    weightless = torch.load(
+        train(small, replace(config, penalty_weight=0.0), tmp_path / "zero").last, weights_only=True
+    )
     plain = torch.load(train(small, replace(config, penalty="none"), tmp_path / "none").last, weights_only=True)
     encoder, decoder = build_models(ModelConfig(image_shape=(1, 28, 28), width=8, latent_dim=16, arch="paper"))
     assert_same_tensors(_parameters(weightless["encoder"], encoder), _parameters(plain["encoder"], encoder))
