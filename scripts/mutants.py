@@ -126,7 +126,7 @@ def environment(tree: Path) -> dict[str, str]:
 
 def check_imports(tree: Path, module: str) -> str | None:
     """None if ``module`` is imported from ``tree`` in the copy's environment, else why not."""
-    probe = f"import {module} as m, pathlib; print(pathlib.Path(m.__file__).resolve())"
+    probe = f"import importlib, pathlib; print(pathlib.Path(importlib.import_module({module!r}).__file__).resolve())"
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=tree, env=environment(tree), capture_output=True, text=True
     )
@@ -151,10 +151,14 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, str]:
 
 
 def first_failure(output: str) -> str:
-    """The first test pytest's summary names as failed or erroring, or the output's last line."""
+    """The first test pytest's summary names as failed or erroring, with its one-line reason, or the
+    output's last line."""
     match = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
     if match:
-        return match.group(1)
+        test = match.group(1).removeprefix("tests/")
+        # pytest's first "E" line of the traceback: the exception and its message.
+        reason = re.search(r"^E +(\S.*)$", output, re.MULTILINE)
+        return f"{test}: {reason.group(1)[:60]}" if reason else test
     lines = [line for line in output.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
@@ -197,13 +201,19 @@ def check_baseline(mutants: list[Mutant], files: list[str], scratch: Path) -> st
     return None if code == 0 else f"pytest exit {code}: {first_failure(output)}"
 
 
+def _tests(tests: tuple[str, ...]) -> str:
+    """The test files a mutant names, each with how many of its tests when it names some only."""
+    files: dict[str, int] = {}
+    for test in tests:
+        file, _, name = test.partition("::")
+        files[Path(file).name] = files.get(Path(file).name, 0) + (1 if name else 0)
+    return ", ".join(f"{file} ({n} test{'s' * (n > 1)})" if n else file for file, n in files.items())
+
+
 def table(outcomes: list[Outcome]) -> str:
     """The outcomes as a text table: mutant, tests, result, killer."""
     rows = [("mutant", "tests", "result", "killer", "s")]
-    rows += [
-        (o.mutant.name, ", ".join(Path(t).name for t in o.mutant.tests), o.status, o.killer, f"{o.seconds:.0f}")
-        for o in outcomes
-    ]
+    rows += [(o.mutant.name, _tests(o.mutant.tests), o.status, o.killer, f"{o.seconds:.0f}") for o in outcomes]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  --")
