@@ -50,9 +50,12 @@ class Mutant:
     breaks: str
 
     @property
-    def module(self) -> str:
-        """The dotted module the patched file is imported as."""
+    def module(self) -> str | None:
+        """The dotted module the patched file is imported as; None for a file outside the package
+        (a benchmark script, which its tests run from the copy's folder)."""
         parts = Path(self.file).with_suffix("").parts
+        if parts[0] not in SUBPACKAGES:
+            return None
         if parts[-1] == "__init__":
             parts = parts[:-1]
         return ".".join(("deepsmote", *parts))
@@ -153,7 +156,7 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, str]:
 def first_failure(output: str) -> str:
     """The first test pytest's summary names as failed or erroring, with its one-line reason, or the
     output's last line."""
-    match = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    match = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", output, re.MULTILINE)
     if match:
         test = match.group(1).removeprefix("tests/")
         # pytest's first "E" line of the traceback: the exception and its message.
@@ -175,7 +178,7 @@ def check_mutant(mutant: Mutant, files: list[str], scratch: Path) -> Outcome:
     if found != 1:
         return Outcome(mutant, "stale", f"the old snippet occurs {found} times in {mutant.file}", 0.0)
     target.write_text(source.replace(mutant.old, mutant.new), encoding="utf-8")
-    problem = check_imports(tree, mutant.module)
+    problem = None if mutant.module is None else check_imports(tree, mutant.module)
     if problem is not None:
         # A mutant that breaks the import is killed by every test, but says nothing: an error.
         return Outcome(mutant, "error", problem, time.perf_counter() - began)
@@ -193,7 +196,7 @@ def check_baseline(mutants: list[Mutant], files: list[str], scratch: Path) -> st
     """None if the unmutated copy passes every test the mutants name, else the first failure."""
     tests = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
     tree = copy_tree(files, scratch / "baseline")
-    for module in sorted({m.module for m in mutants}):
+    for module in sorted({m.module for m in mutants if m.module is not None}):
         problem = check_imports(tree, module)
         if problem is not None:
             return problem

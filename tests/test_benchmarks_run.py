@@ -141,7 +141,7 @@ def check_train_arithmetic(out: str, names: list[str]) -> None:
     each images/s the images over the seconds, within the printed figures' rounding."""
     summary = out[out.index("medians of 1 epochs:") :]
     ceiling = re.search(rf"float32 GEMM ceiling .*?: {NUMBER} GFLOP/s", out).group(1)
-    images = re.match(r"(\d+) images \(", out).group(1)
+    images = re.search(r"^(\d+) images \(", out, re.MULTILINE).group(1)
     lines = re.findall(
         rf"  (.+?): {NUMBER} s/epoch \({NUMBER}-{NUMBER}\), (\d+) images/s, {NUMBER} useful GFLOP/s = (\d+)% of the "
         rf"float32 GEMM ceiling; {NUMBER}x the authors' loop in useful FLOP/s \({NUMBER}x in seconds per epoch\)",
