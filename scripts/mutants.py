@@ -166,10 +166,10 @@ def first_failure(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def check_mutant(mutant: Mutant, files: list[str], scratch: Path) -> Outcome:
-    """Apply ``mutant`` to a fresh copy of the tree, run its tests there, and say whether they failed."""
+def check_mutant(mutant: Mutant, files: list[str], scratch: Path, source: Path) -> Outcome:
+    """Apply ``mutant`` to a fresh copy of ``source``, run its tests there, and say whether they failed."""
     began = time.perf_counter()
-    tree = copy_tree(files, scratch / mutant.name)
+    tree = copy_tree(files, scratch / mutant.name, source)
     target = tree / mutant.file
     if not target.is_file():
         return Outcome(mutant, "stale", f"{mutant.file} is not in the tree", 0.0)
@@ -192,10 +192,10 @@ def check_mutant(mutant: Mutant, files: list[str], scratch: Path) -> Outcome:
     return Outcome(mutant, "error", f"pytest exit {code}: {first_failure(output)}", seconds)
 
 
-def check_baseline(mutants: list[Mutant], files: list[str], scratch: Path) -> str | None:
-    """None if the unmutated copy passes every test the mutants name, else the first failure."""
+def check_baseline(mutants: list[Mutant], files: list[str], scratch: Path, source: Path) -> str | None:
+    """None if an unmutated copy of ``source`` passes every test the mutants name, else the first failure."""
     tests = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
-    tree = copy_tree(files, scratch / "baseline")
+    tree = copy_tree(files, scratch / "baseline", source)
     for module in sorted({m.module for m in mutants if m.module is not None}):
         problem = check_imports(tree, module)
         if problem is not None:
@@ -242,15 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     files = tree_files()
     with tempfile.TemporaryDirectory(prefix="deepsmote-mutants-") as tmp:
         scratch = Path(tmp)
+        # One snapshot of the tree as it is now, which every copy is made from: edits made while
+        # the check runs do not reach it.
+        source = copy_tree(files, scratch / "snapshot")
         if not args.no_baseline:
-            failure = check_baseline(chosen, files, scratch)
+            failure = check_baseline(chosen, files, scratch, source)
             if failure is not None:
                 print(f"the unmutated tree fails the mutants' tests: {failure}", file=sys.stderr)
                 return 2
             print(f"baseline: the unmutated copy passes the tests ({time.perf_counter() - began:.0f} s)", flush=True)
         outcomes = []
         for mutant in chosen:
-            outcome = check_mutant(mutant, files, scratch)
+            outcome = check_mutant(mutant, files, scratch, source)
             outcomes.append(outcome)
             print(f"{mutant.name}: {outcome.status} ({outcome.seconds:.0f} s)", flush=True)
             shutil.rmtree(scratch / mutant.name, ignore_errors=True)
