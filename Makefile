@@ -10,7 +10,7 @@ OV_VENV ?= .venv-openvino
 OV_BIN := $(OV_VENV)/bin
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-openvino lint venv clean browser
+.PHONY: demo test test-openvino lint venv clean browser mutants
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The mutation check (scripts/mutants.py, scripts/mutants.toml): each mutant applied to a copy of the
+# tree must fail its tests; a table, and a non-zero exit on any survivor. Not part of `make test`.
+mutants: $(STAMP)
+	$(BIN)/python scripts/mutants.py
 
 # The OpenVINO provider's tests (Ray's too), in an environment with onnxruntime-openvino in place of
 # onnxruntime (no torch: they use the committed golden bundle).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deepsmote.runtime import DeepSMOTE
 from deepsmote.runtime.bundle import (
     CPU_DECODER_FILE,
     DECODER_FILE,
@@ -20,7 +21,9 @@ from deepsmote.runtime.bundle import (
     open_models,
 )
 from deepsmote.runtime.cli import main
+from deepsmote.runtime.commands.grid import tile
 from deepsmote.runtime.readers import read_dataset
+from deepsmote.runtime.resize import parse_resize
 from helpers import run_main, run_python, tree_digest
 from PIL import Image
 
@@ -125,12 +128,29 @@ def test_train_generate_grid_at_family_sizes(case, tmp_path, capsys):
     assert tree_digest(tmp_path / "generated-from-codes") == tree_digest(generated)
     made = read_dataset(generated)
     assert made.image_shape == (channels, height, width)
-    # The minority class grows up to the majority's count.
+    # The minority class grows up to the majority's count, with the API's images from the same DATA
+    # (resized as the CLI resizes it), class by class in plan order.
     totals = [c["total"] for c in json.loads((generated / "summary.json").read_text())["counts"].values()]
     assert len(totals) == 2 and totals[0] == totals[1] and len(made.labels) > 0
-    picture = np.asarray(Image.open(grid))
-    # Per class a real row and two synthetic rows of 4 images at twice the size.
-    assert picture.shape[0] >= 6 * 2 * height and picture.shape[1] >= 4 * 2 * width
+    source = read_dataset(data, resize=parse_resize(*extra[1::2]) if extra else None)
+    X_res, y_res = DeepSMOTE(bundle, random_state=0).fit_resample(source.images, source.labels)
+    synthetic, synthetic_labels = X_res[len(source.images) :], y_res[len(source.images) :]
+    assert len(made.labels) == len(synthetic) == sum(totals) - len(source.images)
+    for c, name in enumerate(source.classes):
+        got = made.images[made.labels == made.classes.index(name)] if name in made.classes else made.images[:0]
+        assert got.tobytes() == synthetic[synthetic_labels == c].tobytes(), f"class {name}"
+    # The grid: per class its first 4 real images, then two rows of 4 synthetic ones, those the
+    # sampler makes when each class grows by 8, laid out by `tile`.
+    grown = DeepSMOTE(
+        bundle, sampling_strategy={c: int(n) + 8 for c, n in enumerate(source.class_counts())}, random_state=0
+    )
+    X_grid, y_grid = grown.fit_resample(source.images, source.labels)
+    rows, captions = [], []
+    for c, name in enumerate(source.classes):
+        new = X_grid[len(source.images) :][y_grid[len(source.images) :] == c]
+        rows += [source.images[source.labels == c][:4], new[:4], new[4:8]]
+        captions += [f"{name} real", f"{name} synth", f"{name} synth"]
+    np.testing.assert_array_equal(np.asarray(Image.open(grid)), tile(rows, captions))
 
 
 def one_line_error(code: int, err: str, *needles: str) -> None:

@@ -11,6 +11,7 @@ from deepsmote.evaluation.classifiers import (
     Deferred,
     build_classifier,
     log_prior,
+    predict,
     train_classifier,
 )
 from deepsmote.evaluation.protocol import DEFAULT_METHODS, METHODS, resample
@@ -58,6 +59,34 @@ def test_balanced_softmax_trains_on_logits_plus_the_log_prior(three_classes):
     plain = F.cross_entropy(logits, y).item()
     assert trained.history[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
     assert abs(expected - plain) > 1e-3  # the prior changes the loss, so the check above can fail
+
+
+def test_balanced_softmax_predicts_from_the_raw_logits(three_classes):
+    images, labels = three_classes
+    steps, lr = 3, 1e-2
+    config = ClassifierConfig(width=4, steps=steps, eval_every=steps, batch_size=12, lr=lr, weight_decay=0.0)
+    trained = train_classifier(images, labels, images, labels, 3, config, 0, CPU, balanced_softmax=True)
+    # The reference: the same steps written out (seeded weights and batch order, Adam, cosine
+    # decay), the loss on logits + log prior; its predictions are the argmax of the raw logits.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_classifier("cnn", 1, 3, 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    x, y = torch.from_numpy(to_model(images)), torch.from_numpy(labels.astype(np.int64))
+    prior = torch.from_numpy(log_prior(labels, 3))
+    for batch in order[: len(images) // 12 * 12].split(12)[:steps]:
+        model.train()
+        optimizer.zero_grad()
+        F.cross_entropy(model(x[batch]) + prior, y[batch]).backward()
+        optimizer.step()
+        schedule.step()
+    with torch.no_grad():
+        logits = model.eval()(x)
+    raw, adjusted = logits.argmax(1).numpy(), (logits + prior).argmax(1).numpy()
+    assert np.count_nonzero(raw != adjusted) > 0  # adding the prior changes predictions, so this can fail
+    np.testing.assert_array_equal(predict(trained.model, images, CPU), raw)
 
 
 def test_deferred_from_the_first_step_is_training_on_the_second_set(three_classes):

@@ -44,7 +44,11 @@ def _session(path):
 
 
 def reference_synthetic(
-    images: np.ndarray, labels: np.ndarray, new_counts: dict[int, int] = NEW, shard_size: int = SHARD_SIZE
+    images: np.ndarray,
+    labels: np.ndarray,
+    new_counts: dict[int, int] = NEW,
+    shard_size: int = SHARD_SIZE,
+    k: int = K,
 ) -> dict[int, np.ndarray]:
     """Synthetic uint8 images (m, 28, 28) per class, in shard order, by the documented method."""
     encoder = _session(GOLDEN_BUNDLE / "encoder.onnx")
@@ -58,7 +62,7 @@ def reference_synthetic(
         codes = np.concatenate([encoder.run(None, {"image": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
         n = len(codes)
         distances = naive.sq_distances_diff(codes) if n <= SMALL_N else naive.sq_distances_gemm32(codes)
-        neighbors, _ = naive.kneighbors(distances, K)
+        neighbors, _ = naive.kneighbors(distances, k)
         shards = []
         for shard_index, start in enumerate(range(0, new, shard_size)):
             m = min(shard_size, new - start)
@@ -111,7 +115,7 @@ def test_reference_draws_use_every_documented_choice(reference):
 
 
 def api_synthetic(
-    data: tuple[np.ndarray, np.ndarray], new_counts: dict[int, int], shard_size: int, threads: int
+    data: tuple[np.ndarray, np.ndarray], new_counts: dict[int, int], shard_size: int, threads: int, k: int = K
 ) -> tuple[DeepSMOTE, dict[int, np.ndarray]]:
     """The sampler after `fit_resample` grows each class by ``new_counts``, and its synthetic images per class."""
     images, labels = data
@@ -119,7 +123,7 @@ def api_synthetic(
     sampler = DeepSMOTE(
         GOLDEN_BUNDLE,
         sampling_strategy=targets,
-        k_neighbors=K,
+        k_neighbors=k,
         random_state=SEED,
         shard_size=shard_size,
         n_threads=threads,
@@ -254,3 +258,43 @@ def test_api_on_the_numba_rows_searches_the_first_shards_rows_alone_and_matches_
     assert calls[-1] == ("kneighbors_gemm", n) and isinstance(shipped.neighbors, np.ndarray)
     whole, _ = kernels["kneighbors_gemm"](latents.codes, K)
     assert shipped.neighbors.tobytes() == whole.tobytes()
+
+
+# Each k on both searches: class 0 (1,200 codes, 300 drawn) finds its drawn bases' rows, classes 5
+# (35 codes) and 7 (10) search whole; every class holds more than k + 1 codes, so k neighbours.
+BY_K = {0: 300, 5: 65, 7: 30}
+
+
+@pytest.fixture(scope="module", params=[2, 3, 5])
+def k_and_reference(request, data):
+    k = request.param
+    _, labels = data
+    assert all(np.sum(labels == c) > k + 1 for c in BY_K)
+    return k, reference_synthetic(*data, BY_K, FEW_SHARD_SIZE, k=k)
+
+
+def test_the_reference_neighbours_depend_on_k(data):
+    # k changes the images, so a job that ignored `k` fails one of the tests below.
+    by_2, by_5 = (reference_synthetic(*data, {7: 30}, FEW_SHARD_SIZE, k=k)[7] for k in (2, 5))
+    assert by_2.tobytes() != by_5.tobytes()
+
+
+def test_api_matches_the_reference_for_each_k(data, k_and_reference):
+    k, reference = k_and_reference
+    sampler, synthetic = api_synthetic(data, BY_K, FEW_SHARD_SIZE, threads=1, k=k)
+    for c in BY_K:
+        assert synthetic[c].tobytes() == reference[c].tobytes(), f"class {c}, k={k}"
+    assert {c: sampler.synthesizer_.latents[c].n_neighbors for c in BY_K} == dict.fromkeys(BY_K, k)
+
+
+def test_cli_matches_the_reference_for_each_k(data_file, data, k_and_reference, tmp_path):
+    k, reference = k_and_reference
+    _, labels = data
+    strategy = "{" + ", ".join(f'"{c}": {int(np.sum(labels == c)) + n}' for c, n in BY_K.items()) + "}"
+    out = tmp_path / "out"
+    args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
+    run_cli(*args, "--seed", SEED, "--k", k, "--shard-size", FEW_SHARD_SIZE, "--quiet")
+    back = read_dataset(out)
+    for c in BY_K:
+        got = back.images[back.labels == back.classes.index(str(c))]
+        assert got.tobytes() == reference[c].tobytes(), f"class {c}, k={k}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from deepsmote.runtime.plan import RealSlice, Shard, Unit, draw_shard, plan_mixed, plan_shards
 
 
@@ -19,16 +20,32 @@ def test_plan_cuts_fixed_size_shards_per_class():
     assert shards[2].name == "class-0001-shard-000002"
 
 
-def test_draws_are_a_function_of_seed_class_and_shard():
-    a = draw_shard(3, Shard(1, 2, 50), n_class=20, n_neighbors=5)
-    b = draw_shard(3, Shard(1, 2, 50), n_class=20, n_neighbors=5)
-    c = draw_shard(3, Shard(1, 3, 50), n_class=20, n_neighbors=5)
-    for name in ("base", "slot", "gap"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    assert not np.array_equal(a.base, c.base)
-    assert a.base.min() >= 0 and a.base.max() < 20
-    assert a.slot.min() >= 0 and a.slot.max() < 5
-    assert a.gap.dtype == np.float32 and a.gap.min() >= 0 and a.gap.max() < 1
+@pytest.mark.parametrize(
+    ("seed", "class_index", "shard_index"), [(3, 1, 2), (4, 1, 2), (3, 2, 2), (3, 1, 3), (0, 0, 0)]
+)
+def test_draws_are_the_documented_stream_of_seed_class_and_shard(seed, class_index, shard_index):
+    # docs/design.md §4: SeedSequence([seed, class, shard]); the bases, then the slots, then the gaps.
+    drawn = draw_shard(seed, Shard(class_index, shard_index, 50), n_class=20, n_neighbors=5)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, class_index, shard_index]))
+    base = rng.integers(0, 20, size=50, dtype=np.int64)
+    slot = rng.integers(0, 5, size=50, dtype=np.int64)
+    gap = rng.random(50, dtype=np.float32)
+    for name, expected in (("base", base), ("slot", slot), ("gap", gap)):
+        got = getattr(drawn, name)
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), name
+
+
+def test_each_of_seed_class_and_shard_changes_every_draw():
+    first = draw_shard(3, Shard(1, 2, 50), n_class=20, n_neighbors=5)
+    again = draw_shard(3, Shard(1, 2, 50), n_class=20, n_neighbors=5)
+    assert all(np.array_equal(getattr(first, name), getattr(again, name)) for name in ("base", "slot", "gap"))
+    for other in (
+        draw_shard(4, Shard(1, 2, 50), n_class=20, n_neighbors=5),
+        draw_shard(3, Shard(2, 2, 50), n_class=20, n_neighbors=5),
+        draw_shard(3, Shard(1, 3, 50), n_class=20, n_neighbors=5),
+    ):
+        for name in ("base", "slot", "gap"):
+            assert not np.array_equal(getattr(first, name), getattr(other, name)), name
 
 
 def test_a_mixed_unit_interleaves_its_classes_evenly():

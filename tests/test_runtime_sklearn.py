@@ -59,7 +59,8 @@ def test_clone_gives_an_unfitted_equal_copy():
 def test_grid_search_over_k_in_an_imblearn_pipeline(small):
     from imblearn.pipeline import Pipeline
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     X, y = small
     pipeline = Pipeline(
@@ -67,10 +68,21 @@ def test_grid_search_over_k_in_an_imblearn_pipeline(small):
     )
     search = GridSearchCV(pipeline, {"deepsmote__k_neighbors": [2, 4]}, cv=2, scoring="balanced_accuracy")
     search.fit(X, y)
-    assert search.best_params_["deepsmote__k_neighbors"] in (2, 4)
-    assert len(search.cv_results_["mean_test_score"]) == 2
-    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
-    assert search.best_estimator_.named_steps["deepsmote"].k_neighbors == search.best_params_["deepsmote__k_neighbors"]
+    # The reference: the same folds (StratifiedKFold, unshuffled) resampled by hand with each k.
+    expected, resampled = [], {}
+    for k in (2, 4):
+        scores = []
+        for train, test in StratifiedKFold(n_splits=2).split(X, y):
+            X_res, y_res = DeepSMOTE(GOLDEN_BUNDLE, random_state=0, k_neighbors=k).fit_resample(X[train], y[train])
+            resampled.setdefault(k, X_res)
+            predicted = LogisticRegression(max_iter=200).fit(X_res, y_res).predict(X[test])
+            scores.append(balanced_accuracy_score(y[test], predicted))
+        expected.append(np.mean(scores))
+    assert not np.array_equal(resampled[2], resampled[4])  # k reaches the images, so the scores can tell
+    assert search.cv_results_["mean_test_score"].tolist() == pytest.approx(expected, rel=1e-12)
+    best = (2, 4)[int(np.argmax(expected))]
+    assert search.best_params_ == {"deepsmote__k_neighbors": best}
+    assert search.best_estimator_.named_steps["deepsmote"].k_neighbors == best
 
 
 @pytest.mark.parametrize("make_state", [int, np.random.RandomState, np.random.default_rng])

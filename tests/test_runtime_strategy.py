@@ -73,3 +73,30 @@ def test_parse_strategy(text, parsed):
 def test_parse_strategy_rejects(text):
     with pytest.raises(DeepSMOTEError, match="--strategy"):
         parse_strategy(text)
+
+
+# Majority counts whose products with the ratios are rarely integers: 7 x 0.5 = 3.5 truncates to 3
+# (1 new sample for a class of 2), where rounding would make 4 (2 new samples). A ratio that asks
+# for no new sample is left out: imbalanced-learn refuses it, deepsmote adds none.
+FLOAT_CASES = [
+    (majority, minority, ratio, first)
+    for majority in (7, 9, 13, 100, 101)
+    for minority in (1, 2, 3)
+    for ratio in (0.3, 0.5, 0.55, 2 / 3, 0.7, 0.99, 1.0)
+    for first in (True, False)
+    if int(majority * ratio) > minority
+]
+
+
+def test_float_cases_hold_products_that_rounding_would_change():
+    # The check below can fail: in these cases rounding and truncation ask for other counts.
+    assert sum(round(m * r) != int(m * r) for m, _, r, _ in FLOAT_CASES) >= 10
+
+
+@pytest.mark.parametrize(("majority", "minority", "ratio", "minority_first"), FLOAT_CASES)
+def test_a_float_strategy_matches_imbalanced_learn_on_non_integer_products(majority, minority, ratio, minority_first):
+    counts = [minority, majority] if minority_first else [majority, minority]
+    y = np.repeat([0, 1], counts)
+    resolved = check_sampling_strategy(ratio, y, "over-sampling")
+    expected = [int(resolved.get(c, 0)) for c in (0, 1)]
+    assert new_sample_counts(ratio, counts, [0, 1], y).tolist() == expected

@@ -58,6 +58,25 @@ def test_onnxruntime_matches_torch(tiny_bundle, checkpoint, fmnist_mini, batch):
     np.testing.assert_allclose(got_y, y, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize(("offset", "refused"), [(5e-5, False), (2e-4, True)])
+def test_verify_refuses_a_graph_more_than_1e_4_from_torch(tiny_bundle, checkpoint, fmnist_mini, offset, refused):
+    # torch's encoder shifted by a constant: the graph is then that far from it (to rounding,
+    # ~1e-6), inside the 1e-4 the contract allows, or outside it.
+    encoder, decoder = models_from_checkpoint(load_checkpoint(checkpoint))
+    images = torch.from_numpy(to_model(read_dataset(fmnist_mini).images[:16]))
+
+    def shifted(x: torch.Tensor) -> torch.Tensor:
+        return encoder(x) + offset
+
+    if not refused:
+        checks = export_module.verify(shifted, decoder, tiny_bundle, images)
+        encoder_checks = [c for c in checks if c.graph == "encoder.onnx"]
+        assert len(encoder_checks) == 2 and all(0.5 * offset < c.max_abs_diff <= 1e-4 for c in encoder_checks)
+        return
+    with pytest.raises(DeepSMOTEError, match=r"differs from torch by more than 0\.0001 \(encoder\.onnx on 16 real"):
+        export_module.verify(shifted, decoder, tiny_bundle, images)
+
+
 def test_manifest(tiny_bundle, checkpoint):
     manifest = json.loads((tiny_bundle / MANIFEST_NAME).read_text())
     state = load_checkpoint(checkpoint)

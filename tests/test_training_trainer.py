@@ -110,6 +110,39 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(small, tmp_path):
     assert [json.loads(line)["epoch"] for line in log] == [1, 2]
 
 
+def _parameters(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trained parameters of ``state`` (no BatchNorm statistics: the penalty's forward passes move those)."""
+    names = {name for name, _ in model.named_parameters()}
+    return {name: value for name, value in state.items() if name in names}
+
+
+def test_a_penalty_weight_of_zero_trains_as_reconstruction_alone(small, tmp_path):
+    # At λ = 0 the penalty is still drawn and computed, but adds nothing to any gradient, so the
+    # weights are those of the run without a penalty, step for step.
+    config = replace(TINY, epochs=2)
+    weightless = torch.load(
+        train(small, replace(config, penalty_weight=0.0), tmp_path / "zero").last, weights_only=True
+    )
+    plain = torch.load(train(small, replace(config, penalty="none"), tmp_path / "none").last, weights_only=True)
+    encoder, decoder = build_models(ModelConfig(image_shape=(1, 28, 28), width=8, latent_dim=16, arch="paper"))
+    assert_same_tensors(_parameters(weightless["encoder"], encoder), _parameters(plain["encoder"], encoder))
+    assert_same_tensors(_parameters(weightless["decoder"], decoder), _parameters(plain["decoder"], decoder))
+    for entry in weightless["history"]:
+        assert entry["penalty"] > 0 and entry["loss"] == entry["reconstruction"]
+
+
+def test_the_logged_loss_is_the_reconstruction_plus_the_weighted_penalty(small, tmp_path):
+    weight = 2.5
+    files = train(small, replace(TINY, epochs=2, penalty_weight=weight), tmp_path / "run")
+    log = [json.loads(line) for line in files.log.read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+    for entry in log:
+        # Per-step float32 sums, averaged in float64: equal to rounding; λ = 1 would miss by 1.5 · penalty.
+        assert entry["penalty"] > 1e-3
+        assert entry["loss"] == pytest.approx(entry["reconstruction"] + weight * entry["penalty"], rel=1e-6)
+    assert load_checkpoint(files.last)["config"]["penalty_weight"] == weight
+
+
 def test_best_checkpoint_has_the_lowest_loss(small, tmp_path):
     files = train(small, replace(TINY, epochs=3, lr=1e-2), tmp_path / "run")
     history = load_checkpoint(files.last)["history"]
