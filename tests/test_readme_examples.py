@@ -50,7 +50,10 @@ def check_grid_search(names: dict[str, Any], printed: str, tmp_path: Path) -> No
 def check_codes(names: dict[str, Any], printed: str, tmp_path: Path) -> None:
     """The job from CODES writes the bytes of the job from DATA; the sampler yields that job's shards, one at a time."""
     from_data = tmp_path / "from-data"
-    generate_dataset(GOLDEN_BUNDLE, open_dataset(fmnist_mini()), from_data, fmt="npz", progress=False)
+    # From CODES a job writes the new samples alone (CODES holds no images): so does this one.
+    generate_dataset(
+        GOLDEN_BUNDLE, open_dataset(fmnist_mini()), from_data, fmt="npz", progress=False, include_originals=False
+    )
     assert tree_digest(tmp_path / "synthetic") == tree_digest(from_data)
     files = sorted((tmp_path / "synthetic").glob("*.npz"))
     shards = list(names["sampler"].iter_synthetic())
@@ -74,10 +77,29 @@ def check_stream(names: dict[str, Any], printed: str, tmp_path: Path) -> None:
     assert match and math.isfinite(float(match.group(1)))
 
 
+def check_remix_stream(names: dict[str, Any], printed: str, tmp_path: Path) -> None:
+    """Two epochs of the balanced set (4,000 images) with soft targets: K-vectors summing to 1, some
+    of them mixed, and each epoch its own synthetic images."""
+    stream, torch = names["stream"], names["torch"]
+    epochs = []
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        pairs = [(image.numpy().tobytes(), target) for image, target in stream]
+        assert len(pairs) == 4000
+        targets = torch.stack([t for _, t in pairs])
+        assert targets.shape == (4000, 10) and torch.allclose(targets.sum(dim=1), torch.ones(4000))
+        assert (targets.max(dim=1).values < 1).any()
+        epochs.append({image for image, t in pairs if t.max() < 1})
+    assert not epochs[0] & epochs[1]
+    match = re.fullmatch(r"epoch 1: last batch loss (\d+\.\d{3})", printed.strip())
+    assert match and math.isfinite(float(match.group(1)))
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str, Path], None]] = {
     "GridSearchCV": check_grid_search,
     "encode_dataset": check_codes,
-    "DeepSMOTEStream": check_stream,
+    "for images, labels in loader": check_stream,
+    "set_epoch": check_remix_stream,
 }
 
 
