@@ -19,6 +19,7 @@ from deepsmote.runtime import DeepSMOTEError, JobSettings, generate_dataset, loa
 from deepsmote.runtime import job as job_module
 from deepsmote.runtime.bundle import CLASSIFIER_FILE, MANIFEST_NAME, sha256_file
 from deepsmote.runtime.outdir import JOB_FILE, done_marks
+from deepsmote.runtime.remix import RemixSettings
 from deepsmote.runtime.synthesis import Synthesizer
 from golden import GOLDEN_BUNDLE
 from helpers import tree_digest, without_graphs
@@ -39,7 +40,15 @@ def _files(out: Path) -> dict[str, tuple[int, int]]:
 
 
 def _job(data: Any, out: Path, bundle: Path = GOLDEN_BUNDLE, **options: Any) -> dict[str, Any]:
-    settings = {"sampling_strategy": STRATEGY, "shard_size": SHARD_SIZE, "fmt": "npz", "seed": 4, **options}
+    # The new samples alone (the default adds the originals): the units the tests count.
+    settings = {
+        "sampling_strategy": STRATEGY,
+        "shard_size": SHARD_SIZE,
+        "fmt": "npz",
+        "seed": 4,
+        "include_originals": False,
+    }
+    settings.update(options)
     return generate_dataset(bundle, data, out, progress=False, **settings)
 
 
@@ -135,6 +144,8 @@ CHANGES: dict[str, dict[str, Any]] = {
     "filter_threshold": {"filter_threshold": 0.5},
     "max_draw_ratio": {"filter_threshold": 0.5, "max_draw_ratio": 7},
     "synthetic_share": {"synthetic_share": 0.5},
+    "remix": {"sampler": "remix", "remix": RemixSettings(kappa=2.0)},
+    "hard_labels": {"sampler": "remix", "hard_labels": True},
 }
 FROM_THE_ENVIRONMENT = ("deepsmote_version", "provider", "libraries", "bundle", "data")
 
