@@ -352,7 +352,8 @@ def summary_markdown(
     ]
     for method, values in PAPER_TABLE_II.items():
         lines.append(f"| {method} (paper, Table II) | " + " | ".join(f"{v:.2f}" for v in values) + " |")
-    lines += ["", "Balanced test set (1000 per class), in %:", "", *_rows(groups, "balanced")]
+    balanced = next(iter(groups.values()))["protocol"]["counts"]["balanced"][0]
+    lines += ["", f"Balanced test set ({balanced} per class), in %:", "", *_rows(groups, "balanced")]
     lines += ["", "Validation split (what choices are made on), ACSA of the selected weights, in %:", ""]
     lines += ["| method | validation ACSA |", "|---|---|"]
     for generator, evaluation in groups.items():
@@ -360,7 +361,8 @@ def summary_markdown(
             lines.append(
                 f"| {_title(method, generator)} | {100 * entry['acsa'][0]:.2f} ± {100 * entry['acsa'][1]:.2f} |"
             )
-    k_used = next(iter(groups.values()))["protocol"]["k_neighbors_used"]
+    used = (g["protocol"]["k_neighbors_used"] for g in groups.values())
+    k_used = next((k for k in used if k), None)
     generators = "; ".join(
         f"{g}: {ae.arch}, loss {ae.loss}, penalty {ae.penalty}, width {ae.width}, latent {ae.latent_dim}, "
         f"{ae.epochs} epochs"
@@ -373,7 +375,7 @@ def summary_markdown(
         f"(width {classifier.width or 'default'}), {classifier.steps} Adam steps of {classifier.batch_size} images "
         f"(lr {classifier.lr:g}, cosine decay) for every method, weights selected on the validation split "
         f"({100 * preset.protocol.val_fraction:.0f}% of each class, never oversampled) by ACSA; "
-        f"k = {k_used} for every SMOTE; torch {torch.__version__}.",
+        f"k = {k_used} for every SMOTE; classifier augmentation {classifier.augment}; torch {torch.__version__}.",
     ]
     for generator, result in quality.items():
         lines += ["", f"Sample quality of the {generator} generator (mean over classes), in the feature space of a "]
