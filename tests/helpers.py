@@ -78,3 +78,13 @@ def run_python(script: str, timeout: float = 600) -> None:
     """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def cpu_session(path: Path):
+    """A plain one-thread onnxruntime CPU session of the graph at ``path``: the references' own,
+    built apart from the runtime's session factory."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])

@@ -23,7 +23,7 @@ from deepsmote.kernels.interpolate import SMALL_SIZE
 from deepsmote.kernels.knn import MEDIUM_N, SMALL_N
 from deepsmote.runtime import DeepSMOTE, read_dataset
 from golden import GOLDEN_BUNDLE
-from helpers import run_cli
+from helpers import cpu_session, run_cli
 
 K = 5
 SEED = 11
@@ -35,14 +35,6 @@ SHARD_SIZE = 20_000
 LATENT = 64
 
 
-def _session(path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def reference_synthetic(
     images: np.ndarray,
     labels: np.ndarray,
@@ -51,9 +43,9 @@ def reference_synthetic(
     k: int = K,
 ) -> dict[int, np.ndarray]:
     """Synthetic uint8 images (m, 28, 28) per class, in shard order, by the documented method."""
-    encoder = _session(GOLDEN_BUNDLE / "encoder.onnx")
+    encoder = cpu_session(GOLDEN_BUNDLE / "encoder.onnx")
     # The CPU provider runs the bundle's CPU arrangement of the decoder in fp32.
-    decoder = _session(GOLDEN_BUNDLE / "decoder_cpu.onnx")
+    decoder = cpu_session(GOLDEN_BUNDLE / "decoder_cpu.onnx")
     result = {}
     for c, new in new_counts.items():
         x = images[labels == c].astype(np.float32) / np.float32(127.5) - np.float32(1.0)

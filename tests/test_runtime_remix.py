@@ -19,6 +19,7 @@ from deepsmote.data import fmnist_mini
 from deepsmote.runtime import DeepSMOTE, InvalidInputError, read_dataset
 from deepsmote.runtime.remix import RemixSettings, remix_targets
 from golden import GOLDEN_BUNDLE
+from helpers import cpu_session
 from helpers import run_cli as _run_cli
 
 SEED = 5
@@ -34,16 +35,6 @@ def run_cli(*args: object) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def _session(name: str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(
-        (GOLDEN_BUNDLE / name).read_bytes(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
     dataset = read_dataset(fmnist_mini())
@@ -53,14 +44,14 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def codes(data) -> np.ndarray:
     images, _ = data
-    encoder = _session("encoder.onnx")
+    encoder = cpu_session(GOLDEN_BUNDLE / "encoder.onnx")
     x = (images.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[:, None]
     return np.concatenate([encoder.run(None, {"image": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
 def reference(codes, labels, settings: RemixSettings, new=NEW, shard_size=SHARD_SIZE, seed=SEED):
     """Per class, the reference's uint8 images (m, 28, 28) and targets (m, K), in shard order."""
-    decoder = _session("decoder_cpu.onnx")
+    decoder = cpu_session(GOLDEN_BUNDLE / "decoder_cpu.onnx")
     counts = np.bincount(labels)
     out = {}
     for c, total in new.items():
