@@ -285,7 +285,7 @@ def test_cli_matches_the_reference_for_each_k(data_file, data, k_and_reference, 
     strategy = "{" + ", ".join(f'"{c}": {int(np.sum(labels == c)) + n}' for c, n in BY_K.items()) + "}"
     out = tmp_path / "out"
     args = ["generate", GOLDEN_BUNDLE, data_file, "--out", out, "--format", "npz", "--strategy", strategy]
-    run_cli(*args, "--seed", SEED, "--k", k, "--shard-size", FEW_SHARD_SIZE, "--quiet")
+    run_cli(*args, "--seed", SEED, "--k", k, "--shard-size", FEW_SHARD_SIZE, "--synthetic-only", "--quiet")
     back = read_dataset(out)
     for c in BY_K:
         got = back.images[back.labels == back.classes.index(str(c))]
