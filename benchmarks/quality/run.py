@@ -21,8 +21,9 @@ A finished evaluation group whose settings and bundle are unchanged is reused (i
 holds the key and its wall time), so a stopped run restarts where it stopped.
 
 Presets: ``cpu`` (reduced widths and steps; at most an hour on 2 cores), ``paper`` (width 64,
-latent 300, ResNet-18; for a GPU) and ``smoke`` (counts divided by ten, one seed, a few steps; to
-check the script). Tables go to ``benchmarks/quality/results/<name>/`` after every finished run,
+latent 300, ResNet-18; for a GPU), ``screen`` (counts divided by four, 5 seeds, 1,000 classifier
+steps: where recipes are searched on validation) and ``smoke`` (counts divided by ten, one seed, a
+few steps; to check the script). Tables go to ``benchmarks/quality/results/<name>/`` after every finished run,
 so a stopped run leaves what it finished; data and the bundle go to ``--work``.
 
     .venv/bin/python benchmarks/quality/run.py --preset cpu
