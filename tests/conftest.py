@@ -1,6 +1,7 @@
 """Fixtures shared by the test suite: the embedded FMNIST subset and a tiny trained bundle.
 
-Other test modules depend on the names ``fmnist_mini`` and ``tiny_bundle``; keep them stable.
+Other test modules depend on the names ``fmnist_mini``, ``tiny_bundle`` and ``three_classes``; keep
+them stable.
 """
 
 from __future__ import annotations
@@ -54,3 +55,15 @@ def _one_torch_thread() -> None:
     # never imported here: runtime tests check that they run without it.
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def three_classes(fmnist_mini: Path) -> tuple:
+    """A tiny imbalanced set for the classifier tests: the embedded subset's first 24, 8 and 4 images
+    of classes 0, 1 and 2 (uint8 (36, 28, 28) and their labels)."""
+    import numpy as np
+    from deepsmote.runtime.readers import read_dataset
+
+    data = read_dataset(fmnist_mini)
+    keep = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 24), (1, 8), (2, 4))])
+    return data.images[keep], data.labels[keep]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deepsmote.data import fmnist_mini
 from deepsmote.evaluation.classifiers import (
     ClassifierConfig,
     Deferred,
@@ -17,19 +16,11 @@ from deepsmote.evaluation.classifiers import (
 from deepsmote.evaluation.protocol import DEFAULT_METHODS, METHODS, resample
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
-from deepsmote.runtime.readers import read_dataset
 from torch.nn import functional as F
 
 pytest.importorskip("imblearn", reason="the baselines need the eval extra")
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def three_classes() -> tuple[np.ndarray, np.ndarray]:
-    data = read_dataset(fmnist_mini("train"))
-    keep = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 24), (1, 8), (2, 4))])
-    return data.images[keep], data.labels[keep]
 
 
 def _state(trained) -> dict[str, torch.Tensor]:

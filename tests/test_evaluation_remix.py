@@ -6,7 +6,6 @@ import naive
 import numpy as np
 import pytest
 import torch
-from deepsmote.data import fmnist_mini
 from deepsmote.evaluation.classifiers import (
     ClassifierConfig,
     TrainingSet,
@@ -19,18 +18,10 @@ from deepsmote.evaluation.pixel_remix import pixel_remix
 from deepsmote.evaluation.protocol import METHODS, method_spec, training_sets
 from deepsmote.runtime.errors import DeepSMOTEError
 from deepsmote.runtime.pixels import to_model
-from deepsmote.runtime.readers import read_dataset
 from deepsmote.runtime.remix import RemixSettings
 from torch.nn import functional as F
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def three_classes() -> tuple[np.ndarray, np.ndarray]:
-    data = read_dataset(fmnist_mini("train"))
-    keep = np.concatenate([np.flatnonzero(data.labels == c)[:n] for c, n in ((0, 24), (1, 8), (2, 4))])
-    return data.images[keep], data.labels[keep]
 
 
 def test_pixel_remix_follows_the_documented_draws_and_rule(three_classes):

@@ -245,7 +245,8 @@ def test_api_keeps_the_sampler_unchanged_until_fit_then_refuses_a_bad_one(data, 
         DeepSMOTE(tmp_path / "no-bundle", sampler="foo").fit(*data)
     sampler = DeepSMOTE(GOLDEN_BUNDLE, sampler="foo")
     assert sampler.get_params()["sampler"] == "foo"
-    with pytest.raises(InvalidInputError, match=r"^`sampler` must be one of smote, borderline, adasyn, remix, got 'foo'$"):
+    refusal = r"^`sampler` must be one of smote, borderline, adasyn, remix, got 'foo'$"
+    with pytest.raises(InvalidInputError, match=refusal):
         sampler.fit_resample(*data)
     assert sampler.set_params(sampler="adasyn").get_params()["sampler"] == "adasyn"
     assert "sampler='adasyn'" in repr(sampler)
