@@ -34,7 +34,7 @@ from deepsmote.kernels import kneighbors_of
 
 from .errors import InvalidInputError
 
-__all__ = ["BORDERLINE_M", "SAMPLERS", "base_weights", "check_sampler", "draw_bases"]
+__all__ = ["BORDERLINE_M", "SAMPLERS", "base_weights", "check_sampler", "codes_in_data_order", "draw_bases"]
 
 SAMPLERS = ("smote", "borderline", "adasyn", "remix")
 
@@ -114,9 +114,7 @@ def base_weights(
     check_sampler(sampler)
     if sampler in ("smote", "remix"):
         return [None] * len(codes)
-    reference = np.empty((len(labels), codes[0].shape[1]), dtype=np.float32)
-    for c, class_codes in enumerate(codes):
-        reference[labels == c] = class_codes
+    reference = codes_in_data_order(codes, labels)
     wanted = BORDERLINE_M if sampler == "borderline" else k_neighbors
     weights: list[np.ndarray | None] = []
     for c, growing in enumerate(grows):
@@ -145,6 +143,15 @@ def base_weights(
             continue
         weights.append(weight / weight.sum())
     return weights
+
+
+def codes_in_data_order(codes: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Every class's codes (per class c, float32 (n_c, Z) in DATA order) as one float32 (N, Z) array
+    in DATA order: row i is sample i's code (``labels``, int (N,), gives each sample's class)."""
+    reference = np.empty((len(labels), codes[0].shape[1]), dtype=np.float32)
+    for c, class_codes in enumerate(codes):
+        reference[labels == c] = class_codes
+    return reference
 
 
 def draw_bases(rng: np.random.Generator, weights: np.ndarray, count: int) -> np.ndarray:

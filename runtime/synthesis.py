@@ -24,7 +24,7 @@ from deepsmote.kernels.knn import check_codes
 from .bundle import Bundle, Models, open_models, provider_option
 from .errors import DeepSMOTEError, InvalidInputError
 from .gate import DEFAULT_MAX_DRAW_RATIO, gate_shard
-from .latent_samplers import base_weights, check_sampler
+from .latent_samplers import base_weights, check_sampler, codes_in_data_order
 from .layout import ImageLayout
 from .mixing import draw_repeats
 from .plan import Draws, Shard, ShardPlan, Unit, draw_shard, plan_shards
@@ -440,10 +440,8 @@ class Synthesizer:
                 labels[m] = c
             grows = [fitted is not None for fitted in latents]
             if sampler == "remix":
-                reference = np.empty((len(labels), codes[0].shape[1]), dtype=np.float32)
-                for c, m in enumerate(members):
-                    reference[m] = codes[c]
                 settings = remix or RemixSettings()
+                reference = codes_in_data_order(codes, labels)
                 pool = remix_pool(reference, labels, len(members), np.asarray(grows), k_neighbors, settings)
             weighing = settings.base if sampler == "remix" else sampler
             weights = base_weights(weighing, list(codes), labels, grows, k_neighbors, class_names)
